@@ -1,0 +1,58 @@
+# agent-platform: `make run` starts the platform, `make test` runs every test.
+# Each set-up target is idempotent and quiet when everything is already in place.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+NODE_MODULES_STAMP := node_modules/.package-lock.json
+
+# Test steps run in order by `make test`; add a target and list it here.
+TEST_STEPS := test-vitest
+
+.PHONY: help deps build docker services images run test $(TEST_STEPS) clean
+
+help:
+	@echo "make run       install, build, set up Docker and images, start the platform"
+	@echo "make test      install, build, set up Docker, services and images, run every test"
+	@echo "make deps | build | docker | services | images | clean"
+
+# npm writes node_modules/.package-lock.json on every install, so it is the stamp that the
+# installed tree matches package-lock.json.
+deps: $(NODE_MODULES_STAMP)
+	@:
+$(NODE_MODULES_STAMP): package-lock.json
+	@echo "==> deps: npm ci"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+build: deps
+	@echo "==> build: tsc"
+	@npm run --silent build
+
+docker:
+	@echo "==> docker"
+	@scripts/ensure-docker.sh
+	@scripts/ensure-gvisor.sh
+
+services:
+	@echo "==> services: postgresql, redis"
+	@scripts/ensure-services.sh
+
+images: docker
+	@echo "==> images"
+	@scripts/build-images.sh
+
+run: deps build docker images
+	@echo "==> run: agent-platform serve"
+	node bin/agent-platform.js serve
+
+test: deps build docker services images
+	@$(MAKE) --no-print-directory $(TEST_STEPS)
+
+test-vitest:
+	@echo "==> test: vitest"
+	@npx vitest run
+
+clean:
+	@echo "==> clean: dist/ .images/"
+	@rm -rf dist .images

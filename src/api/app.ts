@@ -1,0 +1,54 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import swaggerUi from '@fastify/swagger-ui';
+import { randomUUID } from 'node:crypto';
+import type { Logger as PinoLogger } from 'pino';
+import { NotFoundError } from '../domain/errors.js';
+import { handleError } from './error-handler.js';
+import { RouteRegistry, type Authenticator } from './route-registry.js';
+
+export interface AppOptions {
+  logger: PinoLogger;
+  bodyLimitBytes: number;
+  authenticate: Authenticator;
+}
+
+/**
+ * The Fastify instance with error mapping, request ids, OpenAPI at /openapi.json and
+ * Swagger UI at /docs. Routes are added through the returned registry; call
+ * `finish()` after the last one so the OpenAPI document includes them all.
+ */
+export async function createApp(opts: AppOptions): Promise<{ app: FastifyInstance; routes: RouteRegistry; finish: () => Promise<void> }> {
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    bodyLimit: opts.bodyLimitBytes,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
+    },
+    requestIdHeader: false,
+    disableRequestLogging: true,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+  app.addHook('onSend', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler(async (request) => {
+    throw new NotFoundError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}; see /openapi.json`);
+  });
+  const routes = new RouteRegistry(app, opts.authenticate);
+
+  const finish = async (): Promise<void> => {
+    const doc = routes.openapi({ title: 'agent-platform', version: '1' });
+    app.get('/openapi.json', async () => doc);
+    // @fastify/swagger-ui reads the document from a `swagger()` decorator that
+    // @fastify/swagger would add; we already have the document, so provide it directly.
+    await app.register(fp(async (f) => void f.decorate('swagger', () => doc), { name: '@fastify/swagger' }));
+    await app.register(swaggerUi, { routePrefix: '/docs' });
+  };
+  return { app, routes, finish };
+}

@@ -1,0 +1,33 @@
+import { z } from 'zod';
+
+/** The one error shape every endpoint returns. */
+export const ErrorResponse = z
+  .object({
+    error: z.object({
+      code: z.string().meta({ description: 'Stable machine-readable code, e.g. AGENT_NOT_FOUND' }),
+      message: z.string().meta({ description: 'What went wrong and what to fix' }),
+      details: z.unknown().optional(),
+      requestId: z.string().optional(),
+    }),
+  })
+  .meta({ id: 'Error' });
+
+export const LabelKey = z
+  .string()
+  .max(253)
+  .regex(/^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/, 'must be a label key like "team" or "example.com/team"');
+export const LabelValue = z
+  .string()
+  .max(63)
+  .regex(/^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/, 'must be at most 63 characters of letters, digits, "-", "_" or "." and start and end with a letter or digit');
+export const Labels = z.record(LabelKey, LabelValue).meta({ description: 'Key/value labels, Kubernetes syntax' });
+
+export const Id = z.string().regex(/^[a-z0-9]{8,40}$/, 'must be an id as returned by the API');
+
+/** Matches a positive integer in a query string. */
+export const QueryInt = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));

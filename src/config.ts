@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import path from 'node:path';
+
+/**
+ * All configuration, parsed once from the environment into a frozen object.
+ * A bad value stops the start with a message naming the variable.
+ */
+const Env = z.object({
+  AGENT_PLATFORM_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  AGENT_PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
+  AGENT_PLATFORM_DATA_DIR: z.string().min(1).default('./data'),
+  AGENT_PLATFORM_DATABASE_URL: z.string().optional(),
+  AGENT_PLATFORM_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  AGENT_PLATFORM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  AGENT_PLATFORM_RESYNC_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
+  AGENT_PLATFORM_RECONCILE_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+  AGENT_PLATFORM_START_TIMEOUT_MS: z.coerce.number().int().min(1000).default(120_000),
+  AGENT_PLATFORM_STOP_TIMEOUT_MS: z.coerce.number().int().min(1000).default(60_000),
+  AGENT_PLATFORM_DELETE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(120_000),
+  AGENT_PLATFORM_STOP_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+  AGENT_PLATFORM_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  AGENT_PLATFORM_EVENT_RETENTION_MS: z.coerce.number().int().min(1000).default(7 * 24 * 3600_000),
+  AGENT_PLATFORM_DEFAULT_CPU: z.string().default('100m'),
+  AGENT_PLATFORM_DEFAULT_MEMORY: z.string().default('128Mi'),
+  AGENT_PLATFORM_PIDS_LIMIT: z.coerce.number().int().min(8).default(256),
+  AGENT_PLATFORM_TMP_SIZE_MIB: z.coerce.number().int().min(1).default(64),
+  AGENT_PLATFORM_DATA_SIZE_MIB: z.coerce.number().int().min(1).default(256),
+  AGENT_PLATFORM_NODE_NAME: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/).default('local'),
+  DOCKER_HOST: z.string().optional(),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl?: string | undefined;
+  adminToken?: string | undefined;
+  logLevel: string;
+  resyncIntervalMs: number;
+  reconcileConcurrency: number;
+  startTimeoutMs: number;
+  stopTimeoutMs: number;
+  deleteTimeoutMs: number;
+  stopGraceMs: number;
+  bodyLimitBytes: number;
+  eventRetentionMs: number;
+  defaultCpu: string;
+  defaultMemory: string;
+  pidsLimit: number;
+  tmpSizeMiB: number;
+  dataSizeMiB: number;
+  nodeName: string;
+  dockerHost?: string | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<Config> = {}): Readonly<Config> {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = Env.safeParse(cleaned);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ConfigError(`invalid configuration: ${problems}`);
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    port: e.AGENT_PLATFORM_PORT,
+    host: e.AGENT_PLATFORM_HOST,
+    dataDir: path.resolve(e.AGENT_PLATFORM_DATA_DIR),
+    databaseUrl: e.AGENT_PLATFORM_DATABASE_URL,
+    adminToken: e.AGENT_PLATFORM_ADMIN_TOKEN,
+    logLevel: e.AGENT_PLATFORM_LOG_LEVEL,
+    resyncIntervalMs: e.AGENT_PLATFORM_RESYNC_INTERVAL_MS,
+    reconcileConcurrency: e.AGENT_PLATFORM_RECONCILE_CONCURRENCY,
+    startTimeoutMs: e.AGENT_PLATFORM_START_TIMEOUT_MS,
+    stopTimeoutMs: e.AGENT_PLATFORM_STOP_TIMEOUT_MS,
+    deleteTimeoutMs: e.AGENT_PLATFORM_DELETE_TIMEOUT_MS,
+    stopGraceMs: e.AGENT_PLATFORM_STOP_GRACE_MS,
+    bodyLimitBytes: e.AGENT_PLATFORM_BODY_LIMIT_BYTES,
+    eventRetentionMs: e.AGENT_PLATFORM_EVENT_RETENTION_MS,
+    defaultCpu: e.AGENT_PLATFORM_DEFAULT_CPU,
+    defaultMemory: e.AGENT_PLATFORM_DEFAULT_MEMORY,
+    pidsLimit: e.AGENT_PLATFORM_PIDS_LIMIT,
+    tmpSizeMiB: e.AGENT_PLATFORM_TMP_SIZE_MIB,
+    dataSizeMiB: e.AGENT_PLATFORM_DATA_SIZE_MIB,
+    nodeName: e.AGENT_PLATFORM_NODE_NAME,
+    dockerHost: e.DOCKER_HOST,
+    ...overrides,
+  });
+}

@@ -1,0 +1,288 @@
+import type { Agent, AgentStatus } from '../domain/agent.js';
+import { isTerminal } from '../domain/agent.js';
+import type { Clock } from '../domain/clock.js';
+import { VersionConflictError } from '../domain/errors.js';
+import type { Logger } from '../domain/logger.js';
+import type { Bus } from '../bus/bus.js';
+import type { Store } from '../store/store.js';
+import { ImageNotFoundError, containerName, type ContainerSpec, type ObservedContainer, type Runtime } from '../runtime/runtime.js';
+import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
+import { decide, type Decision, type DecisionConfig, type DecisionEvent } from './agent-decision.js';
+import type { Placer } from './placer.js';
+import type { EventRecorder } from './event-recorder.js';
+
+export interface ContainerDefaults {
+  pidsLimit: number;
+  tmpSizeMiB: number;
+  dataSizeMiB: number;
+}
+
+export interface AgentControllerDeps {
+  store: Store;
+  bus: Bus;
+  clock: Clock;
+  logger: Logger;
+  runtimes: RuntimeRegistry;
+  placer: Placer;
+  events: EventRecorder;
+  decision: DecisionConfig;
+  containers: ContainerDefaults;
+  /** Concurrent reconciles. */
+  concurrency: number;
+  resyncIntervalMs: number;
+}
+
+/** Retry delay after an unexpected error in a reconcile: 100 ms doubling to 30 s. */
+const errorBackoffMs = (failures: number): number => Math.min(30_000, 100 * 2 ** Math.min(failures, 10));
+
+/**
+ * Executes decisions from agent-decision.ts against the store and the runtimes.
+ * Keys come from the Bus: API writes, runtime events and a periodic resync, so a
+ * missed event only delays convergence by one resync interval.
+ */
+export class AgentController {
+  private readonly failures = new Map<string, number>();
+  private abort = new AbortController();
+
+  constructor(private readonly d: AgentControllerDeps) {}
+
+  start(): void {
+    const signal = this.abort.signal;
+    this.d.bus.consume((key, sig) => this.reconcileKey(key, sig), this.d.concurrency, signal);
+    for (const runtime of this.d.runtimes.all()) {
+      runtime.watch((ev) => this.d.bus.enqueue(ev.agentId), signal);
+    }
+    void this.resyncLoop(signal);
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+  }
+
+  /** One full pass: every live agent is queued and orphan containers are removed. */
+  async resync(signal?: AbortSignal): Promise<void> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.d.store.listAgents({ phase: ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'], limit: 1000, cursor });
+      for (const a of page.items) this.d.bus.enqueue(a.id);
+      cursor = page.nextCursor;
+    } while (cursor && !signal?.aborted);
+    for (const runtime of this.d.runtimes.all()) {
+      if (signal?.aborted) return;
+      await this.sweepOrphans(runtime, signal).catch((err: unknown) => this.d.logger.warn({ err, node: runtime.nodeId }, 'orphan sweep failed'));
+    }
+  }
+
+  private async resyncLoop(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.resync(signal);
+      } catch (err) {
+        this.d.logger.warn({ err }, 'resync failed');
+      }
+      await sleep(this.d.resyncIntervalMs, signal);
+    }
+  }
+
+  /**
+   * Removes containers whose agent no longer exists or belongs to another node, and
+   * queues agents whose container runs although the agent is finished. Containers are
+   * listed before agents are read: an agent record always exists before its container,
+   * so a container without a record is truly orphaned.
+   */
+  private async sweepOrphans(runtime: Runtime, signal?: AbortSignal): Promise<void> {
+    const containers = await runtime.list(signal);
+    for (const c of containers) {
+      const agent = await this.d.store.getAgent(c.agentId);
+      if (!agent || (agent.status.node !== undefined && agent.status.node !== runtime.nodeId)) {
+        this.d.logger.info({ agentId: c.agentId, containerId: c.containerId, node: runtime.nodeId }, 'removing orphan container');
+        await runtime.remove(c.containerId, signal);
+      } else if (c.state === 'running' && isTerminal(agent.status.phase)) {
+        this.d.bus.enqueue(agent.id);
+      }
+    }
+  }
+
+  private async reconcileKey(agentId: string, signal: AbortSignal): Promise<void> {
+    try {
+      const requeueAfterMs = await this.reconcile(agentId, signal);
+      this.failures.delete(agentId);
+      if (requeueAfterMs !== undefined) this.d.bus.enqueue(agentId, requeueAfterMs);
+    } catch (err) {
+      if (err instanceof VersionConflictError) {
+        this.d.bus.enqueue(agentId);
+        return;
+      }
+      const n = (this.failures.get(agentId) ?? 0) + 1;
+      this.failures.set(agentId, n);
+      this.d.logger.warn({ err, agentId, failures: n }, 'reconcile failed; will retry');
+      this.d.bus.enqueue(agentId, errorBackoffMs(n));
+    }
+  }
+
+  /** Reconciles one agent; returns when to look again (undefined: only on events). */
+  async reconcile(agentId: string, signal?: AbortSignal): Promise<number | undefined> {
+    const agent = await this.d.store.getAgent(agentId);
+    if (!agent) return undefined;
+    const log = this.d.logger.child({ agentId, node: agent.status.node });
+    const runtime = agent.status.node ? this.d.runtimes.get(agent.status.node) : undefined;
+    let observed: ObservedContainer | undefined | 'unreachable';
+    if (!agent.status.node) observed = undefined;
+    else if (!runtime) observed = 'unreachable';
+    else {
+      try {
+        observed = await runtime.inspect(agent.status.containerId ?? containerName(agent.id), signal);
+      } catch (err) {
+        log.warn({ err }, 'runtime did not answer inspect');
+        observed = 'unreachable';
+      }
+    }
+    const now = this.d.clock.now();
+    const decision = decide(agent, observed, now, this.d.decision);
+    return this.execute(agent, decision, runtime, log, signal);
+  }
+
+  private async execute(agent: Agent, decision: Decision, runtime: Runtime | undefined, log: Logger, signal?: AbortSignal): Promise<number | undefined> {
+    let current = agent;
+    // Status first, then act: if we crash in between, the next pass sees the recorded
+    // intent and the real container and does the rest.
+    if (decision.status) current = await this.writeStatus(current, decision.status, decision.events);
+    else await this.emit(current, decision.events);
+
+    for (const action of decision.actions) {
+      switch (action.type) {
+        case 'schedule':
+          return this.schedule(current, signal);
+        case 'createAndStart':
+        case 'start': {
+          if (!runtime) return 1_000;
+          try {
+            let containerId = current.status.containerId;
+            if (action.type === 'createAndStart' || !containerId) {
+              containerId = await runtime.create(this.containerSpec(current), signal);
+            }
+            await runtime.start(containerId, signal);
+            const now = this.d.clock.now();
+            current = await this.writeStatus(
+              current,
+              { ...current.status, phase: 'Running', reason: 'Started', message: `running on node ${current.status.node}`, containerId, startedAt: now, phaseSince: now, finishedAt: undefined, nextAttemptAt: undefined },
+              [{ type: 'Normal', reason: 'Started', message: `container ${containerId.slice(0, 12)} started on node ${current.status.node}` }],
+            );
+            log.info({ containerId }, 'agent running');
+            return current.spec.timeoutSeconds !== undefined ? current.spec.timeoutSeconds * 1000 : undefined;
+          } catch (err) {
+            if (err instanceof ImageNotFoundError) {
+              const now = this.d.clock.now();
+              await this.writeStatus(current, { ...current.status, phase: 'Failed', reason: 'ImageNotFound', message: err.message, finishedAt: now, phaseSince: now }, [
+                { type: 'Warning', reason: 'ImageNotFound', message: err.message },
+              ]);
+              this.d.placer.release(current.id);
+              return undefined;
+            }
+            throw err;
+          }
+        }
+        case 'stop':
+          if (runtime && current.status.containerId) await runtime.stop(current.status.containerId, action.graceMs, signal);
+          else if (runtime) await runtime.stop(containerName(current.id), action.graceMs, signal);
+          break;
+        case 'remove':
+          if (runtime) await runtime.remove(current.status.containerId ?? containerName(current.id), signal);
+          break;
+        case 'deleteRecord':
+          await this.d.store.deleteAgent(current.id);
+          this.d.placer.release(current.id);
+          await this.d.events.record({ tenantId: current.tenantId, objectKind: 'Agent', objectId: current.id, type: 'Normal', reason: 'Deleted', message: `agent ${current.name} deleted` });
+          log.info({}, 'agent deleted');
+          return undefined;
+      }
+    }
+    if (isTerminal(current.status.phase)) this.d.placer.release(current.id);
+    return decision.requeueAfterMs;
+  }
+
+  private async schedule(agent: Agent, signal?: AbortSignal): Promise<number | undefined> {
+    const placement = await this.d.placer.place(agent, signal);
+    const now = this.d.clock.now();
+    if (!placement.ok) {
+      if (agent.status.reason !== placement.reason || agent.status.message !== placement.message) {
+        await this.writeStatus(agent, { ...agent.status, reason: placement.reason, message: placement.message }, [
+          { type: 'Warning', reason: 'FailedScheduling', message: placement.message, data: placement.data },
+        ]);
+      }
+      // Capacity changes also requeue waiting agents; this is only the fallback.
+      return 5_000;
+    }
+    try {
+      await this.writeStatus(agent, { ...agent.status, node: placement.nodeId, gpuIds: placement.gpuIds.length ? placement.gpuIds : undefined, reason: 'Scheduled', message: placement.message, phaseSince: now }, [
+        { type: 'Normal', reason: 'Scheduled', message: placement.message, data: placement.data },
+      ]);
+    } catch (err) {
+      this.d.placer.release(agent.id);
+      throw err;
+    }
+    // Go straight on to create the container: no need to wait for another pass.
+    return this.reconcile(agent.id, signal);
+  }
+
+  private containerSpec(agent: Agent): ContainerSpec {
+    const r = agent.spec.resources;
+    const gpuDeviceIds = agent.status.gpuIds ?? [];
+    return {
+      agentId: agent.id,
+      tenantId: agent.tenantId,
+      name: agent.name,
+      image: agent.spec.image,
+      command: agent.spec.command,
+      args: agent.spec.args,
+      env: { AGENT_ID: agent.id, AGENT_NAME: agent.name, ...agent.spec.env },
+      workingDir: agent.spec.workingDir,
+      cpuLimitMillicores: r.cpuLimitMillicores,
+      cpuRequestMillicores: r.cpuMillicores,
+      memoryLimitMiB: r.memoryLimitMiB,
+      pidsLimit: this.d.containers.pidsLimit,
+      tmpSizeMiB: this.d.containers.tmpSizeMiB,
+      dataSizeMiB: this.d.containers.dataSizeMiB,
+      gpuDeviceIds,
+      labels: agent.labels,
+    };
+  }
+
+  private async writeStatus(agent: Agent, status: AgentStatus, events: DecisionEvent[]): Promise<Agent> {
+    const updated = await this.d.store.updateAgent(agent.id, agent.version, { status, updatedAt: this.d.clock.now() });
+    await this.emit(updated, events);
+    if (status.phase !== agent.status.phase) {
+      this.d.bus.publish({
+        id: 0,
+        tenantId: agent.tenantId,
+        objectKind: 'Agent',
+        objectId: agent.id,
+        type: 'Normal',
+        reason: 'PhaseChanged',
+        message: `${agent.status.phase} -> ${status.phase}`,
+        data: { from: agent.status.phase, to: status.phase },
+        time: this.d.clock.now(),
+      });
+    }
+    return updated;
+  }
+
+  private async emit(agent: Agent, events: DecisionEvent[]): Promise<void> {
+    for (const e of events) {
+      await this.d.events.record({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: e.type, reason: e.reason, message: e.message, data: e.data });
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    t.unref();
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,99 @@
+import type { NodeAffinity, TopologySpreadConstraint } from './affinity.js';
+
+/**
+ * The Agent aggregate: what the user asked for (spec + desired state) and what the
+ * platform observed (status). Integers in base units throughout: millicores, MiB.
+ */
+
+export const PHASES = ['Pending', 'Starting', 'Running', 'Succeeded', 'Failed', 'Stopping', 'Stopped', 'Deleting'] as const;
+export type Phase = (typeof PHASES)[number];
+
+export const RESTART_POLICIES = ['Never', 'OnFailure', 'Always'] as const;
+export type RestartPolicy = (typeof RESTART_POLICIES)[number];
+
+export const SCHEDULING_POLICIES = ['spread', 'pack', 'balanced'] as const;
+export type SchedulingPolicy = (typeof SCHEDULING_POLICIES)[number];
+
+/** What the user wants: keep it running, keep it stopped, or make it go away. */
+export type DesiredState = 'running' | 'stopped' | 'deleted';
+
+export interface Resources {
+  /** CPU request in millicores. */
+  cpuMillicores: number;
+  /** Memory request in MiB. */
+  memoryMiB: number;
+  /** Whole GPU devices. */
+  gpu: number;
+  /** CPU limit in millicores; defaults to the request. */
+  cpuLimitMillicores: number;
+  /** Memory limit in MiB; defaults to the request. */
+  memoryLimitMiB: number;
+}
+
+export interface Toleration {
+  key?: string | undefined;
+  operator?: 'Equal' | 'Exists' | undefined;
+  value?: string | undefined;
+  effect?: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute' | undefined;
+}
+
+export interface AgentSpec {
+  image: string;
+  command: string[];
+  args: string[];
+  /** Plain values only here; secret references are resolved by the secrets feature. */
+  env: Record<string, string>;
+  workingDir?: string | undefined;
+  resources: Resources;
+  restartPolicy: RestartPolicy;
+  schedulingPolicy: SchedulingPolicy;
+  /** Higher first when several agents wait for room. */
+  priority: number;
+  nodeSelector: Record<string, string>;
+  tolerations: Toleration[];
+  /** Required and preferred node affinity; absent means any node. */
+  affinity?: NodeAffinity | undefined;
+  /** Spread constraints over node label domains; see TopologySpreadConstraint. */
+  topologySpread?: TopologySpreadConstraint[] | undefined;
+  /** Stop the agent once it has run this long (Failed, reason DeadlineExceeded). */
+  timeoutSeconds?: number | undefined;
+}
+
+export interface AgentStatus {
+  phase: Phase;
+  /** Machine-readable, CamelCase (e.g. OOMKilled, CrashLoopBackOff, ImageNotFound). */
+  reason?: string | undefined;
+  message?: string | undefined;
+  node?: string | undefined;
+  containerId?: string | undefined;
+  /** GPU device ids granted on the node. */
+  gpuIds?: string[] | undefined;
+  exitCode?: number | undefined;
+  restarts: number;
+  /** When the current phase was entered (ms epoch); deadlines count from here. */
+  phaseSince: number;
+  startedAt?: number | undefined;
+  finishedAt?: number | undefined;
+  /** While in backoff: when the next start may happen (ms epoch). */
+  nextAttemptAt?: number | undefined;
+}
+
+export interface Agent {
+  id: string;
+  tenantId: string;
+  name: string;
+  labels: Record<string, string>;
+  spec: AgentSpec;
+  desired: DesiredState;
+  status: AgentStatus;
+  createdAt: number;
+  updatedAt: number;
+  /** Optimistic concurrency: every update must name the version it read. */
+  version: number;
+}
+
+export const TERMINAL_PHASES: ReadonlySet<Phase> = new Set(['Succeeded', 'Failed', 'Stopped']);
+/** Phases that must not last forever; past their deadline the agent fails. */
+export const TRANSITIONAL_PHASES: ReadonlySet<Phase> = new Set(['Starting', 'Stopping', 'Deleting']);
+
+export const isTerminal = (phase: Phase): boolean => TERMINAL_PHASES.has(phase);

@@ -1,0 +1,47 @@
+import { Command } from 'commander';
+import { loadConfig, ConfigError } from './config.js';
+import { buildPlatform } from './platform.js';
+
+/** `agent-platform serve`: wiring and signal handling only. */
+const program = new Command('agent-platform').description('agent-platform control plane');
+
+program
+  .command('serve')
+  .description('start the API server and controllers (config from AGENT_PLATFORM_* environment variables)')
+  .action(async () => {
+    let config;
+    try {
+      config = loadConfig();
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`agent-platform: ${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    const platform = await buildPlatform(config);
+    if (platform.generatedAdminToken) {
+      process.stderr.write(
+        `\n  Generated admin token (shown once, stored hashed):\n\n    export AGENT_PLATFORM_ADMIN_TOKEN=${platform.generatedAdminToken}\n\n`,
+      );
+    }
+    const address = await platform.start();
+    process.stderr.write(`agent-platform listening on ${address} (store: ${platform.store.kind}, nodes: ${platform.runtimes.all().map((r) => `${r.nodeId}/${r.driver}`).join(', ')})\n`);
+    let closing = false;
+    const shutdown = (signal: string): void => {
+      if (closing) process.exit(1);
+      closing = true;
+      process.stderr.write(`agent-platform: ${signal}, shutting down\n`);
+      platform.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.on('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`agent-platform: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});

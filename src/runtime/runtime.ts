@@ -1,0 +1,134 @@
+/**
+ * A place agents run: one Docker host, a Kubernetes cluster, or simulated nodes.
+ * Adapters: docker (dockerode), kubernetes, simulated. No driver type crosses this
+ * interface. Every adapter passes test/conformance/runtime-conformance.ts.
+ *
+ * Containers are named deterministically from the agent id (`containerName`), so a
+ * create that is retried after a crash finds the existing container instead of
+ * making a second one; and labelled with the agent id, so after a restart of the
+ * control plane `list()` finds every container the platform owns.
+ */
+
+export const AGENT_ID_LABEL = 'io.agent-platform.agent-id';
+export const TENANT_LABEL = 'io.agent-platform.tenant';
+export const MANAGED_LABEL = 'io.agent-platform.managed';
+
+export interface ContainerSpec {
+  agentId: string;
+  tenantId: string;
+  name: string;
+  image: string;
+  command: string[];
+  args: string[];
+  env: Record<string, string>;
+  workingDir?: string | undefined;
+  /** CPU limit in millicores (becomes NanoCpus / CFS quota). */
+  cpuLimitMillicores: number;
+  /** CPU request in millicores (becomes cpu shares). */
+  cpuRequestMillicores: number;
+  memoryLimitMiB: number;
+  pidsLimit: number;
+  /** Size cap of the tmpfs at /tmp. */
+  tmpSizeMiB: number;
+  /** Size cap of the writable /data (tmpfs on Docker). */
+  dataSizeMiB: number;
+  /** GPU device ids granted on this node (empty: none). */
+  gpuDeviceIds: string[];
+  labels: Record<string, string>;
+}
+
+export type ContainerState = 'created' | 'running' | 'exited' | 'dead' | 'paused' | 'restarting' | 'removing';
+
+export interface ObservedContainer {
+  containerId: string;
+  /** From the agent-id label. */
+  agentId: string;
+  state: ContainerState;
+  exitCode?: number | undefined;
+  oomKilled: boolean;
+  /** Error text the runtime reported for the last start, if any. */
+  error?: string | undefined;
+  startedAt?: number | undefined;
+  finishedAt?: number | undefined;
+}
+
+export interface RuntimeEvent {
+  /** Normalised action: the container started, ended, was OOM-killed or removed. */
+  action: 'start' | 'die' | 'oom' | 'destroy' | 'create' | 'stop';
+  containerId: string;
+  agentId: string;
+  time: number;
+}
+
+export interface NodeInfo {
+  /** CPUs the node has, in millicores. */
+  cpuMillicores: number;
+  memoryMiB: number;
+  os: string;
+  arch: string;
+  runtimeVersion: string;
+  /** Isolation classes this node offers (e.g. ["runc", "gvisor"]). */
+  isolationClasses: string[];
+}
+
+export interface LogOptions {
+  tail?: number | undefined;
+  /** Only lines at or after this time (ms epoch). */
+  sinceMs?: number | undefined;
+  follow?: boolean | undefined;
+}
+
+export interface LogLine {
+  stream: 'stdout' | 'stderr';
+  /** ms epoch, from the runtime's timestamps. */
+  time: number;
+  text: string;
+}
+
+/** Thrown by create/start when the image is not present and cannot be pulled. */
+export class ImageNotFoundError extends Error {
+  constructor(readonly image: string, detail?: string) {
+    super(`image "${image}" was not found on the node${detail ? `: ${detail}` : ''}; build or pull it first`);
+    this.name = 'ImageNotFoundError';
+  }
+}
+
+export interface Runtime {
+  /** "docker" | "kubernetes" | "simulated". */
+  readonly driver: string;
+  /** The node this runtime drives. */
+  readonly nodeId: string;
+
+  /** Resolves when the runtime answers; throws otherwise. */
+  ping(signal?: AbortSignal): Promise<void>;
+  info(signal?: AbortSignal): Promise<NodeInfo>;
+
+  /**
+   * Creates (does not start) the container for an agent. Idempotent: if a container
+   * with the agent's deterministic name exists, returns its id. Throws
+   * ImageNotFoundError when the image is missing.
+   */
+  create(spec: ContainerSpec, signal?: AbortSignal): Promise<string>;
+  /** Starts a created or exited container. Starting a running one is a no-op. */
+  start(containerId: string, signal?: AbortSignal): Promise<void>;
+  /** SIGTERM, then SIGKILL after graceMs. Stopping a stopped one is a no-op. */
+  stop(containerId: string, graceMs: number, signal?: AbortSignal): Promise<void>;
+  /** Force-removes. Removing an absent container is a no-op. */
+  remove(containerId: string, signal?: AbortSignal): Promise<void>;
+  /** undefined when the container does not exist. */
+  inspect(containerId: string, signal?: AbortSignal): Promise<ObservedContainer | undefined>;
+  /** Every container this platform manages on the node, running or not. */
+  list(signal?: AbortSignal): Promise<ObservedContainer[]>;
+  /**
+   * Calls onEvent for container events until the signal aborts. Reconnects on its
+   * own after errors; events missed while disconnected are covered by the
+   * reconciler's periodic resync.
+   */
+  watch(onEvent: (event: RuntimeEvent) => void, signal: AbortSignal): void;
+  logs(containerId: string, options: LogOptions, signal?: AbortSignal): AsyncIterable<LogLine>;
+
+  close(): Promise<void>;
+}
+
+/** Deterministic container name for an agent, so retried creates cannot duplicate. */
+export const containerName = (agentId: string): string => `ap-${agentId}`;

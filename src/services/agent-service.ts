@@ -1,0 +1,170 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Agent, AgentSpec, DesiredState, Phase } from '../domain/agent.js';
+import type { Clock } from '../domain/clock.js';
+import { agentNotFound, ConflictError, InputError, VersionConflictError } from '../domain/errors.js';
+import { parseCpuMillicores, parseMemoryMiB } from '../domain/quantity.js';
+import type { Bus } from '../bus/bus.js';
+import type { AgentFilter, AgentPage, Store } from '../store/store.js';
+import type { EventRecorder } from '../controllers/event-recorder.js';
+import type { CreateAgentRequest } from '../api/schemas/agent-schema.js';
+
+export interface Principal {
+  /** Who: "admin" for the bootstrap token, else an API key id. */
+  subject: string;
+  tenantId: string;
+  role: 'platform-admin' | 'tenant-admin' | 'member' | 'viewer';
+}
+
+export interface AgentServiceDefaults {
+  cpu: string;
+  memory: string;
+}
+
+/** Short, sortable-enough, URL-safe ids: 20 lowercase base32 characters. */
+export function newAgentId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  const bytes = randomBytes(20);
+  let out = '';
+  for (const b of bytes) out += alphabet[b & 31];
+  return out;
+}
+
+/**
+ * Use cases on agents. Records desired state only; the controller makes it so.
+ * Every method is scoped by the caller's tenant: another tenant's agent is "not found".
+ */
+export class AgentService {
+  private readonly defaultCpuMillicores: number;
+  private readonly defaultMemoryMiB: number;
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: Bus,
+    private readonly clock: Clock,
+    private readonly events: EventRecorder,
+    defaults: AgentServiceDefaults,
+  ) {
+    this.defaultCpuMillicores = parseCpuMillicores(defaults.cpu, 'AGENT_PLATFORM_DEFAULT_CPU');
+    this.defaultMemoryMiB = parseMemoryMiB(defaults.memory, 'AGENT_PLATFORM_DEFAULT_MEMORY');
+  }
+
+  toSpec(req: CreateAgentRequest): AgentSpec {
+    const r = req.resources ?? {};
+    const cpu = r.cpu ?? (r.limits?.cpu !== undefined ? Math.min(r.limits.cpu, this.defaultCpuMillicores) : this.defaultCpuMillicores);
+    const memory = r.memory ?? (r.limits?.memory !== undefined ? Math.min(r.limits.memory, this.defaultMemoryMiB) : this.defaultMemoryMiB);
+    const cpuLimit = r.limits?.cpu ?? cpu;
+    const memoryLimit = r.limits?.memory ?? memory;
+    if (cpu < 1) throw new InputError('resources.cpu: must be at least 1m', { field: 'resources.cpu' });
+    if (memory < 6) throw new InputError('resources.memory: must be at least 6Mi (Docker\'s minimum)', { field: 'resources.memory' });
+    if (cpuLimit < cpu) throw new InputError(`resources.limits.cpu (${cpuLimit}m) must not be below resources.cpu (${cpu}m)`, { field: 'resources.limits.cpu' });
+    if (memoryLimit < memory) throw new InputError(`resources.limits.memory (${memoryLimit}Mi) must not be below resources.memory (${memory}Mi)`, { field: 'resources.limits.memory' });
+    return {
+      image: req.image,
+      command: req.command ?? [],
+      args: req.args ?? [],
+      env: req.env ?? {},
+      workingDir: req.workingDir,
+      resources: { cpuMillicores: cpu, memoryMiB: memory, gpu: r.gpu ?? 0, cpuLimitMillicores: cpuLimit, memoryLimitMiB: memoryLimit },
+      restartPolicy: req.restartPolicy ?? 'Never',
+      schedulingPolicy: req.schedulingPolicy ?? 'balanced',
+      priority: req.priority ?? 0,
+      nodeSelector: req.nodeSelector ?? {},
+      tolerations: req.tolerations ?? [],
+      timeoutSeconds: req.timeoutSeconds,
+    };
+  }
+
+  async create(principal: Principal, req: CreateAgentRequest, idempotencyKey?: string, rawBody?: unknown): Promise<{ agent: Agent; created: boolean }> {
+    const spec = this.toSpec(req);
+    const now = this.clock.now();
+    const requestHash = createHash('sha256').update(JSON.stringify(rawBody ?? req)).digest('hex');
+    const { agent, created } = await this.store.createAgent(
+      {
+        id: newAgentId(),
+        tenantId: principal.tenantId,
+        name: req.name,
+        labels: req.labels ?? {},
+        spec,
+        desired: 'running',
+        status: { phase: 'Pending', reason: 'Created', message: 'waiting to be scheduled', restarts: 0, phaseSince: now },
+        createdAt: now,
+      },
+      idempotencyKey ? { key: idempotencyKey, requestHash } : undefined,
+    );
+    if (created) {
+      await this.events.record({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: 'Normal', reason: 'Created', message: `agent ${agent.name} created (image ${spec.image})` });
+    }
+    // Queue even on a replay: the first request may have died before it got this far.
+    this.bus.enqueue(agent.id);
+    return { agent, created };
+  }
+
+  async get(principal: Principal, id: string): Promise<Agent> {
+    const agent = await this.store.getAgent(id);
+    if (!agent || agent.tenantId !== principal.tenantId) throw agentNotFound(id);
+    return agent;
+  }
+
+  async list(principal: Principal, filter: Omit<AgentFilter, 'tenantId'> & { name?: string | undefined }): Promise<AgentPage> {
+    if (filter.name !== undefined) {
+      const agent = await this.store.getAgentByName(principal.tenantId, filter.name);
+      const matches = agent && (!filter.phase || filter.phase.includes(agent.status.phase));
+      return { items: matches ? [agent] : [] };
+    }
+    return this.store.listAgents({ ...filter, tenantId: principal.tenantId });
+  }
+
+  /** Sets the desired state with a compare-and-set loop; returns the updated agent. */
+  async setDesired(principal: Principal, id: string, desired: DesiredState): Promise<Agent> {
+    for (let attempt = 0; ; attempt++) {
+      const agent = await this.get(principal, id);
+      if (agent.desired === 'deleted') throw new ConflictError('AGENT_DELETING', `agent "${id}" is being deleted`, { agentId: id });
+      const now = this.clock.now();
+      let status = agent.status;
+      if (desired === 'running') {
+        if (agent.desired === 'running' && !['Stopped', 'Succeeded', 'Failed'].includes(agent.status.phase)) return agent;
+        // Start again from a finished or stopped state: back to Pending, keep node and container.
+        status = { ...agent.status, phase: 'Pending' as Phase, reason: 'StartRequested', message: 'start requested', phaseSince: now, nextAttemptAt: undefined, exitCode: undefined, finishedAt: undefined };
+      } else if (desired === 'stopped') {
+        if (agent.desired === 'stopped') return agent;
+      } else {
+        status = { ...agent.status, phase: 'Deleting', reason: 'DeleteRequested', message: 'delete requested', phaseSince: now };
+      }
+      try {
+        const updated = await this.store.updateAgent(id, agent.version, { desired, status, updatedAt: now });
+        this.bus.enqueue(id);
+        await this.events.record({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: id, type: 'Normal', reason: desired === 'running' ? 'StartRequested' : desired === 'stopped' ? 'StopRequested' : 'DeleteRequested', message: `${desired === 'deleted' ? 'delete' : desired === 'running' ? 'start' : 'stop'} requested by ${principal.subject}` });
+        return updated;
+      } catch (err) {
+        if (err instanceof VersionConflictError && attempt < 20) continue;
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Marks the agent for deletion and waits up to `waitMs` for the controller to
+   * remove container and record. Returns true when it is gone.
+   */
+  async delete(principal: Principal, id: string, waitMs: number): Promise<{ gone: boolean; agent?: Agent }> {
+    const existing = await this.get(principal, id);
+    const gone = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        unsubscribe();
+        resolve(false);
+      }, waitMs);
+      const unsubscribe = this.bus.subscribe((e) => {
+        if (e.objectId === id && e.reason === 'Deleted') {
+          clearTimeout(timer);
+          unsubscribe();
+          resolve(true);
+        }
+      });
+    });
+    const agent = existing.desired === 'deleted' ? existing : await this.setDesired(principal, id, 'deleted');
+    if (existing.desired === 'deleted') this.bus.enqueue(id);
+    if (await gone) return { gone: true };
+    const still = await this.store.getAgent(id);
+    return still ? { gone: false, agent: still } : { gone: true, agent };
+  }
+}

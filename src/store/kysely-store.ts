@@ -1,0 +1,317 @@
+import { sql, type Kysely, type Updateable } from 'kysely';
+import type { Agent } from '../domain/agent.js';
+import type { NewPlatformEvent, PlatformEvent } from '../domain/event.js';
+import { ConflictError, DomainError, InputError, UnavailableError, VersionConflictError, agentNotFound } from '../domain/errors.js';
+import { decodeAgentCursor, encodeAgentCursor } from './agent-cursor.js';
+import { MIGRATIONS, applyMigrations, type Migration } from './migrations.js';
+import { agentFromRow, eventFromRow, newAgentRow } from './row-mapping.js';
+import type { AgentsTable, Database } from './schema.js';
+import type { AgentFilter, AgentPage, AgentUpdate, CreateAgentResult, EventFilter, IdempotencyInput, NewAgent, Store } from './store.js';
+import type { StoreDialect } from './store-dialect.js';
+
+const DEFAULT_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 1000;
+/** Rounds of "key taken but its agent is gone" before createAgent gives up; see createAgent. */
+const MAX_IDEMPOTENCY_ROUNDS = 3;
+
+export interface KyselyStoreOptions {
+  /**
+   * Migrations to apply in migrate().
+   * @default MIGRATIONS
+   */
+  migrations?: readonly Migration[] | undefined;
+}
+
+/**
+ * The Store on any SQL database Kysely speaks. All queries and semantics live
+ * here; a StoreDialect supplies only what differs between databases. Errors:
+ * expected cases become domain errors; a database that cannot be reached becomes
+ * UnavailableError(STORE_UNAVAILABLE); anything else is a bug and passes through.
+ */
+export class KyselyStore implements Store {
+  readonly kind: string;
+  readonly #dialect: StoreDialect;
+  readonly #db: Kysely<Database>;
+  readonly #migrations: readonly Migration[];
+  #closed = false;
+
+  constructor(dialect: StoreDialect, options: KyselyStoreOptions = {}) {
+    this.#dialect = dialect;
+    this.#db = dialect.db;
+    this.kind = dialect.kind;
+    this.#migrations = options.migrations ?? MIGRATIONS;
+  }
+
+  async migrate(): Promise<void> {
+    await this.#guard(() => applyMigrations(this.#dialect, this.#migrations));
+  }
+
+  async ping(): Promise<void> {
+    if (this.#closed) throw this.#unavailable('the store is closed');
+    try {
+      await sql`select 1`.execute(this.#db);
+    } catch (err) {
+      // Whatever the reason, a failed ping means "not usable right now".
+      throw this.#unavailable(errorMessage(err), err);
+    }
+  }
+
+  createAgent(agent: NewAgent, idempotency?: IdempotencyInput): Promise<CreateAgentResult> {
+    return this.#guard(async () => {
+      const row = newAgentRow(agent);
+      if (!idempotency) {
+        await this.#insertAgent(this.#db, row);
+        return { agent: agentFromRow(row), created: true };
+      }
+      return this.#writeTransaction(async (trx) => {
+        const keyWhere = { tenantId: agent.tenantId, key: idempotency.key };
+        for (let round = 1; ; round++) {
+          // Claim the key first. On PostgreSQL a concurrent claimant blocks here until
+          // the first transaction ends, then sees its committed row: so concurrent
+          // calls with one key create one agent, and a retry of a request whose name
+          // is now taken (by itself) returns the agent instead of AGENT_NAME_TAKEN.
+          const claim = await trx
+            .insertInto('idempotency_keys')
+            .values({
+              tenant_id: agent.tenantId,
+              key: idempotency.key,
+              request_hash: idempotency.requestHash,
+              agent_id: agent.id,
+              created_at: agent.createdAt,
+            })
+            .onConflict((oc) => oc.columns(['tenant_id', 'key']).doNothing())
+            .executeTakeFirst();
+          if (Number(claim.numInsertedOrUpdatedRows ?? 0n) > 0) {
+            await this.#insertAgent(trx, row);
+            return { agent: agentFromRow(row), created: true };
+          }
+          const held = await trx
+            .selectFrom('idempotency_keys')
+            .select(['request_hash', 'agent_id'])
+            .where('tenant_id', '=', keyWhere.tenantId)
+            .where('key', '=', keyWhere.key)
+            .executeTakeFirst();
+          if (held) {
+            if (held.request_hash !== idempotency.requestHash) {
+              throw new ConflictError(
+                'IDEMPOTENCY_KEY_REUSED',
+                `idempotency key "${idempotency.key}" was already used for a different request; use a new key`,
+                { tenantId: agent.tenantId, idempotencyKey: idempotency.key, agentId: held.agent_id },
+              );
+            }
+            const existing = await trx.selectFrom('agents').selectAll().where('id', '=', held.agent_id).executeTakeFirst();
+            if (existing) return { agent: agentFromRow(existing), created: false };
+            // The key outlived its agent (deleteAgent removes keys, so only a crash or a
+            // manual delete gets here): release it and create anew.
+            await trx.deleteFrom('idempotency_keys').where('tenant_id', '=', keyWhere.tenantId).where('key', '=', keyWhere.key).execute();
+          }
+          // held === undefined: the holder was deleted between our two statements.
+          if (round >= MAX_IDEMPOTENCY_ROUNDS) {
+            throw new ConflictError('IDEMPOTENCY_KEY_CONTENDED', `idempotency key "${idempotency.key}" is changing concurrently; retry the request`, keyWhere);
+          }
+        }
+      });
+    });
+  }
+
+  getAgent(id: string): Promise<Agent | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? agentFromRow(row) : undefined;
+    });
+  }
+
+  getAgentByName(tenantId: string, name: string): Promise<Agent | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('agents').selectAll().where('tenant_id', '=', tenantId).where('name', '=', name).executeTakeFirst();
+      return row ? agentFromRow(row) : undefined;
+    });
+  }
+
+  listAgents(filter: AgentFilter = {}): Promise<AgentPage> {
+    return this.#guard(async () => {
+      const limit = pageSize(filter.limit);
+      const after = filter.cursor !== undefined ? decodeAgentCursor(filter.cursor) : undefined;
+      let query = this.#db.selectFrom('agents').selectAll();
+      if (filter.tenantId !== undefined) query = query.where('tenant_id', '=', filter.tenantId);
+      // An empty list filters nothing, like an absent one: "?phase=" means "any phase".
+      if (filter.phase?.length) query = query.where('phase', 'in', filter.phase);
+      if (filter.desired?.length) query = query.where('desired', 'in', filter.desired);
+      if (filter.node !== undefined) query = query.where('node', '=', filter.node);
+      if (filter.labels && Object.keys(filter.labels).length > 0) query = query.where(this.#dialect.labelsMatch(filter.labels));
+      if (after) query = query.where(({ eb, refTuple, tuple }) => eb(refTuple('created_at', 'id'), '>', tuple(after.createdAt, after.id)));
+      // One row more than asked tells whether another page exists without a count query.
+      const rows = await query.orderBy('created_at').orderBy('id').limit(limit + 1).execute();
+      const items = rows.slice(0, limit).map(agentFromRow);
+      const last = items[items.length - 1];
+      return rows.length > limit && last ? { items, nextCursor: encodeAgentCursor({ createdAt: last.createdAt, id: last.id }) } : { items };
+    });
+  }
+
+  updateAgent(id: string, expectedVersion: number, update: AgentUpdate): Promise<Agent> {
+    return this.#guard(async () => {
+      const set: Updateable<AgentsTable> = { updated_at: update.updatedAt };
+      if (update.desired !== undefined) set.desired = update.desired;
+      if (update.labels !== undefined) set.labels = JSON.stringify(update.labels);
+      if (update.spec !== undefined) set.spec = JSON.stringify(update.spec);
+      if (update.status !== undefined) {
+        set.status = JSON.stringify(update.status);
+        set.phase = update.status.phase;
+        set.node = update.status.node ?? null;
+      }
+      // One statement is the compare-and-set: no transaction, no lock held across awaits.
+      const row = await this.#db
+        .updateTable('agents')
+        .set((eb) => ({ ...set, version: eb('version', '+', 1) }))
+        .where('id', '=', id)
+        .where('version', '=', expectedVersion)
+        .returningAll()
+        .executeTakeFirst();
+      if (row) return agentFromRow(row);
+      const current = await this.#db.selectFrom('agents').select('version').where('id', '=', id).executeTakeFirst();
+      if (!current) throw agentNotFound(id);
+      throw new VersionConflictError(id, expectedVersion);
+    });
+  }
+
+  deleteAgent(id: string): Promise<void> {
+    return this.#guard(() =>
+      this.#writeTransaction(async (trx) => {
+        await trx.deleteFrom('idempotency_keys').where('agent_id', '=', id).execute();
+        await trx.deleteFrom('agents').where('id', '=', id).execute();
+      }),
+    );
+  }
+
+  appendEvent(event: NewPlatformEvent): Promise<PlatformEvent> {
+    return this.#guard(async () => {
+      const data = event.data === undefined ? null : JSON.stringify(event.data);
+      const inserted = await this.#db
+        .insertInto('events')
+        .values({
+          tenant_id: event.tenantId,
+          object_kind: event.objectKind,
+          object_id: event.objectId,
+          type: event.type,
+          reason: event.reason,
+          message: event.message,
+          data,
+          time: event.time,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      const stored: PlatformEvent = { ...event, id: Number(inserted.id) };
+      if (data === null) delete stored.data;
+      return stored;
+    });
+  }
+
+  listEvents(filter: EventFilter = {}): Promise<PlatformEvent[]> {
+    return this.#guard(async () => {
+      let query = this.#db.selectFrom('events').selectAll();
+      if (filter.tenantId !== undefined) query = query.where('tenant_id', '=', filter.tenantId);
+      if (filter.objectKind !== undefined) query = query.where('object_kind', '=', filter.objectKind);
+      if (filter.objectId !== undefined) query = query.where('object_id', '=', filter.objectId);
+      if (filter.sinceMs !== undefined) query = query.where('time', '>=', filter.sinceMs);
+      if (filter.afterId !== undefined) query = query.where('id', '>', filter.afterId);
+      const rows = await query.orderBy('id').limit(pageSize(filter.limit)).execute();
+      return rows.map(eventFromRow);
+    });
+  }
+
+  pruneEvents(beforeMs: number): Promise<number> {
+    return this.#guard(async () => {
+      const result = await this.#db.deleteFrom('events').where('time', '<', beforeMs).executeTakeFirst();
+      return Number(result.numDeletedRows);
+    });
+  }
+
+  getSetting(key: string): Promise<string | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+      return row?.value;
+    });
+  }
+
+  putSettingIfAbsent(key: string, value: string): Promise<string> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('settings')
+        .values({ key, value })
+        .onConflict((oc) => oc.column('key').doNothing())
+        .execute();
+      // Settings are never deleted, so the row read here is the first writer's.
+      const row = await this.#db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirstOrThrow();
+      return row.value;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#dialect.destroy();
+  }
+
+  async #insertAgent(db: Kysely<Database>, row: AgentsTable): Promise<void> {
+    try {
+      await db.insertInto('agents').values(row).execute();
+    } catch (err) {
+      if (!this.#dialect.isUniqueViolation(err)) throw err;
+      // Two unique keys on agents: the primary key (id) and (tenant_id, name).
+      if (/agents_pkey|agents\.id\b/.test(`${errorMessage(err)} ${constraintOf(err)}`)) {
+        throw new ConflictError('AGENT_ID_TAKEN', `agent id "${row.id}" already exists`, { agentId: row.id });
+      }
+      throw new ConflictError('AGENT_NAME_TAKEN', `tenant "${row.tenant_id}" already has an agent named "${row.name}"; pick another name or delete it first`, {
+        tenantId: row.tenant_id,
+        name: row.name,
+      });
+    }
+  }
+
+  /**
+   * Runs `fn` in a transaction on one connection. The dialect's begin statement lets
+   * SQLite take its write lock up front, so a writer never fails half-way on an
+   * upgrade from a read lock.
+   */
+  #writeTransaction<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
+    return this.#db.connection().execute(async (conn) => {
+      await sql.raw(this.#dialect.beginWriteSql).execute(conn);
+      let result: T;
+      try {
+        result = await fn(conn);
+      } catch (err) {
+        await sql`rollback`.execute(conn).catch(() => undefined);
+        throw err;
+      }
+      await sql`commit`.execute(conn);
+      return result;
+    });
+  }
+
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw this.#unavailable('the store is closed');
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof DomainError) throw err;
+      if (this.#closed || this.#dialect.isUnavailable(err)) throw this.#unavailable(errorMessage(err), err);
+      throw err;
+    }
+  }
+
+  #unavailable(reason: string, cause?: unknown): UnavailableError {
+    const error = new UnavailableError('STORE_UNAVAILABLE', `${this.kind} store is unavailable: ${reason}`, { kind: this.kind });
+    if (cause !== undefined) (error as Error & { cause?: unknown }).cause = cause;
+    return error;
+  }
+}
+
+function pageSize(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_PAGE_SIZE;
+  if (!Number.isInteger(limit) || limit < 1) throw new InputError(`limit must be a positive integer, got ${String(limit)}`, { limit }, 'INVALID_LIMIT');
+  return Math.min(limit, MAX_PAGE_SIZE);
+}
+
+const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+const constraintOf = (err: unknown): string =>
+  typeof err === 'object' && err !== null && 'constraint' in err ? String((err as { constraint: unknown }).constraint) : '';

@@ -1,0 +1,55 @@
+import type { Selectable } from 'kysely';
+import type { Agent, AgentSpec, AgentStatus, DesiredState } from '../domain/agent.js';
+import type { PlatformEvent } from '../domain/event.js';
+import type { AgentsTable, EventsTable } from './schema.js';
+import type { NewAgent } from './store.js';
+
+/** The row of a new agent (version 1, updatedAt = createdAt). */
+export function newAgentRow(agent: NewAgent): AgentsTable {
+  return {
+    id: agent.id,
+    tenant_id: agent.tenantId,
+    name: agent.name,
+    labels: JSON.stringify(agent.labels),
+    spec: JSON.stringify(agent.spec),
+    desired: agent.desired,
+    phase: agent.status.phase,
+    node: agent.status.node ?? null,
+    status: JSON.stringify(agent.status),
+    created_at: agent.createdAt,
+    updated_at: agent.createdAt,
+    version: 1,
+  };
+}
+
+export function agentFromRow(row: Selectable<AgentsTable>): Agent {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    name: row.name,
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    spec: JSON.parse(row.spec) as AgentSpec,
+    desired: row.desired as DesiredState,
+    status: JSON.parse(row.status) as AgentStatus,
+    // Number(): a driver that returns int8 as string (pg without our type parser) still yields numbers.
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    version: Number(row.version),
+  };
+}
+
+export function eventFromRow(row: Selectable<EventsTable>): PlatformEvent {
+  const event: PlatformEvent = {
+    id: Number(row.id),
+    tenantId: row.tenant_id,
+    objectKind: row.object_kind as PlatformEvent['objectKind'],
+    objectId: row.object_id,
+    type: row.type as PlatformEvent['type'],
+    reason: row.reason,
+    message: row.message,
+    time: Number(row.time),
+  };
+  // SQL NULL means "no data"; JSON null (the text 'null') is kept as null.
+  if (row.data !== null) event.data = JSON.parse(row.data) as unknown;
+  return event;
+}

@@ -1,0 +1,536 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { AgentSpec, AgentStatus, DesiredState, Phase } from '../../src/domain/agent.js';
+import { ConflictError, InputError, NotFoundError, UnavailableError, VersionConflictError } from '../../src/domain/errors.js';
+import type { NewPlatformEvent } from '../../src/domain/event.js';
+import type { Agent } from '../../src/domain/agent.js';
+import type { AgentFilter, NewAgent, Store } from '../../src/store/store.js';
+
+const BASE_MS = 1_767_225_600_000; // 2026-01-01, larger than 2^32: catches int4 / string round-trips
+
+/**
+ * The contract every Store adapter must meet. `open` returns a fresh, empty store
+ * (each test gets its own); the suite migrates and closes it. `cleanup` runs once
+ * after the suite (drop schemas, delete files).
+ */
+export function storeConformance(name: string, open: () => Promise<Store>, cleanup?: () => Promise<void>): void {
+  describe(`Store conformance: ${name}`, () => {
+    let store: Store;
+
+    beforeEach(async () => {
+      store = await open();
+      await store.migrate();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+    if (cleanup) afterAll(cleanup);
+
+    describe('migrate, ping, close', () => {
+      it('migrate is idempotent, also when called concurrently', async () => {
+        await Promise.all([store.migrate(), store.migrate(), store.migrate(), store.migrate()]);
+        await store.migrate();
+        const { agent } = await store.createAgent(newAgent());
+        expect(await store.getAgent(agent.id)).toEqual(agent);
+      });
+
+      it('ping resolves while the store is open', async () => {
+        await expect(store.ping()).resolves.toBeUndefined();
+      });
+
+      it('after close, ping and queries throw UnavailableError(STORE_UNAVAILABLE); close is idempotent', async () => {
+        await store.close();
+        await expectDomainError(store.ping(), UnavailableError, 'STORE_UNAVAILABLE');
+        await expectDomainError(store.getAgent('x'), UnavailableError, 'STORE_UNAVAILABLE');
+        await expectDomainError(store.createAgent(newAgent()), UnavailableError, 'STORE_UNAVAILABLE');
+        await store.close();
+      });
+
+      it('names its kind', () => {
+        expect(['sqlite', 'postgres']).toContain(store.kind);
+      });
+    });
+
+    describe('createAgent / getAgent / getAgentByName', () => {
+      it('stores a new agent at version 1 and reads it back exactly', async () => {
+        const input = newAgent({
+          labels: { team: 'ml', 'app.kubernetes.io/name': 'réseau ü' },
+          status: { phase: 'Pending', restarts: 0, phaseSince: BASE_MS + 7, reason: 'Created', message: 'waiting for a node' },
+        });
+        const result = await store.createAgent(input);
+        expect(result.created).toBe(true);
+        const expected: Agent = { ...input, updatedAt: input.createdAt, version: 1 };
+        expect(result.agent).toEqual(expected);
+        const read = await store.getAgent(input.id);
+        expect(read).toEqual(expected);
+        expect(await store.getAgentByName(input.tenantId, input.name)).toEqual(expected);
+        // Timestamps and versions come back as JS numbers (PostgreSQL int8 is a string by default).
+        expect(typeof read?.createdAt).toBe('number');
+        expect(typeof read?.updatedAt).toBe('number');
+        expect(typeof read?.version).toBe('number');
+        expect(typeof read?.status.phaseSince).toBe('number');
+      });
+
+      it('returns undefined for a missing agent', async () => {
+        expect(await store.getAgent('no-such-id')).toBeUndefined();
+        const { agent } = await store.createAgent(newAgent());
+        expect(await store.getAgentByName(agent.tenantId, 'no-such-name')).toBeUndefined();
+        expect(await store.getAgentByName('other-tenant', agent.name)).toBeUndefined();
+      });
+
+      it('refuses a duplicate name in one tenant with AGENT_NAME_TAKEN and keeps the first', async () => {
+        const first = await store.createAgent(newAgent({ tenantId: 't1', name: 'web' }));
+        await expectDomainError(store.createAgent(newAgent({ tenantId: 't1', name: 'web' })), ConflictError, 'AGENT_NAME_TAKEN');
+        expect(await store.getAgentByName('t1', 'web')).toEqual(first.agent);
+        expect((await store.listAgents({ tenantId: 't1' })).items).toHaveLength(1);
+      });
+
+      it('allows the same name in another tenant', async () => {
+        await store.createAgent(newAgent({ tenantId: 't1', name: 'web' }));
+        const other = await store.createAgent(newAgent({ tenantId: 't2', name: 'web' }));
+        expect(other.created).toBe(true);
+        expect(await store.getAgentByName('t2', 'web')).toEqual(other.agent);
+      });
+
+      it('refuses a duplicate id with a ConflictError, not a driver error', async () => {
+        const { agent } = await store.createAgent(newAgent());
+        await expectDomainError(store.createAgent(newAgent({ id: agent.id })), ConflictError, 'AGENT_ID_TAKEN');
+      });
+
+      it('many concurrent creates without keys all succeed', async () => {
+        const inputs = Array.from({ length: 20 }, (_, i) => newAgent({ tenantId: 't1', name: `a-${i}` }));
+        const results = await Promise.all(inputs.map((a) => store.createAgent(a)));
+        expect(results.every((r) => r.created)).toBe(true);
+        expect((await store.listAgents({ tenantId: 't1' })).items.map((a) => a.id).sort()).toEqual(inputs.map((a) => a.id).sort());
+      });
+    });
+
+    describe('createAgent with an idempotency key', () => {
+      it('returns the earlier agent with created: false for the same key and hash', async () => {
+        const first = await store.createAgent(newAgent({ tenantId: 't1', name: 'job' }), { key: 'k1', requestHash: 'h1' });
+        expect(first.created).toBe(true);
+        // The retry carries a fresh id (the API makes one per request) and the same name:
+        // the key must win over the name conflict.
+        const retry = await store.createAgent(newAgent({ tenantId: 't1', name: 'job' }), { key: 'k1', requestHash: 'h1' });
+        expect(retry).toEqual({ agent: first.agent, created: false });
+        expect((await store.listAgents({ tenantId: 't1' })).items).toHaveLength(1);
+      });
+
+      it('returns the current record (not the original) after updates', async () => {
+        const first = await store.createAgent(newAgent({ tenantId: 't1' }), { key: 'k1', requestHash: 'h1' });
+        const updated = await store.updateAgent(first.agent.id, 1, { desired: 'stopped', updatedAt: BASE_MS + 99 });
+        const retry = await store.createAgent(newAgent({ tenantId: 't1' }), { key: 'k1', requestHash: 'h1' });
+        expect(retry).toEqual({ agent: updated, created: false });
+      });
+
+      it('refuses the same key with another request hash (IDEMPOTENCY_KEY_REUSED)', async () => {
+        await store.createAgent(newAgent({ tenantId: 't1', name: 'a' }), { key: 'k1', requestHash: 'h1' });
+        await expectDomainError(
+          store.createAgent(newAgent({ tenantId: 't1', name: 'b' }), { key: 'k1', requestHash: 'h2' }),
+          ConflictError,
+          'IDEMPOTENCY_KEY_REUSED',
+        );
+        expect(await store.getAgentByName('t1', 'b')).toBeUndefined();
+      });
+
+      it('scopes keys per tenant', async () => {
+        const a = await store.createAgent(newAgent({ tenantId: 't1', name: 'x' }), { key: 'k1', requestHash: 'h1' });
+        const b = await store.createAgent(newAgent({ tenantId: 't2', name: 'x' }), { key: 'k1', requestHash: 'h-other' });
+        expect(a.created && b.created).toBe(true);
+        expect(a.agent.id).not.toBe(b.agent.id);
+      });
+
+      it('does not record the key of a request that failed on the name', async () => {
+        await store.createAgent(newAgent({ tenantId: 't1', name: 'taken' }), { key: 'k1', requestHash: 'h1' });
+        await expectDomainError(
+          store.createAgent(newAgent({ tenantId: 't1', name: 'taken' }), { key: 'k2', requestHash: 'h2' }),
+          ConflictError,
+          'AGENT_NAME_TAKEN',
+        );
+        // Had k2 been kept, another body under k2 would now be IDEMPOTENCY_KEY_REUSED.
+        const later = await store.createAgent(newAgent({ tenantId: 't1', name: 'free' }), { key: 'k2', requestHash: 'h3' });
+        expect(later.created).toBe(true);
+        expect(later.agent.name).toBe('free');
+      });
+
+      it('20 concurrent creates with one key create exactly one agent', async () => {
+        const inputs = Array.from({ length: 20 }, () => newAgent({ tenantId: 't1', name: 'once' }));
+        const results = await Promise.all(inputs.map((a) => store.createAgent(a, { key: 'same', requestHash: 'h' })));
+        expect(results.filter((r) => r.created)).toHaveLength(1);
+        const winner = results.find((r) => r.created)!.agent;
+        expect(inputs.map((a) => a.id)).toContain(winner.id);
+        for (const r of results) expect(r.agent).toEqual(winner);
+        expect((await store.listAgents({ tenantId: 't1' })).items).toEqual([winner]);
+      });
+
+      it('20 concurrent creates with one key but two bodies: one agent, the other body refused', async () => {
+        const calls = Array.from({ length: 20 }, (_, i) => {
+          const hash = i % 2 === 0 ? 'even' : 'odd';
+          return store.createAgent(newAgent({ tenantId: 't1', name: `body-${hash}` }), { key: 'k', requestHash: hash }).then(
+            (r) => ({ hash, result: r, error: undefined as unknown }),
+            (error: unknown) => ({ hash, result: undefined, error }),
+          );
+        });
+        const outcomes = await Promise.all(calls);
+        const agents = (await store.listAgents({ tenantId: 't1' })).items;
+        expect(agents).toHaveLength(1);
+        const winnerHash = agents[0]!.name === 'body-even' ? 'even' : 'odd';
+        for (const o of outcomes) {
+          if (o.hash === winnerHash) {
+            expect(o.result?.agent.id).toBe(agents[0]!.id);
+          } else {
+            expect(o.error).toBeInstanceOf(ConflictError);
+            expect((o.error as ConflictError).code).toBe('IDEMPOTENCY_KEY_REUSED');
+          }
+        }
+        expect(outcomes.filter((o) => o.result?.created)).toHaveLength(1);
+      });
+
+      it('20 concurrent creates of one name under different keys: one wins, the rest AGENT_NAME_TAKEN', async () => {
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 20 }, (_, i) => store.createAgent(newAgent({ tenantId: 't1', name: 'race' }), { key: `k${i}`, requestHash: `h${i}` })),
+        );
+        const won = outcomes.filter((o) => o.status === 'fulfilled');
+        expect(won).toHaveLength(1);
+        for (const o of outcomes) {
+          if (o.status === 'rejected') {
+            expect(o.reason).toBeInstanceOf(ConflictError);
+            expect((o.reason as ConflictError).code).toBe('AGENT_NAME_TAKEN');
+          }
+        }
+        expect((await store.listAgents({ tenantId: 't1' })).items).toHaveLength(1);
+      });
+    });
+
+    describe('updateAgent', () => {
+      it('compare-and-sets on the version and bumps it', async () => {
+        const { agent } = await store.createAgent(newAgent({ labels: { a: '1' } }));
+        const status: AgentStatus = { phase: 'Running', node: 'node-1', containerId: 'c1', restarts: 2, phaseSince: BASE_MS + 50, startedAt: BASE_MS + 40 };
+        const spec = { ...agent.spec, image: 'busybox:1.37', priority: 5 };
+        const updated = await store.updateAgent(agent.id, 1, { status, desired: 'stopped', labels: { b: '2' }, spec, updatedAt: BASE_MS + 60 });
+        const expected: Agent = { ...agent, status, desired: 'stopped', labels: { b: '2' }, spec, updatedAt: BASE_MS + 60, version: 2 };
+        expect(updated).toEqual(expected);
+        expect(await store.getAgent(agent.id)).toEqual(expected);
+      });
+
+      it('leaves unnamed fields alone', async () => {
+        const { agent } = await store.createAgent(newAgent({ labels: { keep: 'me' } }));
+        const updated = await store.updateAgent(agent.id, 1, { desired: 'stopped', updatedAt: BASE_MS + 5 });
+        expect(updated).toEqual({ ...agent, desired: 'stopped', updatedAt: BASE_MS + 5, version: 2 });
+        const again = await store.updateAgent(agent.id, 2, { updatedAt: BASE_MS + 6 });
+        expect(again).toEqual({ ...updated, updatedAt: BASE_MS + 6, version: 3 });
+      });
+
+      it('throws VersionConflictError for a stale version and changes nothing', async () => {
+        const { agent } = await store.createAgent(newAgent());
+        await store.updateAgent(agent.id, 1, { desired: 'stopped', updatedAt: BASE_MS + 1 });
+        const err = await store.updateAgent(agent.id, 1, { desired: 'deleted', updatedAt: BASE_MS + 2 }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(VersionConflictError);
+        expect(err).toBeInstanceOf(ConflictError);
+        expect((err as VersionConflictError).code).toBe('VERSION_CONFLICT');
+        expect((err as VersionConflictError).agentId).toBe(agent.id);
+        const current = await store.getAgent(agent.id);
+        expect(current?.desired).toBe('stopped');
+        expect(current?.version).toBe(2);
+      });
+
+      it('throws AGENT_NOT_FOUND for a missing agent', async () => {
+        await expectDomainError(store.updateAgent('missing', 1, { updatedAt: BASE_MS }), NotFoundError, 'AGENT_NOT_FOUND');
+      });
+
+      it('lets exactly one of 20 concurrent writers of one version win', async () => {
+        const { agent } = await store.createAgent(newAgent());
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 20 }, (_, i) => store.updateAgent(agent.id, 1, { labels: { writer: String(i) }, updatedAt: BASE_MS + i })),
+        );
+        const won = outcomes.filter((o): o is PromiseFulfilledResult<Agent> => o.status === 'fulfilled');
+        expect(won).toHaveLength(1);
+        for (const o of outcomes) if (o.status === 'rejected') expect(o.reason).toBeInstanceOf(VersionConflictError);
+        expect(await store.getAgent(agent.id)).toEqual(won[0]!.value);
+        expect(won[0]!.value.version).toBe(2);
+      });
+
+      it('keeps phase and node filters in step with the status', async () => {
+        const { agent } = await store.createAgent(newAgent({ tenantId: 't1' }));
+        await store.updateAgent(agent.id, 1, { status: { phase: 'Running', node: 'n1', restarts: 0, phaseSince: BASE_MS }, updatedAt: BASE_MS });
+        expect(ids(await store.listAgents({ phase: ['Running'] }))).toEqual([agent.id]);
+        expect(ids(await store.listAgents({ node: 'n1' }))).toEqual([agent.id]);
+        await store.updateAgent(agent.id, 2, { status: { phase: 'Pending', restarts: 1, phaseSince: BASE_MS + 1 }, updatedAt: BASE_MS + 1 });
+        expect(ids(await store.listAgents({ phase: ['Running'] }))).toEqual([]);
+        expect(ids(await store.listAgents({ node: 'n1' }))).toEqual([]);
+        expect(ids(await store.listAgents({ phase: ['Pending'] }))).toEqual([agent.id]);
+      });
+    });
+
+    describe('deleteAgent', () => {
+      it('removes the agent, frees its name, and is a no-op when absent', async () => {
+        const { agent } = await store.createAgent(newAgent({ tenantId: 't1', name: 'gone' }));
+        await store.deleteAgent(agent.id);
+        expect(await store.getAgent(agent.id)).toBeUndefined();
+        expect(await store.getAgentByName('t1', 'gone')).toBeUndefined();
+        await store.deleteAgent(agent.id);
+        await store.deleteAgent('never-existed');
+        expect((await store.createAgent(newAgent({ tenantId: 't1', name: 'gone' }))).created).toBe(true);
+      });
+
+      it('removes the idempotency keys of the agent', async () => {
+        const first = await store.createAgent(newAgent({ tenantId: 't1', name: 'k' }), { key: 'k1', requestHash: 'h1' });
+        await store.deleteAgent(first.agent.id);
+        const again = await store.createAgent(newAgent({ tenantId: 't1', name: 'k' }), { key: 'k1', requestHash: 'h2' });
+        expect(again.created).toBe(true);
+        expect(again.agent.id).not.toBe(first.agent.id);
+      });
+
+      it('keeps the events of the agent', async () => {
+        const { agent } = await store.createAgent(newAgent());
+        await store.appendEvent(newEvent({ objectId: agent.id }));
+        await store.deleteAgent(agent.id);
+        expect(await store.listEvents({ objectId: agent.id })).toHaveLength(1);
+      });
+    });
+
+    describe('listAgents', () => {
+      it('orders by createdAt, then id, whatever the insertion order', async () => {
+        const made = [
+          newAgent({ id: 'c', createdAt: BASE_MS + 2 }),
+          newAgent({ id: 'b', createdAt: BASE_MS + 1 }),
+          newAgent({ id: 'a', createdAt: BASE_MS + 2 }),
+          newAgent({ id: 'z', createdAt: BASE_MS }),
+        ];
+        for (const a of made) await store.createAgent(a);
+        expect(ids(await store.listAgents())).toEqual(['z', 'b', 'a', 'c']);
+      });
+
+      it('pages with an opaque cursor until the last page, which has none', async () => {
+        const all = await createMany(store, 25, (i) => ({ createdAt: BASE_MS + Math.floor(i / 3) }));
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        const sizes: number[] = [];
+        do {
+          const page = await store.listAgents({ limit: 10, cursor });
+          sizes.push(page.items.length);
+          seen.push(...ids(page));
+          cursor = page.nextCursor;
+          if (cursor !== undefined) expect(cursor).not.toContain(page.items[page.items.length - 1]!.id);
+        } while (cursor !== undefined);
+        expect(sizes).toEqual([10, 10, 5]);
+        expect(seen).toEqual(sortedIds(all));
+      });
+
+      it('gives no cursor when the last page is exactly full', async () => {
+        await createMany(store, 20);
+        const first = await store.listAgents({ limit: 10 });
+        expect(first.nextCursor).toBeDefined();
+        const second = await store.listAgents({ limit: 10, cursor: first.nextCursor });
+        expect(second.items).toHaveLength(10);
+        expect(second.nextCursor).toBeUndefined();
+      });
+
+      it('keeps pages correct under a sparse filter', async () => {
+        const all = await createMany(store, 30, (i) => ({ labels: i % 3 === 0 ? { team: 'a', i: String(i) } : { team: 'b' } }));
+        const want = sortedIds(all.filter((a) => a.labels.team === 'a'));
+        for (const filter of [{ labels: { team: 'a' } }, { phase: ['Pending' as Phase], labels: { team: 'a' } }]) {
+          const seen: string[] = [];
+          let cursor: string | undefined;
+          do {
+            const page: Awaited<ReturnType<Store['listAgents']>> = await store.listAgents({ ...filter, limit: 4, cursor });
+            expect(page.items.length).toBeLessThanOrEqual(4);
+            seen.push(...ids(page));
+            cursor = page.nextCursor;
+          } while (cursor !== undefined);
+          expect(seen).toEqual(want);
+        }
+      });
+
+      it('shows agents created after a cursor was issued on later pages, never twice', async () => {
+        await createMany(store, 5);
+        const first = await store.listAgents({ limit: 3 });
+        const late = await store.createAgent(newAgent({ createdAt: BASE_MS + 1_000_000 }));
+        const second = await store.listAgents({ limit: 3, cursor: first.nextCursor });
+        expect(ids(second)).toHaveLength(3);
+        expect(ids(second)).toContain(late.agent.id);
+        expect(ids(second).some((id) => ids(first).includes(id))).toBe(false);
+      });
+
+      it('filters by tenant, phase, desired, node and labels, alone and together', async () => {
+        const mk = (o: Partial<NewAgent> & { phase?: Phase; node?: string }): NewAgent =>
+          newAgent({ ...o, status: { phase: o.phase ?? 'Pending', node: o.node, restarts: 0, phaseSince: BASE_MS } });
+        const a1 = await store.createAgent(mk({ tenantId: 't1', phase: 'Running', node: 'n1', desired: 'running', labels: { team: 'ml', 'app.kubernetes.io/name': 'x.y' } }));
+        const a2 = await store.createAgent(mk({ tenantId: 't1', phase: 'Pending', desired: 'running', labels: { team: 'ml' } }));
+        const a3 = await store.createAgent(mk({ tenantId: 't1', phase: 'Stopped', node: 'n2', desired: 'stopped', labels: { team: 'web' } }));
+        const a4 = await store.createAgent(mk({ tenantId: 't2', phase: 'Running', node: 'n1', desired: 'running', labels: { team: 'ml' } }));
+        const idsOf = async (f: AgentFilter): Promise<string[]> => ids(await store.listAgents(f)).sort();
+        const sorted = (...xs: { agent: Agent }[]): string[] => xs.map((x) => x.agent.id).sort();
+
+        expect(await idsOf({ tenantId: 't1' })).toEqual(sorted(a1, a2, a3));
+        expect(await idsOf({ tenantId: 'nobody' })).toEqual([]);
+        expect(await idsOf({ phase: ['Running'] })).toEqual(sorted(a1, a4));
+        expect(await idsOf({ phase: ['Running', 'Stopped'] })).toEqual(sorted(a1, a3, a4));
+        expect(await idsOf({ phase: [] })).toEqual(sorted(a1, a2, a3, a4));
+        expect(await idsOf({ desired: ['stopped'] })).toEqual(sorted(a3));
+        expect(await idsOf({ desired: ['stopped', 'running'] })).toEqual(sorted(a1, a2, a3, a4));
+        expect(await idsOf({ node: 'n1' })).toEqual(sorted(a1, a4));
+        expect(await idsOf({ labels: { team: 'ml' } })).toEqual(sorted(a1, a2, a4));
+        expect(await idsOf({ labels: { team: 'ml', 'app.kubernetes.io/name': 'x.y' } })).toEqual(sorted(a1));
+        expect(await idsOf({ labels: { team: 'ml', 'app.kubernetes.io/name': 'other' } })).toEqual([]);
+        expect(await idsOf({ labels: { 'no-such': 'label' } })).toEqual([]);
+        expect(await idsOf({ labels: {} })).toEqual(sorted(a1, a2, a3, a4));
+        expect(await idsOf({ tenantId: 't1', phase: ['Running', 'Pending'], labels: { team: 'ml' }, desired: ['running'] })).toEqual(sorted(a1, a2));
+        expect(await idsOf({ tenantId: 't1', node: 'n1', phase: ['Running'] })).toEqual(sorted(a1));
+      });
+
+      it('matches label keys and values literally (quotes, dots, wildcards)', async () => {
+        const tricky = await store.createAgent(newAgent({ labels: { 'we"ird.key': '%_*', plain: 'v' } }));
+        await store.createAgent(newAgent({ labels: { 'we"ird.key': 'abc', plain: 'v' } }));
+        expect(ids(await store.listAgents({ labels: { 'we"ird.key': '%_*' } }))).toEqual([tricky.agent.id]);
+        expect(ids(await store.listAgents({ labels: { 'we"ird.key': '%' } }))).toEqual([]);
+      });
+
+      it('returns 100 by default and caps large limits instead of failing', async () => {
+        const all = await createMany(store, 105);
+        const page = await store.listAgents();
+        expect(page.items).toHaveLength(100);
+        expect(page.nextCursor).toBeDefined();
+        expect(ids(await store.listAgents({ limit: 100_000 }))).toEqual(sortedIds(all));
+      });
+
+      it('refuses a bad limit or cursor with an InputError', async () => {
+        await expectDomainError(store.listAgents({ limit: 0 }), InputError, 'INVALID_LIMIT');
+        await expectDomainError(store.listAgents({ limit: 1.5 }), InputError, 'INVALID_LIMIT');
+        await expectDomainError(store.listAgents({ cursor: 'garbage!' }), InputError, 'INVALID_CURSOR');
+      });
+    });
+
+    describe('events', () => {
+      it('appends with increasing numeric ids and reads back exactly, oldest first', async () => {
+        const plain = newEvent({ time: BASE_MS + 1 });
+        const withData = newEvent({ time: BASE_MS + 2, type: 'Warning', reason: 'Unschedulable', data: { scores: { n1: 10, n2: 7.5 }, nodes: ['n1', 'n2'] } });
+        const withNull = newEvent({ time: BASE_MS + 3, data: null });
+        const e1 = await store.appendEvent(plain);
+        const e2 = await store.appendEvent(withData);
+        const e3 = await store.appendEvent(withNull);
+        expect(typeof e1.id).toBe('number');
+        expect(e2.id).toBeGreaterThan(e1.id);
+        expect(e3.id).toBeGreaterThan(e2.id);
+        expect(e1).toEqual({ ...plain, id: e1.id });
+        expect('data' in e1).toBe(false);
+        const listed = await store.listEvents();
+        expect(listed).toEqual([e1, e2, e3]);
+        expect('data' in listed[0]!).toBe(false);
+        expect(listed[2]!.data).toBeNull();
+        expect(typeof listed[0]!.time).toBe('number');
+      });
+
+      it('filters by tenant, object, time and id, and limits', async () => {
+        const a = await store.appendEvent(newEvent({ tenantId: 't1', objectKind: 'Agent', objectId: 'a1', time: BASE_MS + 10 }));
+        const b = await store.appendEvent(newEvent({ tenantId: 't1', objectKind: 'Node', objectId: 'a1', time: BASE_MS + 20 }));
+        const c = await store.appendEvent(newEvent({ tenantId: 't2', objectKind: 'Agent', objectId: 'a2', time: BASE_MS + 30 }));
+        const d = await store.appendEvent(newEvent({ tenantId: 't1', objectKind: 'Agent', objectId: 'a1', time: BASE_MS + 40 }));
+        expect(await store.listEvents({ tenantId: 't1' })).toEqual([a, b, d]);
+        expect(await store.listEvents({ objectKind: 'Agent' })).toEqual([a, c, d]);
+        expect(await store.listEvents({ objectKind: 'Agent', objectId: 'a1' })).toEqual([a, d]);
+        expect(await store.listEvents({ objectId: 'a2' })).toEqual([c]);
+        expect(await store.listEvents({ sinceMs: BASE_MS + 20 })).toEqual([b, c, d]);
+        expect(await store.listEvents({ afterId: b.id })).toEqual([c, d]);
+        expect(await store.listEvents({ afterId: d.id })).toEqual([]);
+        expect(await store.listEvents({ limit: 2 })).toEqual([a, b]);
+        expect(await store.listEvents({ afterId: a.id, limit: 2 })).toEqual([b, c]);
+        expect(await store.listEvents({ tenantId: 't1', objectKind: 'Agent', sinceMs: BASE_MS + 11, afterId: 0 })).toEqual([d]);
+        await expectDomainError(store.listEvents({ limit: -1 }), InputError, 'INVALID_LIMIT');
+      });
+
+      it('gives concurrent appends distinct ids', async () => {
+        const events = await Promise.all(Array.from({ length: 20 }, (_, i) => store.appendEvent(newEvent({ reason: `R${i}` }))));
+        expect(new Set(events.map((e) => e.id)).size).toBe(20);
+        expect((await store.listEvents()).map((e) => e.id)).toEqual(events.map((e) => e.id).sort((x, y) => x - y));
+      });
+
+      it('prunes events strictly older than the given time and counts them', async () => {
+        const old1 = await store.appendEvent(newEvent({ time: BASE_MS }));
+        const old2 = await store.appendEvent(newEvent({ time: BASE_MS + 1 }));
+        const edge = await store.appendEvent(newEvent({ time: BASE_MS + 2 }));
+        const fresh = await store.appendEvent(newEvent({ time: BASE_MS + 3 }));
+        expect(await store.pruneEvents(BASE_MS + 2)).toBe(2);
+        expect(await store.listEvents()).toEqual([edge, fresh]);
+        expect(await store.pruneEvents(BASE_MS + 2)).toBe(0);
+        expect([old1, old2].every((e) => typeof e.id === 'number')).toBe(true);
+      });
+    });
+
+    describe('settings', () => {
+      it('is undefined until set, then the first writer wins', async () => {
+        expect(await store.getSetting('admin-token-hash')).toBeUndefined();
+        expect(await store.putSettingIfAbsent('admin-token-hash', 'first')).toBe('first');
+        expect(await store.putSettingIfAbsent('admin-token-hash', 'second')).toBe('first');
+        expect(await store.getSetting('admin-token-hash')).toBe('first');
+        expect(await store.getSetting('other')).toBeUndefined();
+      });
+
+      it('agrees on one value among 20 concurrent writers', async () => {
+        const values = await Promise.all(Array.from({ length: 20 }, (_, i) => store.putSettingIfAbsent('race', `v${i}`)));
+        expect(new Set(values).size).toBe(1);
+        expect(values[0]).toMatch(/^v\d+$/);
+        expect(await store.getSetting('race')).toBe(values[0]);
+      });
+    });
+  });
+}
+
+function spec(): AgentSpec {
+  return {
+    image: 'busybox:1.36',
+    command: ['sh', '-c'],
+    args: ['echo "hello" && sleep 1'],
+    env: { GREETING: 'grüß dich', EMPTY: '' },
+    resources: { cpuMillicores: 250, memoryMiB: 128, gpu: 0, cpuLimitMillicores: 500, memoryLimitMiB: 256 },
+    restartPolicy: 'OnFailure',
+    schedulingPolicy: 'spread',
+    priority: 0,
+    nodeSelector: { zone: 'a' },
+    tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }],
+    timeoutSeconds: 600,
+  };
+}
+
+let sequence = 0;
+function newAgent(overrides: Partial<NewAgent> = {}): NewAgent {
+  sequence += 1;
+  const desired: DesiredState = 'running';
+  return {
+    id: randomUUID(),
+    tenantId: 'tenant-a',
+    name: `agent-${sequence}`,
+    labels: {},
+    spec: spec(),
+    desired,
+    status: { phase: 'Pending', restarts: 0, phaseSince: BASE_MS },
+    createdAt: BASE_MS + sequence,
+    ...overrides,
+  };
+}
+
+function newEvent(overrides: Partial<NewPlatformEvent> = {}): NewPlatformEvent {
+  return { tenantId: 'tenant-a', objectKind: 'Agent', objectId: 'agent-1', type: 'Normal', reason: 'Scheduled', message: 'bound to node n1', time: BASE_MS, ...overrides };
+}
+
+async function createMany(store: Store, count: number, extra: (i: number) => Partial<NewAgent> = () => ({})): Promise<Agent[]> {
+  const out: Agent[] = [];
+  for (let i = 0; i < count; i++) out.push((await store.createAgent(newAgent(extra(i)))).agent);
+  return out;
+}
+
+const ids = (page: { items: Agent[] }): string[] => page.items.map((a) => a.id);
+const sortedIds = (agents: Agent[]): string[] =>
+  [...agents].sort((x, y) => x.createdAt - y.createdAt || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)).map((a) => a.id);
+
+async function expectDomainError(promise: Promise<unknown>, type: abstract new (...args: never[]) => Error, code: string): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error, `expected ${type.name}(${code})`).toBeInstanceOf(type);
+  expect((error as { code?: string }).code).toBe(code);
+}
