@@ -33,16 +33,18 @@ export function naiveSchedule(request: SchedulingRequest, snapshot: SchedulingSn
   // Topology spread: per constraint, agents per domain and the emptiest eligible domain.
   const spreads = (spec.topologySpread ?? []).map((constraint) => {
     const perDomain = new Map<string, number>();
+    // Eligible domains: values held by at least one node that passes the selector.
     for (const node of snapshot.nodes) {
       const value = node.labels[constraint.topologyKey];
-      if (value === undefined || nodeAffinityFilter(node.labels, selector) !== null) continue;
-      perDomain.set(value, (perDomain.get(value) ?? 0) + 0);
+      if (value !== undefined && nodeAffinityFilter(node.labels, selector) === null) perDomain.set(value, 0);
     }
     for (const node of snapshot.nodes) {
       const value = node.labels[constraint.topologyKey];
-      if (value !== undefined && perDomain.has(value)) perDomain.set(value, perDomain.get(value)! + (groupCounts[node.id] ?? 0));
+      const count = value === undefined ? undefined : perDomain.get(value);
+      if (count !== undefined) perDomain.set(value!, count + (groupCounts[node.id] ?? 0));
     }
-    const minCount = perDomain.size === 0 ? 0 : Math.min(...perDomain.values());
+    let minCount = perDomain.size === 0 ? 0 : Number.POSITIVE_INFINITY;
+    for (const count of perDomain.values()) minCount = Math.min(minCount, count);
     return { constraint, perDomain, minCount };
   });
 
@@ -92,8 +94,8 @@ export function naiveSchedule(request: SchedulingRequest, snapshot: SchedulingSn
     return { unschedulable: true, message, reasons: sorted, examinedNodes: snapshot.nodes.length };
   }
 
-  const maxAffinity = Math.max(...feasible.map((c) => c.affinityRaw));
-  const maxTaints = Math.max(...feasible.map((c) => c.taintCount));
+  const maxAffinity = feasible.reduce((max, c) => Math.max(max, c.affinityRaw), 0);
+  const maxTaints = feasible.reduce((max, c) => Math.max(max, c.taintCount), 0);
   const candidates: CandidateScore[] = feasible.map((c) => {
     const breakdown: ScoreBreakdown = { ...c.resource };
     if (config.nodeAffinityWeight > 0) breakdown.NodeAffinity = normalizeNodeAffinityScore(c.affinityRaw, maxAffinity);
@@ -120,9 +122,9 @@ export function naiveSchedule(request: SchedulingRequest, snapshot: SchedulingSn
     nodeId: best.id,
     gpuIds: spec.resources.gpu > 0 ? pickGpuIds(sortedGpuIds, new Set(best.allocated.gpuIds), spec.resources.gpu) : [],
     scores: candidates.slice(0, config.topCandidates),
-    weightsUsed,
+    weights: weightsUsed,
     sampled: false,
     examinedNodes: snapshot.nodes.length,
     feasibleNodes: feasible.length,
-  } as never;
+  };
 }

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryBus } from './memory-bus.js';
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('MemoryBus work queue', () => {
+  it('deduplicates waiting keys and never runs one key twice at once', async () => {
+    const bus = new MemoryBus();
+    const ac = new AbortController();
+    const seen: string[] = [];
+    let concurrentSameKey = 0;
+    const active = new Set<string>();
+    bus.consume(async (key) => {
+      if (active.has(key)) concurrentSameKey++;
+      active.add(key);
+      seen.push(key);
+      await tick(20);
+      active.delete(key);
+    }, 4, ac.signal);
+    bus.enqueue('a');
+    bus.enqueue('a');
+    bus.enqueue('b');
+    await tick(5);
+    bus.enqueue('a'); // while a runs: processed again afterwards, once
+    bus.enqueue('a');
+    await tick(100);
+    ac.abort();
+    expect(seen.filter((k) => k === 'a')).toHaveLength(2);
+    expect(seen.filter((k) => k === 'b')).toHaveLength(1);
+    expect(concurrentSameKey).toBe(0);
+    await bus.close();
+  });
+
+  it('honours delays and concurrency', async () => {
+    const bus = new MemoryBus();
+    const ac = new AbortController();
+    const started: [string, number][] = [];
+    let running = 0;
+    let maxRunning = 0;
+    const t0 = Date.now();
+    bus.consume(async (key) => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      started.push([key, Date.now() - t0]);
+      await tick(30);
+      running--;
+    }, 2, ac.signal);
+    bus.enqueue('late', 80);
+    for (const k of ['1', '2', '3', '4']) bus.enqueue(k);
+    await tick(200);
+    ac.abort();
+    expect(maxRunning).toBe(2);
+    expect(started.map(([k]) => k).sort()).toEqual(['1', '2', '3', '4', 'late']);
+    expect(started.find(([k]) => k === 'late')![1]).toBeGreaterThanOrEqual(75);
+    expect(bus.depth()).toBe(0);
+  });
+
+  it('fans events out and survives a throwing subscriber', () => {
+    const bus = new MemoryBus();
+    const got: number[] = [];
+    bus.subscribe(() => {
+      throw new Error('boom');
+    });
+    const off = bus.subscribe((e) => got.push(e.id));
+    const ev = { id: 1, tenantId: 't', objectKind: 'Agent' as const, objectId: 'a', type: 'Normal' as const, reason: 'X', message: '', time: 0 };
+    bus.publish(ev);
+    off();
+    bus.publish({ ...ev, id: 2 });
+    expect(got).toEqual([1]);
+  });
+});

@@ -1,0 +1,152 @@
+/**
+ * CgroupCollector against the real Docker daemon: a busy container capped at 0.5 CPU and a
+ * container holding 64 MiB, sampled from cgroup files and through the Docker stats fallback.
+ * Needs Docker; fails when CI=true and Docker is missing, skips otherwise.
+ */
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import Dockerode from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CgroupCollector } from '../../src/metrics/cgroup/cgroup-collector.js';
+import type { ContainerUsage } from '../../src/metrics/cgroup/container-usage.js';
+import { createDockerStatsFallback } from '../../src/metrics/cgroup/docker-stats-fallback.js';
+
+const IMAGE = 'agent-platform/busybox:latest';
+const MiB = 1024 * 1024;
+const docker = new Dockerode();
+const dockerUp = await docker.ping().then(
+  () => true,
+  () => false,
+);
+const mustRun = process.env['CI'] === 'true';
+
+/**
+ * Builds the 2 MB busybox image if it is missing (test/helpers/busybox-image.ts will own this
+ * once it lands): Debian's static busybox copied into an empty image.
+ */
+async function ensureImage(): Promise<void> {
+  const present = await docker.getImage(IMAGE).inspect().then(() => true, () => false);
+  if (present) return;
+  const dir = mkdtempSync(join(tmpdir(), 'busybox-image-'));
+  try {
+    copyFileSync('/bin/busybox', join(dir, 'busybox'));
+    writeFileSync(join(dir, 'Dockerfile'), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\nENV PATH=/bin\n');
+    await promisify(execFile)('docker', ['build', '--pull=false', '-q', '-t', IMAGE, dir]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const cpuRate = (a: ContainerUsage, b: ContainerUsage): number => (b.cpuUsageSeconds - a.cpuUsageSeconds) / ((b.timestampMs - a.timestampMs) / 1000);
+
+describe.skipIf(!dockerUp && !mustRun)('CgroupCollector on real Docker containers', () => {
+  const runId = `cgtest-${process.pid}-${Date.now().toString(36)}`;
+  const created: Dockerode.Container[] = [];
+  let busyId = '';
+  let memoryId = '';
+
+  async function run(name: string, cmd: string, hostConfig: Dockerode.HostConfig): Promise<string> {
+    const container = await docker.createContainer({
+      name: `${runId}-${name}`,
+      Image: IMAGE,
+      Cmd: ['sh', '-c', cmd],
+      Labels: { 'agent-platform.test': runId },
+      HostConfig: { NetworkMode: 'none', ...hostConfig },
+    });
+    created.push(container);
+    await container.start();
+    return container.id;
+  }
+
+  beforeAll(async () => {
+    if (!dockerUp) throw new Error('Docker is not reachable and CI=true: this test must run');
+    await ensureImage();
+    [busyId, memoryId] = await Promise.all([
+      run('busy', 'while :; do :; done', { NanoCpus: 500_000_000, Memory: 64 * MiB }),
+      // /dev/shm is a tmpfs: its pages are shmem, charged to the container and never
+      // "inactive file", so they count fully in the working set.
+      run('mem', 'head -c 67108864 /dev/zero > /dev/shm/x && exec sleep 3600', { Memory: 256 * MiB, ShmSize: 128 * MiB }),
+    ]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.allSettled(created.map((c) => c.remove({ force: true })));
+  }, 60_000);
+
+  it('measures 0.5 CPU and 64 MiB from cgroup files and from the Docker stats API alike', async () => {
+    const fallback = createDockerStatsFallback(docker);
+    const collector = new CgroupCollector({ fallback });
+    // A collector that cannot find any cgroup directory: every sample comes via the fallback.
+    const apiOnly = new CgroupCollector({ fallback, containerCgroupPaths: ['no-such-parent/{id}'] });
+    const ids = [busyId, memoryId];
+
+    // Wait until the 64 MiB are written (usually well under a second).
+    const deadline = Date.now() + 15_000;
+    while (((await collector.collect([memoryId])).get(memoryId)?.memoryWorkingSetBytes ?? 0) < 63 * MiB) {
+      if (Date.now() > deadline) throw new Error('the memory container never reached 63 MiB');
+      await sleep(100);
+    }
+
+    const [cgroup1, api1] = [await collector.collect(ids), await apiOnly.collect(ids)];
+    await sleep(2000);
+    const [cgroup2, api2] = [await collector.collect(ids), await apiOnly.collect(ids)];
+
+    for (const [sample, source] of [
+      [cgroup1, 'cgroup'],
+      [cgroup2, 'cgroup'],
+      [api1, 'docker-api'],
+      [api2, 'docker-api'],
+    ] as const) {
+      expect([...sample.keys()].sort()).toEqual([...ids].sort());
+      for (const usage of sample.values()) expect(usage.source).toBe(source);
+    }
+
+    const pick = (m: Map<string, ContainerUsage>, id: string): ContainerUsage => {
+      const usage = m.get(id);
+      if (usage === undefined) throw new Error(`no sample for ${id}`);
+      return usage;
+    };
+    const cgroupRate = cpuRate(pick(cgroup1, busyId), pick(cgroup2, busyId));
+    const apiRate = cpuRate(pick(api1, busyId), pick(api2, busyId));
+    expect(cgroupRate).toBeGreaterThan(0.45);
+    expect(cgroupRate).toBeLessThan(0.55);
+    expect(apiRate).toBeGreaterThan(0.45);
+    expect(apiRate).toBeLessThan(0.55);
+
+    // The quota is what holds the loop at 0.5: nearly every period in between was throttled.
+    const busy1 = pick(cgroup1, busyId);
+    const busy2 = pick(cgroup2, busyId);
+    const periods = busy2.cpuCfsPeriods - busy1.cpuCfsPeriods;
+    expect(periods).toBeGreaterThanOrEqual(15); // 2 s of 100 ms periods
+    expect(busy2.cpuCfsThrottledPeriods - busy1.cpuCfsThrottledPeriods).toBeGreaterThan(periods * 0.8);
+    expect(busy2.cpuCfsThrottledSeconds).toBeGreaterThan(busy1.cpuCfsThrottledSeconds);
+
+    for (const sample of [cgroup2, api2]) {
+      const mem = pick(sample, memoryId);
+      expect(mem.memoryWorkingSetBytes).toBeGreaterThan(64 * MiB * 0.9);
+      expect(mem.memoryWorkingSetBytes).toBeLessThan(64 * MiB * 1.1);
+      expect(mem.memoryUsageBytes).toBeGreaterThanOrEqual(mem.memoryWorkingSetBytes);
+      expect(mem.memoryLimitBytes).toBe(256 * MiB);
+      expect(mem.pids).toBe(1);
+      // The busy container's cumulative CPU exceeds the sleeper's by far in both sources.
+      expect(pick(sample, busyId).cpuUsageSeconds).toBeGreaterThan(mem.cpuUsageSeconds + 0.5);
+      expect(pick(sample, busyId).memoryLimitBytes).toBe(64 * MiB);
+    }
+    expect(pick(cgroup2, memoryId).oomKills).toBe(0); // this kernel has oom_control's oom_kill
+    expect(pick(api2, memoryId).oomKills).toBeNull();
+  }, 60_000);
+
+  it('leaves out a removed container, through either source', async () => {
+    const goneId = await run('gone', 'exec sleep 3600', {});
+    const collector = new CgroupCollector({ fallback: createDockerStatsFallback(docker) });
+    expect((await collector.collect([goneId, busyId])).get(goneId)?.source).toBe('cgroup');
+    await docker.getContainer(goneId).remove({ force: true });
+    const after = await collector.collect([goneId, busyId]);
+    expect(after.has(goneId)).toBe(false);
+    expect(after.get(busyId)?.source).toBe('cgroup');
+  }, 30_000);
+});
