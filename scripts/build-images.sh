@@ -10,6 +10,7 @@
 # is also kept as a tarball under .images/ so a removed base image re-imports in seconds.
 set -euo pipefail
 LOG_TAG=images
+# shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

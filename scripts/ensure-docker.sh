@@ -4,6 +4,7 @@
 # Idempotent: prints nothing when Docker already answers.
 set -euo pipefail
 LOG_TAG=docker
+# shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}

@@ -5,6 +5,7 @@
 # Idempotent: prints nothing when runsc is registered and runs containers.
 set -euo pipefail
 LOG_TAG=gvisor
+# shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 DAEMON_JSON=${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}

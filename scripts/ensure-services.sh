@@ -6,11 +6,12 @@
 # Idempotent: prints nothing when both already answer.
 set -euo pipefail
 LOG_TAG=services
+# shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 PG_HOST=127.0.0.1
 PG_PORT=5432
-PG_DATABASE=test
+PG_DATABASE='test'
 REDIS_PORT=6379
 
 pg_sql() { psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -XtAq -w "$@"; }

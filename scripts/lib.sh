@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the machine set-up scripts; sourced, never run.
 # Every script prints one short line per action it takes and nothing when all is in place.
 

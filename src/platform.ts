@@ -20,6 +20,7 @@ import { createApp } from './api/app.js';
 import { Authenticator, bootstrapAdminToken } from './api/auth.js';
 import { registerAgentRoutes } from './api/routes/agent-routes.js';
 import { registerHealthRoutes } from './api/routes/health-routes.js';
+import { registerEventRoutes } from './api/routes/event-routes.js';
 
 export interface PlatformOverrides {
   store?: Store;
@@ -77,6 +78,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   const { app, routes, finish } = await createApp({ logger: pinoLogger, bodyLimitBytes: config.bodyLimitBytes, authenticate: auth.authenticate });
   registerHealthRoutes(routes, { store, runtimes });
   registerAgentRoutes(routes, { agents, store, runtimes, deleteWaitMs: 15_000 });
+  registerEventRoutes(routes, { store, bus });
   await finish();
 
   let pruneTimer: NodeJS.Timeout | undefined;

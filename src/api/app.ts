@@ -36,6 +36,10 @@ export async function createApp(opts: AppOptions): Promise<{ app: FastifyInstanc
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
+  // The API speaks JSON only: without this, Fastify's built-in text/plain parser lets a
+  // text body through to validation, which then reports a confusing type error instead
+  // of 415 UNSUPPORTED_MEDIA_TYPE.
+  app.removeContentTypeParser('text/plain');
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(async (request) => {
     throw new NotFoundError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}; see /openapi.json`);

@@ -36,6 +36,9 @@ export function errorBody(code: string, message: string, details: unknown, reque
 }
 
 export async function handleError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  // A route may already have set another type (logs set text/plain before streaming);
+  // the error body is always JSON, and Fastify refuses to send an object as text.
+  void reply.type('application/json; charset=utf-8');
   if (err instanceof DomainError) {
     const status = statusFor(err);
     if (status >= 500) request.log.warn({ err }, err.message);

@@ -38,7 +38,8 @@ export function parseInput<T extends z.ZodType>(schema: T, value: unknown, where
   const r = schema.safeParse(value);
   if (r.success) return r.data;
   const problems = r.error.issues.map((i) => {
-    const path = [where, ...i.path.map(String)].filter(Boolean).join('.');
+    // A problem with the whole body (say, an array instead of an object) is named "body".
+    const path = [where, ...i.path.map(String)].filter(Boolean).join('.') || 'body';
     if (i.code === 'unrecognized_keys') return { field: path || where, message: `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}` };
     return { field: path || where, message: i.message };
   });

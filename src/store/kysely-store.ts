@@ -3,6 +3,7 @@ import type { Agent } from '../domain/agent.js';
 import type { NewPlatformEvent, PlatformEvent } from '../domain/event.js';
 import { ConflictError, DomainError, InputError, UnavailableError, VersionConflictError, agentNotFound } from '../domain/errors.js';
 import { decodeAgentCursor, encodeAgentCursor } from './agent-cursor.js';
+import { GroupCommitQueue, type GroupCommitOptions } from './group-commit-queue.js';
 import { MIGRATIONS, applyMigrations, type Migration } from './migrations.js';
 import { agentFromRow, eventFromRow, newAgentRow } from './row-mapping.js';
 import type { AgentsTable, Database } from './schema.js';
@@ -20,6 +21,13 @@ export interface KyselyStoreOptions {
    * @default MIGRATIONS
    */
   migrations?: readonly Migration[] | undefined;
+  /**
+   * Group commit of concurrent writes, for dialects with a single writer connection
+   * (SQLite); `false` commits each write alone. Ignored on PostgreSQL, whose server
+   * groups commits of its many connections itself.
+   * @default {} (on, with GroupCommitOptions defaults) where the dialect supports it
+   */
+  groupCommit?: GroupCommitOptions | false | undefined;
 }
 
 /**
@@ -33,6 +41,7 @@ export class KyselyStore implements Store {
   readonly #dialect: StoreDialect;
   readonly #db: Kysely<Database>;
   readonly #migrations: readonly Migration[];
+  readonly #writes: GroupCommitQueue | undefined;
   #closed = false;
 
   constructor(dialect: StoreDialect, options: KyselyStoreOptions = {}) {
@@ -40,6 +49,8 @@ export class KyselyStore implements Store {
     this.#db = dialect.db;
     this.kind = dialect.kind;
     this.#migrations = options.migrations ?? MIGRATIONS;
+    const groupCommit = options.groupCommit ?? {};
+    this.#writes = dialect.singleWriter && groupCommit !== false ? new GroupCommitQueue(this.#db, dialect.beginWriteSql, groupCommit) : undefined;
   }
 
   async migrate(): Promise<void> {
@@ -60,10 +71,10 @@ export class KyselyStore implements Store {
     return this.#guard(async () => {
       const row = newAgentRow(agent);
       if (!idempotency) {
-        await this.#insertAgent(this.#db, row);
+        await this.#write((db) => this.#insertAgent(db, row), 'single');
         return { agent: agentFromRow(row), created: true };
       }
-      return this.#writeTransaction(async (trx) => {
+      return this.#write(async (trx) => {
         const keyWhere = { tenantId: agent.tenantId, key: idempotency.key };
         for (let round = 1; ; round++) {
           // Claim the key first. On PostgreSQL a concurrent claimant blocks here until
@@ -110,7 +121,7 @@ export class KyselyStore implements Store {
             throw new ConflictError('IDEMPOTENCY_KEY_CONTENDED', `idempotency key "${idempotency.key}" is changing concurrently; retry the request`, keyWhere);
           }
         }
-      });
+      }, 'transaction');
     });
   }
 
@@ -159,47 +170,46 @@ export class KyselyStore implements Store {
         set.phase = update.status.phase;
         set.node = update.status.node ?? null;
       }
-      // One statement is the compare-and-set: no transaction, no lock held across awaits.
-      const row = await this.#db
-        .updateTable('agents')
-        .set((eb) => ({ ...set, version: eb('version', '+', 1) }))
-        .where('id', '=', id)
-        .where('version', '=', expectedVersion)
-        .returningAll()
-        .executeTakeFirst();
-      if (row) return agentFromRow(row);
-      const current = await this.#db.selectFrom('agents').select('version').where('id', '=', id).executeTakeFirst();
-      if (!current) throw agentNotFound(id);
-      throw new VersionConflictError(id, expectedVersion);
+      return this.#write(async (db) => {
+        // One statement is the compare-and-set: no transaction, no lock held across awaits.
+        const row = await db
+          .updateTable('agents')
+          .set((eb) => ({ ...set, version: eb('version', '+', 1) }))
+          .where('id', '=', id)
+          .where('version', '=', expectedVersion)
+          .returningAll()
+          .executeTakeFirst();
+        if (row) return agentFromRow(row);
+        const current = await db.selectFrom('agents').select('version').where('id', '=', id).executeTakeFirst();
+        if (!current) throw agentNotFound(id);
+        throw new VersionConflictError(id, expectedVersion);
+      }, 'single');
     });
   }
 
   deleteAgent(id: string): Promise<void> {
     return this.#guard(() =>
-      this.#writeTransaction(async (trx) => {
+      this.#write(async (trx) => {
         await trx.deleteFrom('idempotency_keys').where('agent_id', '=', id).execute();
         await trx.deleteFrom('agents').where('id', '=', id).execute();
-      }),
+      }, 'transaction'),
     );
   }
 
   appendEvent(event: NewPlatformEvent): Promise<PlatformEvent> {
     return this.#guard(async () => {
       const data = event.data === undefined ? null : JSON.stringify(event.data);
-      const inserted = await this.#db
-        .insertInto('events')
-        .values({
-          tenant_id: event.tenantId,
-          object_kind: event.objectKind,
-          object_id: event.objectId,
-          type: event.type,
-          reason: event.reason,
-          message: event.message,
-          data,
-          time: event.time,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
+      const row = {
+        tenant_id: event.tenantId,
+        object_kind: event.objectKind,
+        object_id: event.objectId,
+        type: event.type,
+        reason: event.reason,
+        message: event.message,
+        data,
+        time: event.time,
+      };
+      const inserted = await this.#write((db) => db.insertInto('events').values(row).returning('id').executeTakeFirstOrThrow(), 'single');
       const stored: PlatformEvent = { ...event, id: Number(inserted.id) };
       if (data === null) delete stored.data;
       return stored;
@@ -221,7 +231,7 @@ export class KyselyStore implements Store {
 
   pruneEvents(beforeMs: number): Promise<number> {
     return this.#guard(async () => {
-      const result = await this.#db.deleteFrom('events').where('time', '<', beforeMs).executeTakeFirst();
+      const result = await this.#write((db) => db.deleteFrom('events').where('time', '<', beforeMs).executeTakeFirst(), 'single');
       return Number(result.numDeletedRows);
     });
   }
@@ -235,20 +245,24 @@ export class KyselyStore implements Store {
 
   putSettingIfAbsent(key: string, value: string): Promise<string> {
     return this.#guard(async () => {
-      await this.#db
-        .insertInto('settings')
-        .values({ key, value })
-        .onConflict((oc) => oc.column('key').doNothing())
-        .execute();
-      // Settings are never deleted, so the row read here is the first writer's.
-      const row = await this.#db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirstOrThrow();
-      return row.value;
+      return this.#write(async (db) => {
+        await db
+          .insertInto('settings')
+          .values({ key, value })
+          .onConflict((oc) => oc.column('key').doNothing())
+          .execute();
+        // Settings are never deleted, so the row read here is the first writer's.
+        const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirstOrThrow();
+        return row.value;
+      }, 'single');
     });
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Writes accepted before close() still commit (or fail) before the connection goes.
+    await this.#writes?.idle();
     await this.#dialect.destroy();
   }
 
@@ -266,6 +280,16 @@ export class KyselyStore implements Store {
         name: row.name,
       });
     }
+  }
+
+  /**
+   * Runs a write: through the group-commit queue when there is one, else in its own
+   * transaction ('transaction', for several statements that must stand or fall
+   * together) or as plain statements ('single', each atomic on its own).
+   */
+  #write<T>(fn: (db: Kysely<Database>) => Promise<T>, mode: 'single' | 'transaction'): Promise<T> {
+    if (this.#writes) return this.#writes.run(fn);
+    return mode === 'transaction' ? this.#writeTransaction(fn) : fn(this.#db);
   }
 
   /**

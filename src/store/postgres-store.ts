@@ -63,6 +63,7 @@ function postgresDialect(db: Kysely<Database>, schema: string | undefined): Stor
       await sql`select pg_advisory_xact_lock(hashtext(${`agent-platform:migrate:${schema ?? ''}`}))`.execute(conn);
       if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(conn);
     },
+    singleWriter: false,
     autoIncrementType: 'bigserial',
     labelsMatch: (labels: Record<string, string>): Expression<SqlBool> => sql<SqlBool>`(agents.labels::jsonb @> ${JSON.stringify(labels)}::jsonb)`,
     isUniqueViolation: (err) => pgCode(err) === '23505',

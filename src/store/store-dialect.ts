@@ -17,6 +17,11 @@ export interface StoreDialect {
    * the schema when the adapter owns one.
    */
   prepareMigration(conn: Kysely<Database>): Promise<void>;
+  /**
+   * True when the database has a single writer connection (SQLite): concurrent
+   * writes then queue anyway, and committing them in groups is much cheaper.
+   */
+  readonly singleWriter: boolean;
   /** SQL type of an auto-incrementing integer primary key. */
   readonly autoIncrementType: 'integer' | 'bigserial';
   /** A predicate true when the row's JSON `labels` column has every given label. */

@@ -330,7 +330,7 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
       });
 
       it('keeps pages correct under a sparse filter', async () => {
-        const all = await createMany(store, 30, (i) => ({ labels: i % 3 === 0 ? { team: 'a', i: String(i) } : { team: 'b' } }));
+        const all = await createMany(store, 30, (i): Partial<NewAgent> => ({ labels: i % 3 === 0 ? { team: 'a', i: String(i) } : { team: 'b' } }));
         const want = sortedIds(all.filter((a) => a.labels.team === 'a'));
         for (const filter of [{ labels: { team: 'a' } }, { phase: ['Pending' as Phase], labels: { team: 'a' } }]) {
           const seen: string[] = [];

@@ -19,6 +19,10 @@ storeConformance(
   async () => rmSync(root, { recursive: true, force: true }),
 );
 
+storeConformance('sqlite (temp file, each write its own commit)', async () =>
+  openSqliteStore(join(root, `store-${++opened}.db`), { groupCommit: false }),
+);
+
 describe('sqlite store specifics', () => {
   const dir = mkdtempSync(join(tmpdir(), 'agent-platform-sqlite-x-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -130,7 +130,12 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       if (!runtime) throw new UnavailableError('NODE_UNAVAILABLE', `node ${agent.status.node} of agent ${agent.id} is not reachable; logs are unavailable`);
       const abort = new AbortController();
       request.raw.on('close', () => abort.abort());
-      const lines = runtime.logs(agent.status.containerId ?? containerName(agent.id), { tail: query.tail, sinceMs: query.since, follow: query.follow }, abort.signal);
+      const containerId = agent.status.containerId ?? containerName(agent.id);
+      // No container (the image was missing, or it is being recreated): no logs yet,
+      // like an agent that has no node. Checked up front because once a follow stream
+      // is handed to Fastify an error can no longer become a proper response.
+      if ((await runtime.inspect(containerId, abort.signal)) === undefined) return '';
+      const lines = runtime.logs(containerId, { tail: query.tail, sinceMs: query.since, follow: query.follow }, abort.signal);
       const format = (l: LogLine): string => (query.timestamps ? `${new Date(l.time).toISOString()} ${l.text}\n` : `${l.text}\n`);
       if (!query.follow) {
         let out = '';

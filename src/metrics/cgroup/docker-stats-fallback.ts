@@ -10,9 +10,10 @@ export interface DockerStatsFallbackOptions {
    */
   hostMemoryBytes?: number;
   /**
-   * Ask for a single sample (`one-shot=true`, API >= 1.41). Without it Docker waits for a
-   * second sample to fill precpu_stats, about a second per container; we report cumulative
-   * counters and compute rates ourselves, so we never need precpu.
+   * Ask for a single sample (`one-shot=true`, API >= 1.41). Docker 20.10 answers a stats
+   * request with the next sample its collector publishes (every 1 s); without one-shot it
+   * skips that first sample to fill precpu_stats and answers a tick later (1-2 s instead of
+   * 0-1 s). We report cumulative counters and compute rates ourselves, so precpu is unneeded.
    * @default true
    */
   oneShot?: boolean;

@@ -71,6 +71,9 @@ interface DockerInfoResponse {
 /** Docker runtime names the platform knows, mapped to its isolation classes. */
 const ISOLATION_BY_DOCKER_RUNTIME: Record<string, string | undefined> = { runc: 'runc', runsc: 'gvisor' };
 
+/** Rounds of create -> 409 -> inspect 404 before giving up (about 1.3 s of backoff). */
+const CREATE_CONFLICT_ATTEMPTS = 7;
+
 const isStatus = (err: unknown, status: number): err is DockerApiError => err instanceof DockerApiError && err.statusCode === status;
 
 /**
@@ -100,8 +103,11 @@ export class DockerRuntime implements Runtime {
     this.watchReconnectInitialMs = options.watchReconnectInitialMs ?? 250;
     this.watchReconnectMaxMs = options.watchReconnectMaxMs ?? 5_000;
     this.watchReplayMs = options.watchReplayMs ?? 1_000;
-    // Our own agent, so close() can drop its kept-alive sockets.
-    this.httpAgent = new HttpAgent({ keepAlive: true });
+    // No keep-alive: a kept socket whose daemon end went away (daemon restart, proxy)
+    // fails the next request with EPIPE/ECONNRESET, and a fresh connection costs
+    // microseconds on a unix socket and one round trip on TCP. Our own agent, so close()
+    // can end the sockets of open streams.
+    this.httpAgent = new HttpAgent({ keepAlive: false });
     // docker-modem merges its own reading of DOCKER_HOST, DOCKER_CERT_PATH and
     // DOCKER_CLIENT_TIMEOUT under these options: every such key is set explicitly (even
     // to undefined) so the endpoint we parsed is the one used.
@@ -145,8 +151,7 @@ export class DockerRuntime implements Runtime {
 
   async create(spec: ContainerSpec, signal?: AbortSignal): Promise<string> {
     const { name, body } = buildContainerConfig(spec, this.security);
-    // Two rounds: a container found by name may vanish before we inspect it.
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 1; ; attempt++) {
       try {
         const created = await this.request<{ Id: string }>(
           'create',
@@ -166,7 +171,12 @@ export class DockerRuntime implements Runtime {
       }
       const existing = await this.inspectRaw(name, signal);
       if (existing === undefined) {
-        if (attempt === 0) continue;
+        // The name is taken but nothing answers to it: a concurrent create has reserved
+        // the name and not finished yet, or a remove is finishing. Both settle quickly.
+        if (attempt < CREATE_CONFLICT_ATTEMPTS) {
+          await sleep(20 * 2 ** (attempt - 1), undefined, signal ? { signal } : undefined);
+          continue;
+        }
         throw new ConflictError('CONTAINER_NAME_TAKEN', `container name "${name}" is in use but the container could not be found`, {
           nodeId: this.nodeId,
           agentId: spec.agentId,

@@ -12,11 +12,14 @@ export interface CompiledNodeSelector {
   active: boolean;
 }
 
+const MATCH_ALL: CompiledNodeSelector = Object.freeze({ keys: [], values: [], required: [], active: false });
+
 export function compileNodeSelector(
   nodeSelector: Readonly<Record<string, string>>,
   required: readonly NodeSelectorTerm[] | undefined,
 ): CompiledNodeSelector {
   const keys = Object.keys(nodeSelector);
+  if (keys.length === 0 && (required === undefined || required.length === 0)) return MATCH_ALL;
   const values = keys.map((key) => nodeSelector[key] as string);
   const terms = required ?? [];
   return { keys, values, required: terms, active: keys.length > 0 || terms.length > 0 };

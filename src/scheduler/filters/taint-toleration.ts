@@ -3,12 +3,8 @@ import type { Taint } from '../../domain/node.js';
 import { untoleratedTaintReason } from '../reasons.js';
 import { toleratesTaint } from './tolerates-taint.js';
 
-/**
- * TaintToleration filter: every NoSchedule and NoExecute taint must be tolerated.
- * PreferNoSchedule taints never reject; they only lower the score. Returns the reason naming
- * the first untolerated taint, or null when the node passes.
- */
-export function taintTolerationFilter(taints: readonly Taint[], tolerations: readonly Toleration[]): string | null {
+/** The first NoSchedule or NoExecute taint no toleration matches, or undefined when all are tolerated. */
+export function firstUntoleratedTaint(taints: readonly Taint[], tolerations: readonly Toleration[]): Taint | undefined {
   for (const taint of taints) {
     if (taint.effect === 'PreferNoSchedule') continue;
     let tolerated = false;
@@ -18,7 +14,17 @@ export function taintTolerationFilter(taints: readonly Taint[], tolerations: rea
         break;
       }
     }
-    if (!tolerated) return untoleratedTaintReason(taint);
+    if (!tolerated) return taint;
   }
-  return null;
+  return undefined;
+}
+
+/**
+ * TaintToleration filter: every NoSchedule and NoExecute taint must be tolerated.
+ * PreferNoSchedule taints never reject; they only lower the score. Returns the reason naming
+ * the first untolerated taint, or null when the node passes.
+ */
+export function taintTolerationFilter(taints: readonly Taint[], tolerations: readonly Toleration[]): string | null {
+  const taint = firstUntoleratedTaint(taints, tolerations);
+  return taint === undefined ? null : untoleratedTaintReason(taint);
 }
