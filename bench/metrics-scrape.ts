@@ -9,17 +9,12 @@
  * stats API is too slow to ask for all N, so it is timed on a small sample and extrapolated;
  * the table says which figures are extrapolated.
  */
-import { execFile } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import Dockerode from 'dockerode';
 import { CgroupCollector } from '../src/metrics/cgroup/cgroup-collector.js';
 import { forEachBounded } from '../src/metrics/cgroup/for-each-bounded.js';
+import { BUSYBOX_IMAGE, ensureBusyboxImage } from '../test/helpers/busybox-image.js';
 
-const IMAGE = 'agent-platform/busybox:latest';
 const LABEL = 'agent-platform.bench';
 const RUN_ID = `metrics-scrape-${process.pid}-${Date.now().toString(36)}`;
 const COLLECT_RUNS = 100;
@@ -42,19 +37,6 @@ const onSignal = (): void => {
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
-async function ensureImage(): Promise<void> {
-  const present = await docker.getImage(IMAGE).inspect().then(() => true, () => false);
-  if (present) return;
-  const dir = mkdtempSync(join(tmpdir(), 'busybox-image-'));
-  try {
-    copyFileSync('/bin/busybox', join(dir, 'busybox'));
-    writeFileSync(join(dir, 'Dockerfile'), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\nENV PATH=/bin\n');
-    await promisify(execFile)('docker', ['build', '--pull=false', '-q', '-t', IMAGE, dir]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 async function startContainers(n: number, signal: AbortSignal): Promise<string[]> {
   const ids: string[] = [];
   await forEachBounded(
@@ -63,7 +45,7 @@ async function startContainers(n: number, signal: AbortSignal): Promise<string[]
     async (i) => {
       const container = await docker.createContainer({
         name: `${RUN_ID}-${i}`,
-        Image: IMAGE,
+        Image: BUSYBOX_IMAGE,
         Cmd: ['sleep', '3600'],
         Labels: { [LABEL]: RUN_ID },
         HostConfig: { NetworkMode: 'none', Memory: 16 * 1024 * 1024 },
@@ -149,7 +131,7 @@ function table(rows: Row[]): string {
 async function main(): Promise<void> {
   const signal = abort.signal;
   await docker.ping();
-  await ensureImage();
+  await ensureBusyboxImage();
   const startedAt = Date.now();
   const ids = await startContainers(count, signal);
   console.error(`started ${ids.length} containers in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);

@@ -4,41 +4,20 @@
  * Needs Docker; fails when CI=true and Docker is missing, skips otherwise.
  */
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupCollector } from '../../src/metrics/cgroup/cgroup-collector.js';
 import type { ContainerUsage } from '../../src/metrics/cgroup/container-usage.js';
 import { createDockerStatsFallback } from '../../src/metrics/cgroup/docker-stats-fallback.js';
+import { BUSYBOX_IMAGE, ensureBusyboxImage } from '../helpers/busybox-image.js';
+import { requireDocker } from '../helpers/require-docker.js';
 
-const IMAGE = 'agent-platform/busybox:latest';
 const MiB = 1024 * 1024;
 const docker = new Dockerode();
-const dockerUp = await docker.ping().then(
-  () => true,
-  () => false,
-);
-const mustRun = process.env['CI'] === 'true';
-
-/**
- * Builds the 2 MB busybox image if it is missing (test/helpers/busybox-image.ts will own this
- * once it lands): Debian's static busybox copied into an empty image.
- */
-async function ensureImage(): Promise<void> {
-  const present = await docker.getImage(IMAGE).inspect().then(() => true, () => false);
-  if (present) return;
-  const dir = mkdtempSync(join(tmpdir(), 'busybox-image-'));
-  try {
-    copyFileSync('/bin/busybox', join(dir, 'busybox'));
-    writeFileSync(join(dir, 'Dockerfile'), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\nENV PATH=/bin\n');
-    await promisify(execFile)('docker', ['build', '--pull=false', '-q', '-t', IMAGE, dir]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+// Skips without Docker; with CI=true a missing Docker makes this file fail.
+const hasDocker = await requireDocker();
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 interface CpuReading {
@@ -59,7 +38,7 @@ function taskCpu(hostPid: number, clockTicksPerSecond: number): CpuReading {
   return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond, timestampMs: Date.now() };
 }
 
-describe.skipIf(!dockerUp && !mustRun)('CgroupCollector on real Docker containers', () => {
+describe.skipIf(!hasDocker)('CgroupCollector on real Docker containers', () => {
   const runId = `cgtest-${process.pid}-${Date.now().toString(36)}`;
   const created: Dockerode.Container[] = [];
   let busyId = '';
@@ -68,7 +47,7 @@ describe.skipIf(!dockerUp && !mustRun)('CgroupCollector on real Docker container
   async function run(name: string, cmd: string, hostConfig: Dockerode.HostConfig): Promise<string> {
     const container = await docker.createContainer({
       name: `${runId}-${name}`,
-      Image: IMAGE,
+      Image: BUSYBOX_IMAGE,
       Cmd: ['sh', '-c', cmd],
       Labels: { 'agent-platform.test': runId },
       HostConfig: { NetworkMode: 'none', ...hostConfig },
@@ -79,8 +58,7 @@ describe.skipIf(!dockerUp && !mustRun)('CgroupCollector on real Docker container
   }
 
   beforeAll(async () => {
-    if (!dockerUp) throw new Error('Docker is not reachable and CI=true: this test must run');
-    await ensureImage();
+    await ensureBusyboxImage();
     [busyId, memoryId] = await Promise.all([
       run('busy', 'while :; do :; done', { NanoCpus: 500_000_000, Memory: 64 * MiB }),
       // /dev/shm is a tmpfs: its pages are shmem, charged to the container and never
