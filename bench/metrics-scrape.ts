@@ -10,6 +10,7 @@
  * the table says which figures are extrapolated.
  */
 import { setMaxListeners } from 'node:events';
+import { cpus, loadavg } from 'node:os';
 import Dockerode from 'dockerode';
 import { CgroupCollector } from '../src/metrics/cgroup/cgroup-collector.js';
 import { forEachBounded } from '../src/metrics/cgroup/for-each-bounded.js';
@@ -87,6 +88,13 @@ interface Row {
   extrapolated: boolean;
 }
 
+/** The first scrape of a new collector also detects the layout and looks up every path. */
+async function timeFirstScrape(ids: string[], signal: AbortSignal): Promise<Row> {
+  const collector = new CgroupCollector();
+  const ms = await timeMs(() => collector.collect(ids, signal));
+  return { method: 'cgroup files, sync, first scrape (path lookup)', measured: `${ids.length} (all), 1 run`, median: ms, p99: null, perContainer: ms / ids.length, forAll: ms, extrapolated: false };
+}
+
 async function timeCollector(method: string, collector: CgroupCollector, ids: string[], signal: AbortSignal): Promise<Row> {
   const first = await collector.collect(ids, signal); // resolves and caches every path
   const cgroupSamples = [...first.values()].filter((u) => u.source === 'cgroup').length;
@@ -112,7 +120,7 @@ async function timeDockerStats(method: string, ids: string[], oneShot: boolean, 
   const perContainer = elapsed / ids.length;
   // Sequential scales linearly; a parallel batch of k is repeated ceil(N/k) times.
   const forAll = sequential ? perContainer * count : elapsed * Math.ceil(count / ids.length);
-  return { method, measured: `${ids.length}, ${sequential ? 'sequential' : 'parallel'}`, median: elapsed, p99: null, perContainer, forAll, extrapolated: true };
+  return { method, measured: `${ids.length}, ${sequential ? 'sequential' : 'parallel'}`, median: elapsed, p99: null, perContainer, forAll, extrapolated: ids.length < count };
 }
 
 function table(rows: Row[]): string {
@@ -137,6 +145,7 @@ async function main(): Promise<void> {
   console.error(`started ${ids.length} containers in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
 
   const rows: Row[] = [];
+  rows.push(await timeFirstScrape(ids, signal));
   rows.push(await timeCollector('cgroup files, sync reads (default)', new CgroupCollector({ readMode: 'sync' }), ids, signal));
   rows.push(await timeCollector('cgroup files, async reads (fs.promises, 16 at once)', new CgroupCollector({ readMode: 'async' }), ids, signal));
   rows.push(await timeCollector('cgroup files, async reads (fs.promises, 64 at once)', new CgroupCollector({ readMode: 'async', readConcurrency: 64 }), ids, signal));
@@ -146,7 +155,9 @@ async function main(): Promise<void> {
   rows.push(await timeDockerStats('Docker stats API, stream=false (default)', sample.slice(0, 5), false, true, signal));
   rows.push(await timeDockerStats('Docker stats API, stream=false (default)', sample, false, false, signal));
 
-  console.log(`\nmetrics scrape of ${count} running containers (node ${process.version}, cgroup ${String(new CgroupCollector().layout.version)})\n`);
+  // Timings on a shared machine mean little without how busy it was.
+  const load = loadavg().map((l) => l.toFixed(1)).join(' ');
+  console.log(`\nmetrics scrape of ${count} running containers (node ${process.version}, cgroup ${String(new CgroupCollector().layout.version)}, ${cpus().length} CPUs, load average ${load})\n`);
   console.log(table(rows));
   console.log('\ncgroup rows: one full collection of all containers, median and p99 over the runs, paths cached.');
   console.log('Docker rows: one timed pass over the sample; "all" is extrapolated from it, not measured.');

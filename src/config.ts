@@ -26,6 +26,9 @@ const Env = z.object({
   AGENT_PLATFORM_TMP_SIZE_MIB: z.coerce.number().int().min(1).default(64),
   AGENT_PLATFORM_DATA_SIZE_MIB: z.coerce.number().int().min(1).default(256),
   AGENT_PLATFORM_NODE_NAME: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/).default('local'),
+  AGENT_PLATFORM_USAGE_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
+  AGENT_PLATFORM_USAGE_RETENTION_MS: z.coerce.number().int().min(1000).default(3600_000),
+  AGENT_PLATFORM_METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   DOCKER_HOST: z.string().optional(),
 });
 
@@ -50,6 +53,12 @@ export interface Config {
   tmpSizeMiB: number;
   dataSizeMiB: number;
   nodeName: string;
+  /** How often the containers of running agents are sampled (CPU, memory) for /metrics and the usage API. */
+  usageIntervalMs: number;
+  /** How long per-agent usage history is kept in memory. */
+  usageRetentionMs: number;
+  /** Bearer token required by GET /metrics; unset: /metrics is open. */
+  metricsToken?: string | undefined;
   dockerHost?: string | undefined;
 }
 
@@ -89,6 +98,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     tmpSizeMiB: e.AGENT_PLATFORM_TMP_SIZE_MIB,
     dataSizeMiB: e.AGENT_PLATFORM_DATA_SIZE_MIB,
     nodeName: e.AGENT_PLATFORM_NODE_NAME,
+    usageIntervalMs: e.AGENT_PLATFORM_USAGE_INTERVAL_MS,
+    usageRetentionMs: e.AGENT_PLATFORM_USAGE_RETENTION_MS,
+    metricsToken: e.AGENT_PLATFORM_METRICS_TOKEN,
     dockerHost: e.DOCKER_HOST,
     ...overrides,
   });

@@ -48,7 +48,14 @@ export class CallTracer {
    * A proxy of `target` whose async methods are traced as `${prefix}.${method}#n`.
    * Methods are called on the target itself, so classes with #private fields work.
    */
-  wrap<T extends object>(target: T, prefix: string, keyOf: (method: string, args: unknown[]) => string | undefined, opensKey: (method: string) => boolean = () => false): T {
+  wrap<T extends object>(
+    target: T,
+    prefix: string,
+    keyOf: (method: string, args: unknown[]) => string | undefined,
+    opensKey: (method: string) => boolean = () => false,
+    /** Tags a call by who made it (say, from the stack); the tag prefixes the label. */
+    callerOf: () => string | undefined = () => undefined,
+  ): T {
     return new Proxy(target, {
       get: (obj, prop, receiver) => {
         const value = Reflect.get(obj, prop, receiver) as unknown;
@@ -60,10 +67,12 @@ export class CallTracer {
           if (key !== undefined && opensKey(prop)) this.open(key);
           const list = key !== undefined && !this.closed.has(key) ? this.calls.get(key) : undefined;
           if (!list) return fn.apply(obj, args);
+          const caller = callerOf();
+          const name = `${caller !== undefined ? `${caller}: ` : ''}${prefix}.${prop}`;
           const counts = this.counters.get(key!)!;
-          const n = (counts.get(prop) ?? 0) + 1;
-          counts.set(prop, n);
-          const call: TracedCall = { label: `${prefix}.${prop}#${n}`, startMs: performance.now(), endMs: undefined };
+          const n = (counts.get(name) ?? 0) + 1;
+          counts.set(name, n);
+          const call: TracedCall = { label: `${name}#${n}`, startMs: performance.now(), endMs: undefined };
           list.push(call);
           const result = fn.apply(obj, args);
           if (result instanceof Promise) {

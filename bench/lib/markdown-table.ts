@@ -1,7 +1,6 @@
 /**
- * A GitHub-flavoured markdown table with padded columns (readable in a terminal
- * too). Columns whose header starts with a space-free number-ish value are
- * right-aligned when `numeric` lists them.
+ * A GitHub-flavoured markdown table with padded columns, so it reads well in a
+ * terminal too. Columns whose indexes `numeric` lists are right-aligned.
  */
 export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[], numeric: ReadonlySet<number> = new Set()): string {
   const widths = header.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => (r[i] ?? '').length)));

@@ -11,6 +11,11 @@ export interface AppOptions {
   logger: PinoLogger;
   bodyLimitBytes: number;
   authenticate: Authenticator;
+  /**
+   * Told about every response, by route pattern (`/api/v1/agents/:id`, never the raw URL, so
+   * ids do not explode label cardinality; "unmatched" for 404s without a route).
+   */
+  observeRequest?: ((method: string, route: string, status: number, seconds: number) => void) | undefined;
 }
 
 /**
@@ -36,6 +41,12 @@ export async function createApp(opts: AppOptions): Promise<{ app: FastifyInstanc
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
+  const observeRequest = opts.observeRequest;
+  if (observeRequest) {
+    app.addHook('onResponse', async (request, reply) => {
+      observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    });
+  }
   // The API speaks JSON only: without this, Fastify's built-in text/plain parser lets a
   // text body through to validation, which then reports a confusing type error instead
   // of 415 UNSUPPORTED_MEDIA_TYPE.
@@ -44,7 +55,13 @@ export async function createApp(opts: AppOptions): Promise<{ app: FastifyInstanc
   app.setNotFoundHandler(async (request) => {
     throw new NotFoundError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}; see /openapi.json`);
   });
-  const routes = new RouteRegistry(app, opts.authenticate);
+  const closing = new AbortController();
+  // preClose runs before the server stops accepting: streams end first, so close()
+  // does not wait on a `logs?follow=true` that would last as long as its container.
+  app.addHook('preClose', async () => {
+    closing.abort();
+  });
+  const routes = new RouteRegistry(app, opts.authenticate, closing.signal);
 
   const finish = async (): Promise<void> => {
     const doc = routes.openapi({ title: 'agent-platform', version: '1' });

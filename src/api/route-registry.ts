@@ -54,9 +54,14 @@ export function parseInput<T extends z.ZodType>(schema: T, value: unknown, where
 export class RouteRegistry {
   private readonly defs: RouteDef<z.ZodType, z.ZodType, z.ZodType>[] = [];
 
+  /**
+   * @param closing aborted when the server starts to close: long-lived responses (log
+   * follow) listen to it and end, or `app.close()` would wait for them forever.
+   */
   constructor(
     private readonly app: FastifyInstance,
     private readonly authenticate: Authenticator,
+    readonly closing: AbortSignal = new AbortController().signal,
   ) {}
 
   add<P extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = z.ZodUnknown, B extends z.ZodType = z.ZodUnknown>(

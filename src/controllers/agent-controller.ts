@@ -10,6 +10,7 @@ import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import { decide, type Decision, type DecisionConfig, type DecisionEvent } from './agent-decision.js';
 import type { Placer } from './placer.js';
 import type { EventRecorder } from './event-recorder.js';
+import type { ControllerMetrics } from '../metrics/controller-metrics.js';
 
 export interface ContainerDefaults {
   pidsLimit: number;
@@ -30,6 +31,8 @@ export interface AgentControllerDeps {
   /** Concurrent reconciles. */
   concurrency: number;
   resyncIntervalMs: number;
+  /** Reconcile and scheduling durations; optional. */
+  metrics?: ControllerMetrics | undefined;
 }
 
 /** Retry delay after an unexpected error in a reconcile: 100 ms doubling to 30 s. */
@@ -104,11 +107,14 @@ export class AgentController {
   }
 
   private async reconcileKey(agentId: string, signal: AbortSignal): Promise<void> {
+    const startedMs = performance.now();
     try {
       const requeueAfterMs = await this.reconcile(agentId, signal);
+      this.d.metrics?.observeReconcile('success', (performance.now() - startedMs) / 1000);
       this.failures.delete(agentId);
       if (requeueAfterMs !== undefined) this.d.bus.enqueue(agentId, requeueAfterMs);
     } catch (err) {
+      this.d.metrics?.observeReconcile(err instanceof VersionConflictError ? 'conflict' : 'error', (performance.now() - startedMs) / 1000);
       if (err instanceof VersionConflictError) {
         this.d.bus.enqueue(agentId);
         return;
@@ -202,7 +208,9 @@ export class AgentController {
   }
 
   private async schedule(agent: Agent, signal?: AbortSignal): Promise<number | undefined> {
+    const placeStartedMs = performance.now();
     const placement = await this.d.placer.place(agent, signal);
+    this.d.metrics?.observeScheduling(placement.ok ? 'scheduled' : 'unschedulable', (performance.now() - placeStartedMs) / 1000);
     const now = this.d.clock.now();
     if (!placement.ok) {
       if (agent.status.reason !== placement.reason || agent.status.message !== placement.message) {

@@ -53,8 +53,6 @@ export function naiveSchedule(request: SchedulingRequest, snapshot: SchedulingSn
   for (const node of snapshot.nodes) {
     const allocatableCpu = Math.max(0, node.capacity.cpuMillicores - node.reserved.cpuMillicores);
     const allocatableMemory = Math.max(0, node.capacity.memoryMiB - node.reserved.memoryMiB);
-    const usedGpus = new Set(node.allocated.gpuIds);
-    const freeGpus = node.capacity.gpus.filter((gpu) => !usedGpus.has(gpu.id)).length;
     let reason =
       nodeReadyFilter(node) ??
       nodeUnschedulableFilter(node) ??
@@ -66,7 +64,7 @@ export function naiveSchedule(request: SchedulingRequest, snapshot: SchedulingSn
         node.capacity.maxAgents - node.allocated.agents,
         spec.resources,
       ) ??
-      (spec.resources.gpu > 0 ? gpuFilter(freeGpus, spec.resources.gpu) : null);
+      (spec.resources.gpu > 0 ? gpuFilter(node.capacity.gpus.filter((gpu) => !node.allocated.gpuIds.includes(gpu.id)).length, spec.resources.gpu) : null);
     for (const { constraint, perDomain, minCount } of spreads) {
       if (reason !== null) break;
       const value = node.labels[constraint.topologyKey];

@@ -1,5 +1,5 @@
 import { ConflictError, InputError, NotFoundError } from '../domain/errors.js';
-import type { Node, NodeAllocation } from '../domain/node.js';
+import type { Node, NodeAllocation, Taint } from '../domain/node.js';
 import type { CompiledNodeSelector } from './filters/node-affinity.js';
 import { nodeAffinityFilter } from './filters/node-affinity.js';
 import { compareGpuIds, pickGpuIds } from './filters/gpu.js';
@@ -62,6 +62,15 @@ export class NodePool {
   readonly flags: Uint8Array;
   /** True when some node has a PreferNoSchedule taint (otherwise the taint score is constant and skipped). */
   readonly anyPreferTaints: boolean;
+  /**
+   * Every distinct taint (key, value, effect) in the pool, once. Nodes refer to them by index,
+   * so a decision evaluates each distinct taint against the tolerations once, not once per node.
+   */
+  readonly distinctTaints: readonly Taint[];
+  /** Per node: indexes into distinctTaints of its NoSchedule/NoExecute taints. */
+  readonly hardTaintIds: readonly (readonly number[])[];
+  /** Per node: indexes into distinctTaints of its PreferNoSchedule taints. */
+  readonly preferTaintIds: readonly (readonly number[])[];
 
   private readonly indexById = new Map<string, number>();
   private readonly gpuIdsSorted: string[][];
@@ -89,6 +98,21 @@ export class NodePool {
     this.gpuIdsSorted = new Array<string[]>(n);
     this.gpuUsed = new Array<Set<string>>(n);
     let anyPreferTaints = false;
+    const distinctTaints: Taint[] = [];
+    const taintIndex = new Map<string, number>();
+    const internTaint = (taint: Taint): number => {
+      const key = JSON.stringify([taint.key, taint.value ?? '', taint.effect]);
+      let id = taintIndex.get(key);
+      if (id === undefined) {
+        id = distinctTaints.length;
+        distinctTaints.push(taint);
+        taintIndex.set(key, id);
+      }
+      return id;
+    };
+    const hardTaintIds: number[][] = new Array<number[]>(n);
+    const preferTaintIds: number[][] = new Array<number[]>(n);
+    const none: number[] = [];
     for (let i = 0; i < n; i++) {
       const node = nodes[i] as Node;
       if (this.indexById.has(node.id)) throw new InputError(`snapshot has node "${node.id}" twice`, { nodeId: node.id });
@@ -106,14 +130,22 @@ export class NodePool {
       this.freeGpuCount[i] = ids.filter((id) => !used.has(id)).length;
       let flags = 0;
       if (!node.ready || node.unhealthy || node.cordoned) flags |= NODE_FLAGS.blocked;
+      hardTaintIds[i] = none;
+      preferTaintIds[i] = none;
       for (const taint of node.taints) {
-        if (taint.effect === 'PreferNoSchedule') flags |= NODE_FLAGS.preferTaints;
-        else flags |= NODE_FLAGS.hardTaints;
+        const prefer = taint.effect === 'PreferNoSchedule';
+        flags |= prefer ? NODE_FLAGS.preferTaints : NODE_FLAGS.hardTaints;
+        const ids = prefer ? preferTaintIds : hardTaintIds;
+        if (ids[i] === none) ids[i] = [];
+        ids[i]!.push(internTaint(taint));
       }
       if (flags & NODE_FLAGS.preferTaints) anyPreferTaints = true;
       this.flags[i] = flags;
     }
     this.anyPreferTaints = anyPreferTaints;
+    this.distinctTaints = distinctTaints;
+    this.hardTaintIds = hardTaintIds;
+    this.preferTaintIds = preferTaintIds;
     for (const [group, byNode] of Object.entries(agentCountsByNode ?? {})) {
       const counts = this.countsOf(group);
       for (const [nodeId, count] of Object.entries(byNode)) {

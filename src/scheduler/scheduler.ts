@@ -6,7 +6,7 @@ import type { CompiledNodeSelector } from './filters/node-affinity.js';
 import { compileNodeSelector, nodeAffinityFilter } from './filters/node-affinity.js';
 import { nodeReadyFilter } from './filters/node-ready.js';
 import { nodeUnschedulableFilter } from './filters/node-unschedulable.js';
-import { firstUntoleratedTaint, taintTolerationFilter } from './filters/taint-toleration.js';
+import { isTaintTolerated, taintTolerationFilter } from './filters/taint-toleration.js';
 import { topologySpreadFilter } from './filters/topology-spread.js';
 import { NODE_FLAGS, NodePool } from './node-pool.js';
 import { numFeasibleNodesToFind } from './num-feasible-nodes-to-find.js';
@@ -17,8 +17,10 @@ import { balancedAllocationScore } from './scorers/balanced-allocation.js';
 import { leastAllocatedScore } from './scorers/least-allocated.js';
 import { mostAllocatedScore } from './scorers/most-allocated.js';
 import { nodeAffinityRawScore, normalizeNodeAffinityScore } from './scorers/node-affinity-score.js';
-import { intolerablePreferNoScheduleCount, normalizeTaintTolerationScore } from './scorers/taint-toleration-score.js';
+import { isPreferNoScheduleTolerated, normalizeTaintTolerationScore } from './scorers/taint-toleration-score.js';
 import { unschedulableMessage } from './unschedulable-message.js';
+
+const UNKNOWN = -1;
 
 /** One topology spread constraint, resolved against the pool for the current decision. */
 interface PreparedSpread {
@@ -50,6 +52,8 @@ export class Scheduler {
   private resourceScore = new Float64Array(0);
   private affinityRaw = new Float64Array(0);
   private taintCount = new Int32Array(0);
+  private taintVerdict = new Int8Array(0);
+  private preferVerdict = new Int8Array(0);
   private readonly topPos: Int32Array;
   private readonly topScore: Float64Array;
   private readonly reasonCounts = new Map<string, number>();
@@ -92,6 +96,16 @@ export class Scheduler {
     const spreads = this.prepareSpreads(request, pool, selector);
 
     const { nodes, flags, allocatableCpu, allocatableMemory, usedCpu, usedMemory, agentCount, maxAgents, freeGpuCount } = pool;
+    const { distinctTaints, hardTaintIds, preferTaintIds } = pool;
+    // Per distinct taint: tolerated (1), not (0), or not yet asked (UNKNOWN) for this agent.
+    if (this.taintVerdict.length < distinctTaints.length) {
+      this.taintVerdict = new Int8Array(distinctTaints.length);
+      this.preferVerdict = new Int8Array(distinctTaints.length);
+    }
+    const taintVerdict = this.taintVerdict;
+    const preferVerdict = this.preferVerdict;
+    taintVerdict.fill(UNKNOWN, 0, distinctTaints.length);
+    preferVerdict.fill(UNKNOWN, 0, distinctTaints.length);
     const feasible = this.feasible;
     const resourceScore = this.resourceScore;
     const affinityRaw = this.affinityRaw;
@@ -114,7 +128,13 @@ export class Scheduler {
       if (fitFilter(allocatableCpu[i]! - usedCpu[i]!, allocatableMemory[i]! - usedMemory[i]!, maxAgents[i]! - agentCount[i]!, resources) !== null) continue;
       if (reqGpu > 0 && gpuFilter(freeGpuCount[i]!, reqGpu) !== null) continue;
       const node = nodes[i]!;
-      if (nodeFlags & NODE_FLAGS.hardTaints && firstUntoleratedTaint(node.taints, tolerations) !== undefined) continue;
+      if (nodeFlags & NODE_FLAGS.hardTaints) {
+        for (const id of hardTaintIds[i]!) {
+          let verdict = taintVerdict[id]!;
+          if (verdict === UNKNOWN) taintVerdict[id] = verdict = isTaintTolerated(distinctTaints[id]!, tolerations) ? 1 : 0;
+          if (verdict === 0) continue scan;
+        }
+      }
       if (selector.active && nodeAffinityFilter(node.labels, selector) !== null) continue;
       if (spreads !== null) {
         for (const spread of spreads) {
@@ -139,7 +159,14 @@ export class Scheduler {
         if (raw > maxAffinityRaw) maxAffinityRaw = raw;
       }
       if (scoreTaints) {
-        const count = nodeFlags & NODE_FLAGS.preferTaints ? intolerablePreferNoScheduleCount(node.taints, tolerations) : 0;
+        let count = 0;
+        if (nodeFlags & NODE_FLAGS.preferTaints) {
+          for (const id of preferTaintIds[i]!) {
+            let verdict = preferVerdict[id]!;
+            if (verdict === UNKNOWN) preferVerdict[id] = verdict = isPreferNoScheduleTolerated(distinctTaints[id]!, tolerations) ? 1 : 0;
+            if (verdict === 0) count++;
+          }
+        }
         taintCount[f] = count;
         if (count > maxTaintCount) maxTaintCount = count;
       }

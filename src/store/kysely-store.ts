@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Updateable } from 'kysely';
-import type { Agent } from '../domain/agent.js';
+import type { Agent, Phase } from '../domain/agent.js';
 import type { NewPlatformEvent, PlatformEvent } from '../domain/event.js';
 import { ConflictError, DomainError, InputError, UnavailableError, VersionConflictError, agentNotFound } from '../domain/errors.js';
 import { decodeAgentCursor, encodeAgentCursor } from './agent-cursor.js';
@@ -156,6 +156,20 @@ export class KyselyStore implements Store {
       const items = rows.slice(0, limit).map(agentFromRow);
       const last = items[items.length - 1];
       return rows.length > limit && last ? { items, nextCursor: encodeAgentCursor({ createdAt: last.createdAt, id: last.id }) } : { items };
+    });
+  }
+
+  countAgents(): Promise<{ tenantId: string; phase: Phase; count: number }[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db
+        .selectFrom('agents')
+        .select(['tenant_id', 'phase', (eb) => eb.fn.countAll<number | string | bigint>().as('count')])
+        .groupBy(['tenant_id', 'phase'])
+        .orderBy('tenant_id')
+        .orderBy('phase')
+        .execute();
+      // PostgreSQL returns count(*) as int8, which pg hands over as a string.
+      return rows.map((r) => ({ tenantId: r.tenant_id, phase: r.phase as Phase, count: Number(r.count) }));
     });
   }
 

@@ -91,6 +91,11 @@ export interface Store {
   /** Ordered by createdAt then id; cursor-paginated. */
   listAgents(filter?: AgentFilter): Promise<AgentPage>;
   /**
+   * Number of agents per (tenant, phase), for metrics; only pairs with at least one agent
+   * appear. One grouped query, no rows read into memory.
+   */
+  countAgents(): Promise<{ tenantId: string; phase: Phase; count: number }[]>;
+  /**
    * Compare-and-set on the version. Throws VersionConflictError when the stored
    * version differs, agentNotFound when the agent is gone. Returns the new record.
    */

@@ -404,6 +404,38 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
       });
     });
 
+    describe('countAgents', () => {
+      it('is empty for an empty store', async () => {
+        expect(await store.countAgents()).toEqual([]);
+      });
+
+      it('counts per tenant and phase, follows status updates and deletes, and returns numbers', async () => {
+        const setPhase = async (a: Agent, phase: Phase): Promise<Agent> =>
+          store.updateAgent(a.id, a.version, { status: { ...a.status, phase }, updatedAt: BASE_MS + 100 });
+        const a = await createMany(store, 3, () => ({ tenantId: 't-a' }));
+        const b = await createMany(store, 2, () => ({ tenantId: 't-b' }));
+        await setPhase(a[0]!, 'Running');
+        await setPhase(a[1]!, 'Running');
+        const failed = await setPhase(b[0]!, 'Failed');
+        const sorted = (rows: { tenantId: string; phase: Phase; count: number }[]) =>
+          [...rows].sort((x, y) => `${x.tenantId}/${x.phase}`.localeCompare(`${y.tenantId}/${y.phase}`));
+        const counts = await store.countAgents();
+        expect(sorted(counts)).toEqual([
+          { tenantId: 't-a', phase: 'Pending', count: 1 },
+          { tenantId: 't-a', phase: 'Running', count: 2 },
+          { tenantId: 't-b', phase: 'Failed', count: 1 },
+          { tenantId: 't-b', phase: 'Pending', count: 1 },
+        ]);
+        for (const c of counts) expect(typeof c.count).toBe('number');
+        await store.deleteAgent(failed.id);
+        await store.deleteAgent(b[1]!.id);
+        expect(sorted(await store.countAgents())).toEqual([
+          { tenantId: 't-a', phase: 'Pending', count: 1 },
+          { tenantId: 't-a', phase: 'Running', count: 2 },
+        ]);
+      });
+    });
+
     describe('events', () => {
       it('appends with increasing numeric ids and reads back exactly, oldest first', async () => {
         const plain = newEvent({ time: BASE_MS + 1 });

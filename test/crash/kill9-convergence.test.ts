@@ -243,7 +243,9 @@ if (!dockerReady) {
           kill('all requests answered');
           await platform.exited;
           expect(unexpected, 'answers before the kill').toEqual([]);
-          console.info(`[${store.name}] killed by ${killedBy}: ${sent} sent, ${firstAck.size} acknowledged`);
+          const atKill = await managedContainers(daemon.docker);
+          const runningAtKill = [...atKill.values()].flat().filter((c) => c.State === 'running').length;
+          console.info(`[${store.name}] killed by ${killedBy}: ${sent} sent, ${firstAck.size} acknowledged, ${atKill.size} containers left behind (${runningAtKill} running)`);
 
           // ---- second life: retry every key ------------------------------------------
           platform = await start(env, port);
@@ -360,9 +362,11 @@ if (!dockerReady) {
           );
           console.info(`[${store.name}] orphan removed ${orphanGoneMs} ms and victim running again ${converged.ms} ms after ready (resync ${RESYNC_INTERVAL_MS} ms, restart back-off 1 s)`);
 
-          // The orphan goes in the first sweep; the victim waits out one restart back-off (1 s).
-          expect(orphanGoneMs!).toBeLessThanOrEqual(4 * RESYNC_INTERVAL_MS);
-          expect(converged.ms).toBeLessThanOrEqual(1_000 + 6 * RESYNC_INTERVAL_MS);
+          // The orphan goes in the first sweep (at controller start, so usually before
+          // /ready answers); the victim also waits out one restart back-off (1 s). The
+          // margins allow for a loaded 2-core machine.
+          expect(orphanGoneMs!).toBeLessThanOrEqual(6 * RESYNC_INTERVAL_MS);
+          expect(converged.ms).toBeLessThanOrEqual(1_000 + 10 * RESYNC_INTERVAL_MS);
           const victimNow = converged.byAgent.get(victim)![0]!;
           expect(victimNow.Id).not.toBe(victimOldContainer);
           expect(converged.agents.find((a) => a.id === victim)!.status.restarts).toBe(1);

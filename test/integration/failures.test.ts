@@ -111,6 +111,12 @@ describe.skipIf(!hasDocker).concurrent('agent failures (real dockerd)', () => {
     expect(agent.status.message).toMatch(/not found/i);
     expect((await p.events(a.id)).map((e) => e.reason)).toContain('ImageNotFound');
     expect(await p.containersOf(a.id)).toHaveLength(0);
+    // No container, so no logs: an empty answer, not an error (follow included).
+    for (const q of ['', '?follow=true']) {
+      const logs = await p.request('GET', `/api/v1/agents/${a.id}/logs${q}`);
+      expect(logs.status, `logs${q}: ${logs.text}`).toBe(200);
+      expect(logs.text).toBe('');
+    }
   }, 30_000);
 
   it('docker kill from outside fails a Never agent (137, Error)', async ({ expect }) => {

@@ -54,6 +54,10 @@ export interface HarnessOptions {
   /** AGENT_PLATFORM_* variables on top of the fast test defaults. */
   env?: Record<string, string>;
   config?: Partial<Config>;
+  /** Reuse this data dir: a restart of an earlier platform closed with `keep`. */
+  dataDir?: string;
+  /** Agent ids to treat as this platform's own from the start (e.g. those of the platform it replaces). */
+  adopt?: Iterable<string>;
 }
 
 /** Fast intervals so the whole suite runs in tens of seconds, not minutes. */
@@ -84,19 +88,19 @@ export class TestPlatform {
     readonly baseUrl: string,
     readonly token: string,
     readonly config: Readonly<Config>,
-    private readonly dataDir: string,
+    readonly dataDir: string,
   ) {
     this.docker = new Docker(config.dockerHost?.startsWith('unix://') ? { socketPath: config.dockerHost.slice('unix://'.length) } : undefined);
   }
 
   static async start(opts: HarnessOptions = {}): Promise<TestPlatform> {
-    const dataDir = await mkdtemp(join(tmpdir(), 'ap-it-'));
+    const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'ap-it-')));
     const token = `it_${randomBytes(16).toString('hex')}`;
     const config = loadConfig(
       { ...FAST_ENV, AGENT_PLATFORM_DATA_DIR: dataDir, AGENT_PLATFORM_ADMIN_TOKEN: token, DOCKER_HOST: process.env.DOCKER_HOST, ...opts.env },
       opts.config,
     );
-    const ids = new Set<string>();
+    const ids = new Set<string>(opts.adopt);
     const runtime = new ScopedRuntime(new DockerRuntime({ nodeId: config.nodeName, dockerHost: config.dockerHost }), (id) => ids.has(id));
     const platform = await buildPlatform(config, { runtimes: [runtime] });
     const address = await platform.start();
@@ -172,18 +176,26 @@ export class TestPlatform {
     return res.json.items;
   }
 
-  /** Stops the platform, removes every container of its agents and the data dir. */
-  async close(): Promise<void> {
+  /**
+   * Stops the platform, then removes every container of its agents and the data dir
+   * it made. `keep` leaves both, to start another platform on them (a restart).
+   */
+  async close(opts: { keep?: boolean } = {}): Promise<void> {
+    // (The data dir is removed whoever made it: a restarted platform inherits it.)
     try {
       await this.platform.close();
     } finally {
-      await Promise.allSettled(
-        [...this.agentIds].map(async (id) => {
-          for (const c of await this.containersOf(id)) await this.docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
-        }),
-      );
-      await rm(this.dataDir, { recursive: true, force: true });
+      if (!opts.keep) await this.cleanUp();
     }
+  }
+
+  private async cleanUp(): Promise<void> {
+    await Promise.allSettled(
+      [...this.agentIds].map(async (id) => {
+        for (const c of await this.containersOf(id)) await this.docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+      }),
+    );
+    await rm(this.dataDir, { recursive: true, force: true });
   }
 }
 

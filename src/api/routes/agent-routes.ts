@@ -9,6 +9,7 @@ import type { RouteRegistry } from '../route-registry.js';
 import { AgentList, AgentResponse, CreateAgentRequest, EventList, ListAgentsQuery, LogsQuery } from '../schemas/agent-schema.js';
 import { Id } from '../schemas/common-schema.js';
 import { toAgentResponse, toEventResponse } from '../agent-mapper.js';
+import type { AgentUsage } from '../../metrics/usage-sampler.js';
 
 const IdParams = z.strictObject({ id: Id });
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -19,6 +20,8 @@ export interface AgentRouteDeps {
   runtimes: RuntimeRegistry;
   /** How long DELETE waits for the container and record to be gone before answering 202. */
   deleteWaitMs: number;
+  /** Latest sampled usage of a running agent (UsageSampler.latest); GET shows it as `usage`. */
+  usage?: ((agentId: string) => AgentUsage | undefined) | undefined;
 }
 
 export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): void {
@@ -62,7 +65,11 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
 
   routes.add(
     { method: 'GET', url: '/api/v1/agents/:id', summary: 'Get an agent', tags: ['agents'], params: IdParams, responses: { 200: AgentResponse } },
-    async ({ params, principal }) => toAgentResponse(await d.agents.get(principal, params.id)),
+    async ({ params, principal }) => {
+      const agent = toAgentResponse(await d.agents.get(principal, params.id));
+      const usage = d.usage?.(agent.id);
+      return usage ? { ...agent, usage: { ...usage, sampledAt: new Date(usage.sampledAt).toISOString() } } : agent;
+    },
   );
 
   routes.add(
@@ -128,14 +135,16 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       const runtime = agent.status.node ? d.runtimes.get(agent.status.node) : undefined;
       if (!agent.status.node) return '';
       if (!runtime) throw new UnavailableError('NODE_UNAVAILABLE', `node ${agent.status.node} of agent ${agent.id} is not reachable; logs are unavailable`);
-      const abort = new AbortController();
-      request.raw.on('close', () => abort.abort());
+      const disconnected = new AbortController();
+      request.raw.on('close', () => disconnected.abort());
+      // Ends when the client goes away or the server shuts down.
+      const signal = AbortSignal.any([disconnected.signal, routes.closing]);
       const containerId = agent.status.containerId ?? containerName(agent.id);
       // No container (the image was missing, or it is being recreated): no logs yet,
       // like an agent that has no node. Checked up front because once a follow stream
       // is handed to Fastify an error can no longer become a proper response.
-      if ((await runtime.inspect(containerId, abort.signal)) === undefined) return '';
-      const lines = runtime.logs(containerId, { tail: query.tail, sinceMs: query.since, follow: query.follow }, abort.signal);
+      if ((await runtime.inspect(containerId, signal)) === undefined) return '';
+      const lines = runtime.logs(containerId, { tail: query.tail, sinceMs: query.since, follow: query.follow }, signal);
       const format = (l: LogLine): string => (query.timestamps ? `${new Date(l.time).toISOString()} ${l.text}\n` : `${l.text}\n`);
       if (!query.follow) {
         let out = '';
@@ -146,7 +155,7 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
         try {
           for await (const l of lines) yield format(l);
         } catch (err) {
-          if (!abort.signal.aborted) throw err;
+          if (!signal.aborted) throw err;
         }
       }
       return reply.send(Readable.from(stream()));

@@ -69,6 +69,17 @@ export type CreateAgentRequest = z.output<typeof CreateAgentRequest>;
 
 const Time = z.string().meta({ description: 'RFC 3339 time' });
 
+/** Latest sampled usage of a running agent's container, beside its limits. */
+export const AgentUsage = z
+  .object({
+    cpuCores: z.number().nullable().meta({ description: 'Average CPU between the last two samples, in cores; null until there are two' }),
+    memoryWorkingSetBytes: z.number().meta({ description: "Memory in use minus inactive file cache (what the OOM killer weighs), cAdvisor's working set" }),
+    memoryLimitBytes: z.number(),
+    cpuLimitCores: z.number(),
+    sampledAt: Time,
+  })
+  .meta({ id: 'AgentUsage' });
+
 export const AgentResponse = z
   .object({
     id: z.string(),
@@ -115,6 +126,7 @@ export const AgentResponse = z
     createdAt: Time,
     updatedAt: Time,
     version: z.number(),
+    usage: AgentUsage.optional().meta({ description: 'Latest CPU and memory of the running container; absent when it is not running or not sampled yet' }),
   })
   .meta({ id: 'Agent' });
 export type AgentResponse = z.infer<typeof AgentResponse>;

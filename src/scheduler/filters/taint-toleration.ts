@@ -3,18 +3,18 @@ import type { Taint } from '../../domain/node.js';
 import { untoleratedTaintReason } from '../reasons.js';
 import { toleratesTaint } from './tolerates-taint.js';
 
+/** True when some toleration matches the taint. */
+export function isTaintTolerated(taint: Taint, tolerations: readonly Toleration[]): boolean {
+  for (const toleration of tolerations) {
+    if (toleratesTaint(toleration, taint)) return true;
+  }
+  return false;
+}
+
 /** The first NoSchedule or NoExecute taint no toleration matches, or undefined when all are tolerated. */
 export function firstUntoleratedTaint(taints: readonly Taint[], tolerations: readonly Toleration[]): Taint | undefined {
   for (const taint of taints) {
-    if (taint.effect === 'PreferNoSchedule') continue;
-    let tolerated = false;
-    for (const toleration of tolerations) {
-      if (toleratesTaint(toleration, taint)) {
-        tolerated = true;
-        break;
-      }
-    }
-    if (!tolerated) return taint;
+    if (taint.effect !== 'PreferNoSchedule' && !isTaintTolerated(taint, tolerations)) return taint;
   }
   return undefined;
 }

@@ -10,17 +10,17 @@ import { MAX_NODE_SCORE } from './max-node-score.js';
 export function intolerablePreferNoScheduleCount(taints: readonly Taint[], tolerations: readonly Toleration[]): number {
   let count = 0;
   for (const taint of taints) {
-    if (taint.effect !== 'PreferNoSchedule') continue;
-    let tolerated = false;
-    for (const toleration of tolerations) {
-      if ((toleration.effect === undefined || toleration.effect === 'PreferNoSchedule') && toleratesTaint(toleration, taint)) {
-        tolerated = true;
-        break;
-      }
-    }
-    if (!tolerated) count++;
+    if (taint.effect === 'PreferNoSchedule' && !isPreferNoScheduleTolerated(taint, tolerations)) count++;
   }
   return count;
+}
+
+/** True when a toleration with no effect or effect PreferNoSchedule matches the taint. */
+export function isPreferNoScheduleTolerated(taint: Taint, tolerations: readonly Toleration[]): boolean {
+  for (const toleration of tolerations) {
+    if ((toleration.effect === undefined || toleration.effect === 'PreferNoSchedule') && toleratesTaint(toleration, taint)) return true;
+  }
+  return false;
 }
 
 /** Normalised and reversed over the candidates: fewer intolerable taints, higher score; all 100 when none has any. */

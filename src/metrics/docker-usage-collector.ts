@@ -1,0 +1,29 @@
+import Docker from 'dockerode';
+import type { Logger } from '../domain/logger.js';
+import { parseDockerHost } from '../runtime/docker/docker-host.js';
+import { CgroupCollector } from './cgroup/cgroup-collector.js';
+import { createDockerStatsFallback } from './cgroup/docker-stats-fallback.js';
+
+/**
+ * The usage collector for a Docker node: cgroup files of this machine first (microseconds
+ * per container), Docker's stats API at `dockerHost` for containers whose cgroup is not
+ * found here (a remote daemon, the systemd cgroup driver under an unexpected parent).
+ */
+export function createDockerUsageCollector(dockerHost: string | undefined, logger: Logger): CgroupCollector {
+  const endpoint = parseDockerHost(dockerHost);
+  // Every connection key set explicitly so docker-modem does not merge its own reading of
+  // DOCKER_HOST and DOCKER_CERT_PATH under the endpoint we parsed.
+  const docker = new Docker({
+    socketPath: endpoint.kind === 'unix' ? endpoint.socketPath : undefined,
+    host: endpoint.kind === 'tcp' ? endpoint.host : undefined,
+    port: endpoint.kind === 'tcp' ? endpoint.port : undefined,
+    protocol: 'http',
+    ca: undefined,
+    cert: undefined,
+    key: undefined,
+  } as Docker.DockerOptions);
+  return new CgroupCollector({
+    fallback: createDockerStatsFallback(docker),
+    onError: (containerId, err) => logger.warn({ err, containerId }, 'container usage sample failed'),
+  });
+}

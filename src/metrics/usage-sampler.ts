@@ -1,0 +1,304 @@
+import type { Agent, Phase } from '../domain/agent.js';
+import { systemClock, type Clock } from '../domain/clock.js';
+import { silentLogger, type Logger } from '../domain/logger.js';
+import type { Runtime } from '../runtime/runtime.js';
+import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
+import type { Store } from '../store/store.js';
+import type { ContainerUsage } from './cgroup/container-usage.js';
+
+/** Samples containers of one node; CgroupCollector is the real one. */
+export interface UsageCollector {
+  /** One sample per container that could be sampled; missing containers are left out. */
+  collect(containerIds: readonly string[], signal?: AbortSignal): Promise<Map<string, ContainerUsage>>;
+}
+
+/** One point of an agent's usage history. */
+export interface UsagePoint {
+  /** When the sample was taken (ms epoch). */
+  timestampMs: number;
+  /** CPU used since the previous sample of the same container, in cores; null for a container's first sample. */
+  cpuCores: number | null;
+  memoryWorkingSetBytes: number;
+  memoryUsageBytes: number;
+}
+
+/** The latest usage of a running agent, as GET /api/v1/agents/{id} shows it. */
+export interface AgentUsage {
+  /** Average CPU in cores between the last two samples; null until there are two. */
+  cpuCores: number | null;
+  memoryWorkingSetBytes: number;
+  /** From the container's cgroup; the spec's limit when the cgroup says unlimited. */
+  memoryLimitBytes: number;
+  cpuLimitCores: number;
+  /** When the sample was taken (ms epoch). */
+  sampledAt: number;
+}
+
+/** What the metrics exposition needs of one live (non-terminal) agent. */
+export interface AgentContainerView {
+  agentId: string;
+  agentName: string;
+  tenantId: string;
+  /** Empty until the agent is bound to a node. */
+  node: string;
+  phase: Phase;
+  restarts: number;
+  /** Requests, for node allocation. */
+  cpuRequestMillicores: number;
+  memoryRequestMiB: number;
+  gpus: number;
+  cpuLimitMillicores: number;
+  memoryLimitMiB: number;
+  /** The sample of the last round; absent when the container was not sampled then. */
+  usage?: ContainerUsage | undefined;
+}
+
+export interface UsageSamplerOptions {
+  store: Store;
+  runtimes: RuntimeRegistry;
+  /**
+   * The collector for a node's containers, or undefined when that node's containers cannot
+   * be sampled (simulated nodes): their agents still count for restarts and allocation.
+   */
+  collectorFor: (runtime: Runtime) => UsageCollector | undefined;
+  /**
+   * Time between sampling rounds. Shorter gives finer CPU rates and fresher /metrics at the
+   * cost of one store listing and one cgroup read per running agent per round.
+   * @default 10_000
+   */
+  intervalMs?: number;
+  /**
+   * How long history points are kept in memory. Memory is about 40 bytes per point:
+   * 1 h at 10 s is 360 points, about 14 kB per agent.
+   * @default 3_600_000
+   */
+  retentionMs?: number;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default silentLogger */
+  logger?: Logger;
+}
+
+interface Tracked {
+  view: AgentContainerView;
+  containerId: string | undefined;
+  previous: ContainerUsage | undefined;
+  history: UsagePoint[];
+  /** Listed among the live agents in the last round. */
+  live: boolean;
+}
+
+const LIVE_PHASES: Phase[] = ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'];
+const PAGE_SIZE = 1000;
+/** Nanosecond counters make float noise; 6 decimals is far finer than any CPU limit. */
+const round6 = (x: number): number => Math.round(x * 1e6) / 1e6;
+
+/**
+ * Periodically samples the containers of running agents through per-node collectors and
+ * keeps a short in-memory history per agent. Everything /metrics and the usage API show
+ * comes from here, so a scrape never touches Docker: it reads what the last round cached.
+ * Histories live in this process only; after a restart they start empty.
+ */
+export class UsageSampler {
+  readonly intervalMs: number;
+  readonly retentionMs: number;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly tracked = new Map<string, Tracked>();
+  private liveViews: readonly AgentContainerView[] = [];
+  private abort: AbortController | undefined;
+  private loop: Promise<void> | undefined;
+  private rounds = 0;
+
+  constructor(private readonly o: UsageSamplerOptions) {
+    this.intervalMs = o.intervalMs ?? 10_000;
+    this.retentionMs = o.retentionMs ?? 3_600_000;
+    this.clock = o.clock ?? systemClock;
+    this.logger = o.logger ?? silentLogger;
+  }
+
+  /** Starts the sampling loop (first round at once). */
+  start(): void {
+    if (this.abort) return;
+    const abort = new AbortController();
+    this.abort = abort;
+    this.loop = this.run(abort.signal);
+  }
+
+  async stop(): Promise<void> {
+    this.abort?.abort();
+    await this.loop;
+    this.abort = undefined;
+    this.loop = undefined;
+  }
+
+  /** Completed sampling rounds; tests wait on it. */
+  get completedRounds(): number {
+    return this.rounds;
+  }
+
+  /** The live agents of the last round; a new array after each round (callers may cache by identity). */
+  current(): readonly AgentContainerView[] {
+    return this.liveViews;
+  }
+
+  /** Latest usage of an agent sampled in the last round, else undefined. */
+  latest(agentId: string): AgentUsage | undefined {
+    const t = this.tracked.get(agentId);
+    const u = t?.live ? t.view.usage : undefined;
+    if (!t || !u) return undefined;
+    const last = t.history.at(-1);
+    return {
+      cpuCores: last?.timestampMs === u.timestampMs ? last.cpuCores : null,
+      memoryWorkingSetBytes: u.memoryWorkingSetBytes,
+      memoryLimitBytes: u.memoryLimitBytes ?? t.view.memoryLimitMiB * 1024 * 1024,
+      cpuLimitCores: t.view.cpuLimitMillicores / 1000,
+      sampledAt: u.timestampMs,
+    };
+  }
+
+  /** History points of an agent at or after `sinceMs`, oldest first (empty when unknown). */
+  history(agentId: string, sinceMs: number): UsagePoint[] {
+    const points = this.tracked.get(agentId)?.history ?? [];
+    return points.filter((p) => p.timestampMs >= sinceMs);
+  }
+
+  /** One sampling round. Collector failures are logged per node; a store failure rejects. */
+  async sampleOnce(signal?: AbortSignal): Promise<void> {
+    const agents = await this.listLiveAgents(signal);
+    const seen = new Set<string>();
+    const byNode = new Map<string, Tracked[]>();
+    for (const agent of agents) {
+      seen.add(agent.id);
+      const t = this.track(agent);
+      if (agent.status.phase === 'Running' && agent.status.node && agent.status.containerId) {
+        const list = byNode.get(agent.status.node) ?? [];
+        list.push(t);
+        byNode.set(agent.status.node, list);
+      }
+    }
+    for (const [id, t] of this.tracked) {
+      if (!seen.has(id)) {
+        t.live = false;
+        t.view.usage = undefined;
+      }
+    }
+
+    await Promise.all(
+      [...byNode].map(async ([nodeId, list]) => {
+        const runtime = this.o.runtimes.get(nodeId);
+        const collector = runtime ? this.o.collectorFor(runtime) : undefined;
+        if (!collector) return;
+        let samples: Map<string, ContainerUsage>;
+        try {
+          samples = await collector.collect(
+            list.map((t) => t.containerId!),
+            signal,
+          );
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          this.logger.warn({ err, node: nodeId }, 'usage collection failed');
+          return;
+        }
+        for (const t of list) this.record(t, samples.get(t.containerId!));
+      }),
+    );
+    this.prune();
+    this.liveViews = [...this.tracked.values()].filter((t) => t.live).map((t) => ({ ...t.view }));
+    this.rounds++;
+  }
+
+  private track(agent: Agent): Tracked {
+    const r = agent.spec.resources;
+    const view: AgentContainerView = {
+      agentId: agent.id,
+      agentName: agent.name,
+      tenantId: agent.tenantId,
+      node: agent.status.node ?? '',
+      phase: agent.status.phase,
+      restarts: agent.status.restarts,
+      cpuRequestMillicores: r.cpuMillicores,
+      memoryRequestMiB: r.memoryMiB,
+      gpus: r.gpu,
+      cpuLimitMillicores: r.cpuLimitMillicores,
+      memoryLimitMiB: r.memoryLimitMiB,
+    };
+    let t = this.tracked.get(agent.id);
+    if (!t) {
+      t = { view, containerId: undefined, previous: undefined, history: [], live: true };
+      this.tracked.set(agent.id, t);
+    }
+    t.view = view; // no usage until this round samples it
+    t.live = true;
+    const running = agent.status.phase === 'Running' ? agent.status.containerId : undefined;
+    if (running !== t.containerId) {
+      // Another container (recreated after a crash): its counters start again from zero.
+      t.containerId = running;
+      t.previous = undefined;
+    }
+    return t;
+  }
+
+  private record(t: Tracked, usage: ContainerUsage | undefined): void {
+    if (!usage) return;
+    const prev = t.previous;
+    let cpuCores: number | null = null;
+    // A counter that went down means the cgroup was recreated (container restarted in
+    // place): no rate across that gap.
+    if (prev && usage.timestampMs > prev.timestampMs && usage.cpuUsageSeconds >= prev.cpuUsageSeconds) {
+      cpuCores = round6((usage.cpuUsageSeconds - prev.cpuUsageSeconds) / ((usage.timestampMs - prev.timestampMs) / 1000));
+    }
+    t.previous = usage;
+    t.view.usage = usage;
+    t.history.push({ timestampMs: usage.timestampMs, cpuCores, memoryWorkingSetBytes: usage.memoryWorkingSetBytes, memoryUsageBytes: usage.memoryUsageBytes });
+  }
+
+  private prune(): void {
+    const oldestMs = this.clock.now() - this.retentionMs;
+    for (const [id, t] of this.tracked) {
+      const firstKept = t.history.findIndex((p) => p.timestampMs >= oldestMs);
+      if (firstKept === -1) t.history.length = 0;
+      else if (firstKept > 0) t.history.splice(0, firstKept);
+      // Finished or deleted agents keep their history until it ages out.
+      if (!t.live && t.history.length === 0) this.tracked.delete(id);
+    }
+  }
+
+  private async listLiveAgents(signal?: AbortSignal): Promise<Agent[]> {
+    const out: Agent[] = [];
+    let cursor: string | undefined;
+    do {
+      signal?.throwIfAborted();
+      const page = await this.o.store.listAgents({ phase: LIVE_PHASES, limit: PAGE_SIZE, cursor });
+      out.push(...page.items);
+      cursor = page.nextCursor;
+    } while (cursor);
+    return out;
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const startedMs = this.clock.now();
+      try {
+        await this.sampleOnce(signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        this.logger.warn({ err }, 'usage sampling round failed');
+      }
+      // Fixed rate rather than fixed delay, so rates are computed over even steps.
+      await sleep(Math.max(0, this.intervalMs - (this.clock.now() - startedMs)), signal);
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
