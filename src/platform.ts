@@ -21,6 +21,12 @@ import { Authenticator, bootstrapAdminToken } from './api/auth.js';
 import { registerAgentRoutes } from './api/routes/agent-routes.js';
 import { registerHealthRoutes } from './api/routes/health-routes.js';
 import { registerEventRoutes } from './api/routes/event-routes.js';
+import { registerMetricsRoutes } from './api/routes/metrics-routes.js';
+import { PlatformMetrics } from './metrics/platform-metrics.js';
+import { UsageSampler } from './metrics/usage-sampler.js';
+import { NodeStatusPoller } from './metrics/node-status-poller.js';
+import { instrumentRuntime } from './metrics/instrumented-runtime.js';
+import { createDockerUsageCollector } from './metrics/docker-usage-collector.js';
 
 export interface PlatformOverrides {
   store?: Store;
@@ -39,6 +45,10 @@ export interface Platform {
   runtimes: RuntimeRegistry;
   controller: AgentController;
   agents: AgentService;
+  /** Prometheus metrics (own registry) served at GET /metrics. */
+  metrics: PlatformMetrics;
+  /** Samples running agents' containers for /metrics and the usage API. */
+  usage: UsageSampler;
   /** Set only when this start generated the admin token (print it once). */
   generatedAdminToken?: string | undefined;
   /** Starts controllers and listens; returns the bound address. */
@@ -55,7 +65,10 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   const store = overrides.store ?? (await openStore(config.databaseUrl, config.dataDir));
   await store.migrate();
   const bus = overrides.bus ?? new MemoryBus();
-  const runtimes = new RuntimeRegistry(overrides.runtimes ?? [new DockerRuntime({ nodeId: config.nodeName, dockerHost: config.dockerHost })]);
+  const metrics = new PlatformMetrics();
+  const runtimes = new RuntimeRegistry(
+    (overrides.runtimes ?? [new DockerRuntime({ nodeId: config.nodeName, dockerHost: config.dockerHost })]).map((r) => instrumentRuntime(r, metrics)),
+  );
   const placer = overrides.placer ?? new SingleNodePlacer(config.nodeName);
   const events = new EventRecorder(store, bus, clock);
   const agents = new AgentService(store, bus, clock, events, { cpu: config.defaultCpu, memory: config.defaultMemory });
@@ -71,13 +84,43 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     containers: { pidsLimit: config.pidsLimit, tmpSizeMiB: config.tmpSizeMiB, dataSizeMiB: config.dataSizeMiB },
     concurrency: config.reconcileConcurrency,
     resyncIntervalMs: config.resyncIntervalMs,
+    metrics,
+  });
+  // Docker nodes are sampled from this machine's cgroup files (stats API as fallback);
+  // other drivers (simulated) have no containers to sample.
+  const dockerCollector = createDockerUsageCollector(config.dockerHost, logger.child({ component: 'usage-sampler' }));
+  const usage = new UsageSampler({
+    store,
+    runtimes,
+    collectorFor: (r) => (r.driver === 'docker' ? dockerCollector : undefined),
+    intervalMs: config.usageIntervalMs,
+    retentionMs: config.usageRetentionMs,
+    clock,
+    logger: logger.child({ component: 'usage-sampler' }),
+  });
+  const nodeStatus = new NodeStatusPoller({ store, runtimes, allocations: () => usage.current(), intervalMs: Math.max(config.usageIntervalMs, 1_000), logger });
+  metrics.setSources({
+    countAgents: () => store.countAgents(),
+    queueDepth: () => bus.depth(),
+    nodes: () => nodeStatus.nodes(),
+    ready: () => nodeStatus.ready(),
+    containers: () => usage.current(),
+  });
+  const unsubscribeOom = bus.subscribe((e) => {
+    if (e.objectKind === 'Agent' && e.reason === 'OOMKilled') metrics.countOomKill(e.objectId, e.tenantId);
   });
 
   const admin = await bootstrapAdminToken(store, config.adminToken);
   const auth = new Authenticator(admin.hash);
-  const { app, routes, finish } = await createApp({ logger: pinoLogger, bodyLimitBytes: config.bodyLimitBytes, authenticate: auth.authenticate });
+  const { app, routes, finish } = await createApp({
+    logger: pinoLogger,
+    bodyLimitBytes: config.bodyLimitBytes,
+    authenticate: auth.authenticate,
+    observeRequest: (method, route, status, seconds) => metrics.observeHttpRequest(method, route, status, seconds),
+  });
   registerHealthRoutes(routes, { store, runtimes });
-  registerAgentRoutes(routes, { agents, store, runtimes, deleteWaitMs: 15_000 });
+  registerAgentRoutes(routes, { agents, store, runtimes, deleteWaitMs: 15_000, usage: (id) => usage.latest(id) });
+  registerMetricsRoutes(routes, { metrics, sampler: usage, agents, metricsToken: config.metricsToken });
   registerEventRoutes(routes, { store, bus });
   await finish();
 
@@ -89,9 +132,13 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     runtimes,
     controller,
     agents,
+    metrics,
+    usage,
     generatedAdminToken: admin.generated,
     async start() {
       controller.start();
+      usage.start();
+      nodeStatus.start();
       pruneTimer = setInterval(() => {
         store.pruneEvents(clock.now() - config.eventRetentionMs).catch((err: unknown) => logger.warn({ err }, 'event pruning failed'));
       }, 3600_000);
@@ -101,6 +148,9 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     async close() {
       clearInterval(pruneTimer);
       await controller.stop();
+      unsubscribeOom();
+      await usage.stop();
+      await nodeStatus.stop();
       await app.close();
       await bus.close();
       await runtimes.close();

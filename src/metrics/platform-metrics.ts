@@ -84,7 +84,7 @@ export class PlatformMetrics implements ControllerMetrics {
   private readonly reconcileDuration: Histogram<'result'>;
   private readonly runtimeDuration: Histogram<'driver' | 'operation'>;
   private readonly runtimeErrors: Counter<'driver' | 'operation'>;
-  private readonly oomKills: Counter<'agent' | 'tenant'>;
+  private readonly oomKills = new Map<string, { tenantId: string; count: number }>();
 
   constructor(sources: PlatformMetricsSources = {}, options: PlatformMetricsOptions = {}) {
     this.sources = { ...sources };
@@ -143,11 +143,23 @@ export class PlatformMetrics implements ControllerMetrics {
       labelNames: ['driver', 'operation'],
       registers,
     });
-    this.oomKills = new Counter({
+    new Counter({
       name: 'agent_platform_agent_oom_kills_total',
       help: 'Agent containers killed for exceeding their memory limit, as the controller observed them.',
       labelNames: ['agent', 'tenant'],
       registers,
+      collect() {
+        // Live agents get a 0 series before their first kill, so increase() sees 0 -> 1; a
+        // series appearing at 1 would show no increase. Agents that ended keep their count
+        // only if they were ever killed (bounded by the agents that were).
+        this.reset();
+        const live = new Set<string>();
+        for (const a of self.sources.containers?.() ?? []) {
+          live.add(a.agentId);
+          this.inc({ agent: a.agentId, tenant: a.tenantId }, self.oomKills.get(a.agentId)?.count ?? 0);
+        }
+        for (const [agentId, k] of self.oomKills) if (!live.has(agentId)) this.inc({ agent: agentId, tenant: k.tenantId }, k.count);
+      },
     });
 
     new Gauge({
@@ -306,7 +318,9 @@ export class PlatformMetrics implements ControllerMetrics {
   }
 
   countOomKill(agentId: string, tenantId: string): void {
-    this.oomKills.inc({ agent: agentId, tenant: tenantId });
+    const k = this.oomKills.get(agentId) ?? { tenantId, count: 0 };
+    k.count += 1;
+    this.oomKills.set(agentId, k);
   }
 
   /** The exposition in Prometheus text format 0.0.4. */

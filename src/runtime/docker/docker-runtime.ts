@@ -252,9 +252,20 @@ export class DockerRuntime implements Runtime {
     }
   }
 
+  /**
+   * One GET /containers/{id}/json. On cgroup v1 the daemon can process a container's
+   * exit before its OOM notification and then report OOMKilled false for an OOM kill;
+   * so for an exit code of 137 without the flag we also ask the daemon's event log
+   * (a short in-memory backlog) whether an "oom" event was recorded since the start.
+   */
   async inspect(containerId: string, signal?: AbortSignal): Promise<ObservedContainer | undefined> {
     const raw = await this.inspectRaw(containerId, signal);
-    return raw === undefined ? undefined : observedFromInspect(raw);
+    if (raw === undefined) return undefined;
+    const observed = observedFromInspect(raw);
+    if (observed.state === 'exited' && observed.exitCode === 137 && !observed.oomKilled && observed.startedAt !== undefined) {
+      observed.oomKilled = await this.oomEventRecorded(raw.Id, observed.startedAt, signal);
+    }
+    return observed;
   }
 
   /**
@@ -400,6 +411,41 @@ export class DockerRuntime implements Runtime {
         return;
       }
       backoffMs = Math.min(this.watchReconnectMaxMs, backoffMs * 2);
+    }
+  }
+
+  private async oomEventRecorded(containerId: string, sinceMs: number, signal?: AbortSignal): Promise<boolean> {
+    const deadline = AbortSignal.timeout(this.callTimeoutMs);
+    const readSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const response = await this.openStream(
+      this.context('events', containerId),
+      {
+        path: '/events?',
+        method: 'GET',
+        options: {
+          since: dockerSinceParam(sinceMs),
+          until: dockerSinceParam(Date.now()),
+          filters: { type: ['container'], container: [containerId], event: ['oom'] },
+        },
+        statusCodes: { 200: true },
+      },
+      readSignal,
+    );
+    const destroy = (): void => {
+      response.destroy();
+    };
+    readSignal.addEventListener('abort', destroy, { once: true });
+    try {
+      const splitter = new JsonLineSplitter();
+      for await (const chunk of response as AsyncIterable<Buffer>) {
+        if (splitter.push(chunk).some((message) => parseDockerEvent(message)?.action === 'oom')) return true;
+      }
+      return false;
+    } catch (err) {
+      throw toRuntimeError(err, this.context('events', containerId), signal, deadline.aborted);
+    } finally {
+      readSignal.removeEventListener('abort', destroy);
+      response.destroy();
     }
   }
 

@@ -1,0 +1,776 @@
+import { createServer, request as httpRequest, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { systemClock, type Clock } from '../domain/clock.js';
+import { ConflictError, InputError, NotFoundError } from '../domain/errors.js';
+import { silentLogger, type Logger } from '../domain/logger.js';
+import { parseAbsoluteHttpUrl } from './absolute-url.js';
+import { compileAllowlist, Allowlist, type AllowRule } from './allowlist.js';
+import { formatTarget, parseAuthority, type EgressTarget } from './authority.js';
+import { parseCidr, type Cidr } from './cidr.js';
+import type { AuditSink, EgressAuditRecord, EgressReason } from './egress-audit.js';
+import { checkResolved, checkTarget, denialMessage, type EgressDenial } from './egress-decision.js';
+import { forwardHeaders } from './forward-headers.js';
+import { systemResolver, type HostResolver } from './host-resolver.js';
+import { loadHostsFile, type HostsTable } from './hosts-file.js';
+import { canonicalIp, formatIp, parseIp, unmapIp, type IpAddress } from './ip-address.js';
+import { scanClientHello, MAX_CLIENT_HELLO_BYTES, type ClientHelloScan } from './tls-client-hello.js';
+import { connectUpstream, UpstreamConnectError } from './upstream-connect.js';
+
+/** Who an agent is and where it may connect; registered per source IP. */
+export interface EgressPolicy {
+  readonly agentId: string;
+  readonly tenantId: string;
+  readonly allowlist: Allowlist;
+}
+
+/** An EgressPolicy whose allowlist may still be rule strings (compiled by register/update). */
+export interface EgressPolicyInput {
+  readonly agentId: string;
+  readonly tenantId: string;
+  readonly allowlist: Allowlist | readonly string[];
+}
+
+/** Options for EgressProxy. Only `auditSink` is required. */
+export interface EgressProxyOptions {
+  /** Receives one record per connection attempt. */
+  auditSink: AuditSink;
+  /** Resolves host names allowed by a rule. @default systemResolver (getaddrinfo) */
+  resolver?: HostResolver;
+  /**
+   * Path to a file in /etc/hosts format consulted before `resolver`. Read by the first
+   * listen() and by reloadHostsFile(). Its answers are vetted like DNS answers unless
+   * `trustHostsFile` is set.
+   */
+  hostsFile?: string;
+  /**
+   * FOR TESTS ONLY. When true, addresses that come from `hostsFile` skip the special-purpose
+   * address check, so a test can map `allowed.test` to 127.0.0.1 and use host-name rules.
+   * `deniedRanges` still apply. Never set this in production: anyone who can write the file
+   * can then point an allowed name at the metadata service. @default false
+   */
+  trustHostsFile?: boolean;
+  /**
+   * Addresses and CIDR blocks no agent may reach, whatever its rules say: the platform's own
+   * addresses (API server, database, the Docker host). Unlike private ranges, an address rule
+   * does not unlock these. @default []
+   */
+  deniedRanges?: readonly string[];
+  /**
+   * CONNECT ports on which the proxy reads the TLS ClientHello before forwarding and requires
+   * its SNI, when present, to equal the CONNECT host. `'all'` checks every port. @default [443]
+   */
+  tlsCheckedPorts?: readonly number[] | 'all';
+  /** Time to connect to the destination, over all its addresses. @default 10_000 */
+  connectTimeoutMs?: number;
+  /** Time for one name resolution. @default 5_000 */
+  dnsTimeoutMs?: number;
+  /** A tunnel or request with no bytes either way for this long is closed. @default 300_000 */
+  idleTimeoutMs?: number;
+  /** Time for a client to send the request headers. @default 10_000 */
+  headersTimeoutMs?: number;
+  /** Time for the ClientHello on a TLS-checked port, after the 200. @default 10_000 */
+  clientHelloTimeoutMs?: number;
+  /** Largest request head (request line and headers); larger gets 431. @default 16_384 */
+  maxHeaderBytes?: number;
+  /** Open tunnels plus in-flight requests allowed per source IP; more gets 429. @default 256 */
+  maxConnectionsPerSource?: number;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default silentLogger */
+  logger?: Logger;
+}
+
+/** An address the proxy listens on. */
+export interface EgressListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+interface Listener {
+  readonly server: Server;
+  readonly address: EgressListenAddress;
+  readonly sockets: Set<Socket>;
+}
+
+/** One tunnel or in-flight plain-HTTP request, tracked to enforce limits and to close it. */
+interface Session {
+  readonly sourceIp: string;
+  /** Closes the connection; `detail` ends up in the audit record. */
+  close(detail: string): void;
+}
+
+type AuditBase = Pick<EgressAuditRecord, 'time' | 'agentId' | 'tenantId' | 'sourceIp' | 'method'>;
+
+interface Vetted {
+  readonly rule: AllowRule;
+  readonly addresses: readonly IpAddress[];
+}
+
+const HTTP_STATUS_FOR: Partial<Record<EgressReason, number>> = {
+  'unknown-source': 403,
+  'not-in-allowlist': 403,
+  'private-address': 403,
+  'denied-range': 403,
+  'host-mismatch': 403,
+  'invalid-host': 400,
+  'malformed-request': 400,
+  'unsupported-request': 400,
+  'dns-failure': 502,
+  'upstream-error': 502,
+  'connect-timeout': 504,
+  'too-many-connections': 429,
+  'proxy-closing': 503,
+};
+
+function rawResponse(status: number, body: string): string {
+  const text = `${body}\n`;
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+  );
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v <= 0) throw new InputError(`egress proxy option ${name} must be a positive integer, got ${String(value)}`);
+  return v;
+}
+
+/** Why the SNI stage refused a tunnel, or the SNI it accepted. */
+type ClientHelloRead =
+  | { readonly kind: 'scanned'; readonly buffer: Buffer; readonly scan: ClientHelloScan }
+  | { readonly kind: 'timeout'; readonly buffer: Buffer }
+  | { readonly kind: 'closed'; readonly buffer: Buffer };
+
+function readClientHello(socket: Duplex, head: Buffer, timeoutMs: number): Promise<ClientHelloRead> {
+  let buffer = head;
+  const first = scanClientHello(buffer);
+  if (first.kind !== 'need-more') return Promise.resolve({ kind: 'scanned', buffer, scan: first });
+  return new Promise((resolve) => {
+    const done = (result: ClientHelloRead): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.pause();
+      resolve(result);
+    };
+    const onData = (chunk: Buffer): void => {
+      buffer = Buffer.concat([buffer, chunk]);
+      const scan: ClientHelloScan =
+        buffer.length > MAX_CLIENT_HELLO_BYTES + 1024 ? { kind: 'malformed', detail: 'ClientHello too large' } : scanClientHello(buffer);
+      if (scan.kind !== 'need-more') done({ kind: 'scanned', buffer, scan });
+    };
+    const onEnd = (): void => done({ kind: 'closed', buffer });
+    const timer = setTimeout(() => done({ kind: 'timeout', buffer }), timeoutMs);
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+  });
+}
+
+/**
+ * The audited egress proxy: one per platform, listening on one or more addresses (each
+ * agent network's gateway). It identifies an agent by the source IP of its connection, lets
+ * it reach only what its allowlist allows, resolves names itself and connects to the vetted
+ * address, and reports every attempt to the AuditSink.
+ *
+ * Agents use it as a standard HTTP proxy (HTTP_PROXY / HTTPS_PROXY = http://gateway:port):
+ * - `CONNECT host:port` opens a TCP tunnel (HTTPS and any other TCP protocol);
+ * - `GET http://host/path` (absolute form) is forwarded as plain HTTP, Host header checked.
+ * Refusals get a short text body: `egress to evil.com:443 denied: not in allowlist`.
+ *
+ * Data moves with stream piping; the only per-connection accounting is reading the
+ * upstream socket's byte counters when it closes.
+ */
+export class EgressProxy {
+  private readonly sink: AuditSink;
+  private readonly resolver: HostResolver;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly deniedRanges: readonly Cidr[];
+  private readonly tlsCheckedPorts: ReadonlySet<number> | 'all';
+  private readonly connectTimeoutMs: number;
+  private readonly dnsTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
+  private readonly headersTimeoutMs: number;
+  private readonly clientHelloTimeoutMs: number;
+  private readonly maxHeaderBytes: number;
+  private readonly maxConnectionsPerSource: number;
+  private readonly policies = new Map<string, EgressPolicy>();
+  private readonly sessions = new Map<string, Set<Session>>();
+  private readonly listeners = new Map<string, Listener>();
+  private hostsTable: HostsTable = new Map();
+  private hostsLoaded = false;
+  private closing = false;
+
+  constructor(private readonly options: EgressProxyOptions) {
+    this.sink = options.auditSink;
+    this.resolver = options.resolver ?? systemResolver;
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+    this.deniedRanges = (options.deniedRanges ?? []).map((text) => parseCidr(text));
+    const ports = options.tlsCheckedPorts ?? [443];
+    this.tlsCheckedPorts = ports === 'all' ? 'all' : new Set(ports);
+    this.connectTimeoutMs = positiveInt('connectTimeoutMs', options.connectTimeoutMs, 10_000);
+    this.dnsTimeoutMs = positiveInt('dnsTimeoutMs', options.dnsTimeoutMs, 5_000);
+    this.idleTimeoutMs = positiveInt('idleTimeoutMs', options.idleTimeoutMs, 300_000);
+    this.headersTimeoutMs = positiveInt('headersTimeoutMs', options.headersTimeoutMs, 10_000);
+    this.clientHelloTimeoutMs = positiveInt('clientHelloTimeoutMs', options.clientHelloTimeoutMs, 10_000);
+    this.maxHeaderBytes = positiveInt('maxHeaderBytes', options.maxHeaderBytes, 16_384);
+    this.maxConnectionsPerSource = positiveInt('maxConnectionsPerSource', options.maxConnectionsPerSource, 256);
+  }
+
+  // ---- registry -------------------------------------------------------------------------
+
+  private static key(ip: string): string {
+    const key = canonicalIp(ip);
+    if (key === undefined) throw new InputError(`"${ip}" is not an IP address`, { ip }, 'INVALID_SOURCE_IP');
+    return key;
+  }
+
+  private static compile(policy: EgressPolicyInput): EgressPolicy {
+    const allowlist = policy.allowlist instanceof Allowlist ? policy.allowlist : compileAllowlist(policy.allowlist);
+    return { agentId: policy.agentId, tenantId: policy.tenantId, allowlist };
+  }
+
+  /**
+   * Registers the agent that connects from `ip`.
+   * @throws InputError when `ip` or a rule is invalid (code INVALID_SOURCE_IP / INVALID_EGRESS_RULE).
+   * @throws ConflictError (EGRESS_SOURCE_TAKEN) when `ip` is registered already; call
+   *   unregister first, so one agent never inherits another's policy by accident.
+   */
+  register(ip: string, policy: EgressPolicyInput): void {
+    const key = EgressProxy.key(ip);
+    const compiled = EgressProxy.compile(policy);
+    const existing = this.policies.get(key);
+    if (existing !== undefined) {
+      throw new ConflictError('EGRESS_SOURCE_TAKEN', `source ${key} is already registered for agent ${existing.agentId}`, { ip: key, agentId: existing.agentId });
+    }
+    this.policies.set(key, compiled);
+  }
+
+  /**
+   * Replaces the policy for `ip`. It applies to new tunnels and to each new plain-HTTP
+   * request; open tunnels keep the policy they were opened with unless `closeExisting`.
+   * @throws NotFoundError (EGRESS_SOURCE_NOT_FOUND) when `ip` is not registered.
+   */
+  update(ip: string, policy: EgressPolicyInput, options: { closeExisting?: boolean } = {}): void {
+    const key = EgressProxy.key(ip);
+    const compiled = EgressProxy.compile(policy);
+    if (!this.policies.has(key)) throw new NotFoundError('EGRESS_SOURCE_NOT_FOUND', `source ${key} is not registered`, { ip: key });
+    this.policies.set(key, compiled);
+    if (options.closeExisting === true) this.closeSessions(key, 'policy-updated');
+  }
+
+  /**
+   * Forgets `ip` and closes its open tunnels and requests: the address may soon belong to
+   * another agent. Returns how many connections were closed; unknown addresses are a no-op.
+   */
+  unregister(ip: string): number {
+    const key = EgressProxy.key(ip);
+    this.policies.delete(key);
+    return this.closeSessions(key, 'unregistered');
+  }
+
+  /** The policy registered for `ip`, if any. */
+  policyOf(ip: string): EgressPolicy | undefined {
+    const key = canonicalIp(ip);
+    return key === undefined ? undefined : this.policies.get(key);
+  }
+
+  /** Open tunnels plus in-flight plain-HTTP requests, for one source or in total. */
+  openConnections(ip?: string): number {
+    if (ip !== undefined) return this.sessions.get(canonicalIp(ip) ?? ip)?.size ?? 0;
+    let total = 0;
+    for (const set of this.sessions.values()) total += set.size;
+    return total;
+  }
+
+  private closeSessions(key: string, detail: string): number {
+    const set = this.sessions.get(key);
+    if (set === undefined) return 0;
+    const all = [...set];
+    for (const session of all) session.close(detail);
+    return all.length;
+  }
+
+  private openSession(session: Session): () => void {
+    let set = this.sessions.get(session.sourceIp);
+    if (set === undefined) {
+      set = new Set();
+      this.sessions.set(session.sourceIp, set);
+    }
+    set.add(session);
+    return () => {
+      set.delete(session);
+      if (set.size === 0 && this.sessions.get(session.sourceIp) === set) this.sessions.delete(session.sourceIp);
+    };
+  }
+
+  // ---- listening ------------------------------------------------------------------------
+
+  /**
+   * Starts listening on `host:port` (port 0 picks a free port). Call once per address, e.g.
+   * once per agent network gateway; all listeners share the registry and the audit sink.
+   * Reads `hostsFile` the first time.
+   * @throws the listen error (EADDRINUSE, EADDRNOTAVAIL, ...) or the signal's reason.
+   */
+  async listen(options: { host: string; port: number; signal?: AbortSignal }): Promise<EgressListenAddress> {
+    if (this.closing) throw new Error('egress proxy is closed');
+    options.signal?.throwIfAborted();
+    if (!this.hostsLoaded && this.options.hostsFile !== undefined) await this.reloadHostsFile(options.signal);
+    const server = createServer({ maxHeaderSize: this.maxHeaderBytes, requestTimeout: 0, headersTimeout: this.headersTimeoutMs, connectionsCheckingInterval: Math.min(1_000, this.headersTimeoutMs) });
+    server.setTimeout(this.idleTimeoutMs);
+    const sockets = new Set<Socket>();
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
+    server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onConnect(req, socket as Socket, head));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex) => this.onUpgrade(req, socket as Socket));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket as Socket));
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        server.close();
+        reject(options.signal?.reason);
+      };
+      server.once('error', (err) => {
+        options.signal?.removeEventListener('abort', onAbort);
+        reject(err);
+      });
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      server.listen({ host: options.host, port: options.port, exclusive: true }, () => {
+        options.signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.logger.error({ err }, 'egress proxy listener error'));
+    const bound = server.address();
+    if (bound === null || typeof bound === 'string') throw new Error('egress proxy: unexpected listen address');
+    const address = { host: canonicalIp(bound.address) ?? bound.address, port: bound.port };
+    this.listeners.set(formatTarget(address), { server, address, sockets });
+    return address;
+  }
+
+  /** Addresses currently listened on. */
+  addresses(): EgressListenAddress[] {
+    return [...this.listeners.values()].map((l) => l.address);
+  }
+
+  /**
+   * Stops listening on one address (e.g. its agent network was removed) and closes the
+   * connections that came in through it. Unknown addresses are a no-op.
+   */
+  async unlisten(address: EgressListenAddress, signal?: AbortSignal): Promise<void> {
+    const key = formatTarget({ host: canonicalIp(address.host) ?? address.host, port: address.port });
+    const listener = this.listeners.get(key);
+    if (listener === undefined) return;
+    this.listeners.delete(key);
+    await this.stopListener(listener, signal);
+  }
+
+  private async stopListener(listener: Listener, signal?: AbortSignal): Promise<void> {
+    const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
+    // Tunnels are detached from the HTTP server, so closeAllConnections() alone misses them.
+    for (const socket of listener.sockets) socket.destroy();
+    listener.server.closeAllConnections();
+    await abortable(closed, signal);
+  }
+
+  /** Re-reads `hostsFile` (no-op without one). @throws the fs error when it cannot be read. */
+  async reloadHostsFile(signal?: AbortSignal): Promise<void> {
+    if (this.options.hostsFile === undefined) return;
+    this.hostsTable = await loadHostsFile(this.options.hostsFile, signal);
+    this.hostsLoaded = true;
+  }
+
+  /**
+   * Stops all listeners and closes every tunnel and request. Idempotent. New connections are
+   * refused from the moment it is called.
+   */
+  async close(signal?: AbortSignal): Promise<void> {
+    this.closing = true;
+    for (const key of [...this.sessions.keys()]) this.closeSessions(key, 'proxy-closed');
+    const listeners = [...this.listeners.values()];
+    this.listeners.clear();
+    await Promise.all(listeners.map((l) => this.stopListener(l, signal)));
+  }
+
+  // ---- shared helpers -------------------------------------------------------------------
+
+  private emit(entry: EgressAuditRecord): void {
+    try {
+      const result = this.sink.record(entry);
+      if (result !== undefined) result.catch((err: unknown) => this.logger.error({ err }, 'egress audit sink failed'));
+    } catch (err) {
+      this.logger.error({ err }, 'egress audit sink failed');
+    }
+  }
+
+  private base(socket: Socket, method: 'CONNECT' | 'HTTP'): { base: AuditBase; policy: EgressPolicy | undefined } {
+    const sourceIp = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
+    const policy = this.policies.get(sourceIp);
+    return {
+      policy,
+      base: { time: this.clock.now(), agentId: policy?.agentId ?? null, tenantId: policy?.tenantId ?? null, sourceIp, method },
+    };
+  }
+
+  private elapsed(base: AuditBase): number {
+    return Math.max(0, this.clock.now() - base.time);
+  }
+
+  /** Checks done before any I/O; returns a denial or undefined. */
+  private precheck(base: AuditBase, policy: EgressPolicy | undefined, target: { host: string; port: number | null }): EgressDenial | undefined {
+    if (this.closing) return { ok: false, reason: 'proxy-closing', message: denialMessage(target, 'proxy is shutting down') };
+    if (policy === undefined) {
+      return { ok: false, reason: 'unknown-source', message: denialMessage(target, `source ${base.sourceIp} is not a registered agent`) };
+    }
+    if ((this.sessions.get(base.sourceIp)?.size ?? 0) >= this.maxConnectionsPerSource) {
+      return { ok: false, reason: 'too-many-connections', message: denialMessage(target, `agent has ${this.maxConnectionsPerSource} open connections already`) };
+    }
+    return undefined;
+  }
+
+  /** Policy, then DNS (hosts file first), then the vetting of the addresses. */
+  private async vet(policy: EgressPolicy, target: EgressTarget, signal: AbortSignal): Promise<Vetted | EgressDenial> {
+    const first = checkTarget(policy.allowlist, target, this.deniedRanges);
+    if (!first.ok) return first;
+    if (target.ip !== undefined) return { rule: first.rule, addresses: [target.ip] };
+    const fromHosts = this.hostsTable.get(target.host);
+    let addresses: readonly IpAddress[];
+    let trusted = false;
+    if (fromHosts !== undefined) {
+      addresses = fromHosts;
+      trusted = this.options.trustHostsFile === true;
+    } else {
+      try {
+        const dnsSignal = AbortSignal.any([signal, AbortSignal.timeout(this.dnsTimeoutMs)]);
+        const answers = await abortable(this.resolver.resolve(target.host, dnsSignal), dnsSignal);
+        addresses = answers.map((text) => parseIp(text)).filter((ip): ip is IpAddress => ip !== undefined).map(unmapIp);
+      } catch (err) {
+        const why = signal.aborted ? 'connection closed' : err instanceof Error ? err.message : String(err);
+        return { ok: false, reason: 'dns-failure', message: denialMessage(target, `name did not resolve (${why})`) };
+      }
+    }
+    const second = checkResolved(policy.allowlist, target, addresses, { trusted, deniedRanges: this.deniedRanges });
+    if (!second.ok) return second;
+    return { rule: first.rule, addresses };
+  }
+
+  private async connect(target: EgressTarget, vetted: Vetted, signal: AbortSignal): Promise<Socket | EgressDenial> {
+    try {
+      return await connectUpstream(vetted.addresses, target.port, { timeoutMs: this.connectTimeoutMs, signal });
+    } catch (err) {
+      const timedOut = err instanceof UpstreamConnectError && err.timedOut;
+      const why = err instanceof Error ? err.message : String(err);
+      return {
+        ok: false,
+        reason: timedOut ? 'connect-timeout' : 'upstream-error',
+        message: `egress to ${formatTarget(target)} failed: ${why}`,
+        resolvedIp: vetted.addresses.length === 1 && vetted.addresses[0] !== undefined ? formatIp(vetted.addresses[0]) : undefined,
+      };
+    }
+  }
+
+  // ---- CONNECT --------------------------------------------------------------------------
+
+  private onConnect(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on('error', (err) => this.logger.debug({ err }, 'egress client socket error'));
+    const { base, policy } = this.base(socket, 'CONNECT');
+    const parsed = parseAuthority(req.url ?? '');
+    const target = 'target' in parsed ? parsed.target : undefined;
+    const shown = target ?? { host: (req.url ?? '').slice(0, 300), port: null };
+    const refuse = (denial: Omit<EgressDenial, 'ok'>, httpStatus = HTTP_STATUS_FOR[denial.reason] ?? 403): void => {
+      if (socket.writable) socket.end(rawResponse(httpStatus, denial.message));
+      else socket.destroy();
+      this.emit({ ...base, host: shown.host, port: shown.port, resolvedIp: denial.resolvedIp, decision: 'deny', reason: denial.reason, detail: denial.message, httpStatus, bytesUp: 0, bytesDown: 0, durationMs: this.elapsed(base) });
+    };
+    const early = this.precheck(base, policy, shown);
+    if (early !== undefined) return refuse(early);
+    if (target === undefined || policy === undefined) {
+      const why = 'error' in parsed ? parsed.error : 'bad target';
+      return refuse({ reason: 'invalid-host', message: `bad CONNECT target "${shown.host}": ${why}` });
+    }
+
+    const abort = new AbortController();
+    let upstream: Socket | undefined;
+    let closeDetail: string | undefined;
+    const release = this.openSession({
+      sourceIp: base.sourceIp,
+      close: (detail) => {
+        closeDetail ??= detail;
+        abort.abort();
+        socket.destroy();
+        upstream?.destroy();
+      },
+    });
+    socket.once('close', () => abort.abort());
+    void this.runTunnel({ base, policy, target, socket, head, abort, refuse, setUpstream: (u) => (upstream = u), detail: () => closeDetail })
+      .catch((err: unknown) => {
+        this.logger.error({ err }, 'egress tunnel failed');
+        socket.destroy();
+        upstream?.destroy();
+      })
+      .finally(release);
+  }
+
+  private async runTunnel(ctx: {
+    base: AuditBase;
+    policy: EgressPolicy;
+    target: EgressTarget;
+    socket: Socket;
+    head: Buffer;
+    abort: AbortController;
+    refuse: (denial: Omit<EgressDenial, 'ok'>) => void;
+    setUpstream: (upstream: Socket) => void;
+    detail: () => string | undefined;
+  }): Promise<void> {
+    const { base, target, socket, abort } = ctx;
+    const vetted = await this.vet(ctx.policy, target, abort.signal);
+    if (abort.signal.aborted) return;
+    if ('ok' in vetted) return ctx.refuse(vetted);
+    const connected = await this.connect(target, vetted, abort.signal);
+    if ('ok' in connected) return ctx.refuse(connected);
+    const upstream = connected;
+    ctx.setUpstream(upstream);
+    upstream.on('error', (err) => this.logger.debug({ err }, 'egress upstream socket error'));
+    const resolvedIp = canonicalIp(upstream.remoteAddress ?? '') ?? upstream.remoteAddress;
+    if (abort.signal.aborted) {
+      upstream.destroy();
+      return;
+    }
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+
+    let sni: string | undefined;
+    let firstBytes = ctx.head;
+    if (this.tlsCheckedPorts === 'all' || this.tlsCheckedPorts.has(target.port)) {
+      const hello = await readClientHello(socket, ctx.head, this.clientHelloTimeoutMs);
+      firstBytes = hello.buffer;
+      let denial: { reason: EgressReason; detail: string } | undefined;
+      if (hello.kind === 'timeout') denial = { reason: 'client-hello-timeout', detail: `no TLS ClientHello within ${this.clientHelloTimeoutMs} ms` };
+      else if (hello.kind === 'closed') denial = abort.signal.aborted ? undefined : { reason: 'tls-malformed', detail: 'client closed before a complete ClientHello' };
+      else if (hello.scan.kind === 'malformed') denial = { reason: 'tls-malformed', detail: `bad TLS ClientHello: ${hello.scan.detail}` };
+      else if (hello.scan.kind === 'client-hello' && hello.scan.serverName !== undefined) {
+        sni = hello.scan.serverName.toLowerCase().replace(/\.$/, '');
+        if (sni !== target.host) denial = { reason: 'sni-mismatch', detail: `TLS server name "${sni}" does not match CONNECT host "${target.host}"` };
+      }
+      if (abort.signal.aborted || denial !== undefined) {
+        socket.destroy();
+        upstream.destroy();
+        if (denial !== undefined) {
+          const detail = denialMessage(target, denial.detail);
+          this.emit({ ...base, host: target.host, port: target.port, resolvedIp, sni, rule: vetted.rule.text, decision: 'deny', reason: denial.reason, detail, bytesUp: 0, bytesDown: 0, durationMs: this.elapsed(base) });
+        }
+        return;
+      }
+    }
+
+    await new Promise<void>((resolve) => {
+      let open = 2;
+      let idle = false;
+      const closed = (): void => {
+        open -= 1;
+        if (open > 0) return;
+        const detail = ctx.detail() ?? (idle ? 'idle-timeout' : undefined);
+        this.emit({ ...base, host: target.host, port: target.port, resolvedIp, sni, rule: vetted.rule.text, decision: 'allow', reason: 'allowed', detail, httpStatus: 200, bytesUp: upstream.bytesWritten, bytesDown: upstream.bytesRead, durationMs: this.elapsed(base) });
+        resolve();
+      };
+      socket.once('close', () => {
+        // Nothing can reach a closed client; do not keep the destination waiting.
+        upstream.destroy();
+        closed();
+      });
+      upstream.once('close', (hadError) => {
+        if (hadError) socket.destroy();
+        else socket.end();
+        closed();
+      });
+      socket.setTimeout(this.idleTimeoutMs, () => {
+        idle = true;
+        socket.destroy();
+        upstream.destroy();
+      });
+      if (socket.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      if (firstBytes.length > 0) upstream.write(firstBytes);
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+    });
+  }
+
+  // ---- plain HTTP -----------------------------------------------------------------------
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const { base, policy } = this.base(req.socket, 'HTTP');
+    const parsed = parseAbsoluteHttpUrl(req.url ?? '');
+    const target = 'target' in parsed ? parsed.target : undefined;
+    const shown = target ?? { host: '', port: null };
+    const refuse = (denial: Omit<EgressDenial, 'ok'>, extra: Partial<EgressAuditRecord> = {}): void => {
+      const status = HTTP_STATUS_FOR[denial.reason] ?? 403;
+      const body = `${denial.message}\n`;
+      if (!res.headersSent) {
+        res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+        res.end(body);
+      } else res.destroy();
+      this.emit({ ...base, host: shown.host, port: shown.port, resolvedIp: denial.resolvedIp, decision: 'deny', reason: denial.reason, detail: denial.message, httpStatus: status, bytesUp: 0, bytesDown: 0, durationMs: this.elapsed(base), ...extra });
+    };
+    const early = this.precheck(base, policy, shown);
+    if (early !== undefined) return refuse(early);
+    if (!('target' in parsed) || policy === undefined) {
+      const error = 'error' in parsed ? parsed : { reason: 'malformed-request' as const, error: 'bad request target' };
+      return refuse({ reason: error.reason, message: `bad proxy request: ${error.error}` });
+    }
+    const { target: tgt, path } = parsed;
+    const hostHeaders = req.rawHeaders.filter((_, i) => i % 2 === 0 && req.rawHeaders[i]?.toLowerCase() === 'host').length;
+    if (hostHeaders > 1) return refuse({ reason: 'malformed-request', message: 'bad proxy request: more than one Host header' });
+    const hostHeader = req.headers.host;
+    if (hostHeader !== undefined) {
+      const fromHeader = parseAuthority(hostHeader, 80);
+      if (!('target' in fromHeader) || fromHeader.target.host !== tgt.host || fromHeader.target.port !== tgt.port) {
+        return refuse({ reason: 'host-mismatch', message: denialMessage(tgt, `Host header "${hostHeader.slice(0, 300)}" does not match the request URL`) });
+      }
+    }
+
+    const abort = new AbortController();
+    let upstream: Socket | undefined;
+    let closeDetail: string | undefined;
+    const release = this.openSession({
+      sourceIp: base.sourceIp,
+      close: (detail) => {
+        closeDetail ??= detail;
+        abort.abort();
+        res.destroy();
+        upstream?.destroy();
+      },
+    });
+    res.once('close', () => abort.abort());
+    void this.forwardHttp({ base, policy, target: tgt, path, req, res, abort, refuse, setUpstream: (u) => (upstream = u), detail: () => closeDetail })
+      .catch((err: unknown) => {
+        this.logger.error({ err }, 'egress request failed');
+        res.destroy();
+        upstream?.destroy();
+      })
+      .finally(release);
+  }
+
+  private async forwardHttp(ctx: {
+    base: AuditBase;
+    policy: EgressPolicy;
+    target: EgressTarget;
+    path: string;
+    req: IncomingMessage;
+    res: ServerResponse;
+    abort: AbortController;
+    refuse: (denial: Omit<EgressDenial, 'ok'>, extra?: Partial<EgressAuditRecord>) => void;
+    setUpstream: (upstream: Socket) => void;
+    detail: () => string | undefined;
+  }): Promise<void> {
+    const { base, target, req, res, abort } = ctx;
+    const vetted = await this.vet(ctx.policy, target, abort.signal);
+    if (abort.signal.aborted) return;
+    if ('ok' in vetted) return ctx.refuse(vetted);
+    const connected = await this.connect(target, vetted, abort.signal);
+    if ('ok' in connected) return ctx.refuse(connected, { rule: vetted.rule.text });
+    const upstream = connected;
+    ctx.setUpstream(upstream);
+    upstream.on('error', (err) => this.logger.debug({ err }, 'egress upstream socket error'));
+    const resolvedIp = canonicalIp(upstream.remoteAddress ?? '') ?? upstream.remoteAddress;
+    if (abort.signal.aborted) {
+      upstream.destroy();
+      return;
+    }
+    let idle = false;
+    upstream.setTimeout(this.idleTimeoutMs, () => {
+      idle = true;
+      upstream.destroy(new Error(`no data for ${this.idleTimeoutMs} ms`));
+    });
+
+    const headers = forwardHeaders(req.rawHeaders);
+    if (req.headers.host === undefined) headers.push('Host', formatTarget(target));
+    headers.push('Connection', 'close');
+    const upstreamReq = httpRequest({ method: req.method, path: ctx.path, headers, setHost: false, createConnection: () => upstream });
+    await new Promise<void>((resolve) => {
+      let upstreamFailure: string | undefined;
+      res.once('close', () => {
+        upstreamReq.destroy();
+        upstream.destroy();
+        const detail = ctx.detail() ?? (idle ? 'idle-timeout' : upstreamFailure);
+        if (upstreamFailure !== undefined && res.statusCode === 502) {
+          this.emit({ ...base, host: target.host, port: target.port, resolvedIp, rule: vetted.rule.text, decision: 'deny', reason: 'upstream-error', detail, httpStatus: 502, bytesUp: upstream.bytesWritten, bytesDown: upstream.bytesRead, durationMs: this.elapsed(base) });
+        } else {
+          this.emit({ ...base, host: target.host, port: target.port, resolvedIp, rule: vetted.rule.text, decision: 'allow', reason: 'allowed', detail, httpStatus: res.headersSent ? res.statusCode : undefined, bytesUp: upstream.bytesWritten, bytesDown: upstream.bytesRead, durationMs: this.elapsed(base) });
+        }
+        resolve();
+      });
+      upstreamReq.on('response', (upstreamRes: IncomingMessage) => {
+        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, forwardHeaders(upstreamRes.rawHeaders, ['transfer-encoding']));
+        upstreamRes.on('error', () => res.destroy());
+        upstreamRes.pipe(res);
+      });
+      upstreamReq.on('error', (err) => {
+        upstreamFailure = `upstream error: ${err.message}`;
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        const body = `egress to ${formatTarget(target)} failed: ${err.message}\n`;
+        res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+        res.end(body);
+      });
+      req.on('error', () => upstreamReq.destroy());
+      req.pipe(upstreamReq);
+    });
+  }
+
+  // ---- other input ----------------------------------------------------------------------
+
+  private onUpgrade(req: IncomingMessage, socket: Socket): void {
+    socket.on('error', () => undefined);
+    const { base } = this.base(socket, 'HTTP');
+    const message = 'bad proxy request: Upgrade over plain HTTP is not forwarded; use CONNECT host:port for WebSockets';
+    socket.end(rawResponse(400, message));
+    const parsed = parseAbsoluteHttpUrl(req.url ?? '');
+    const shown = 'target' in parsed ? parsed.target : { host: '', port: null };
+    this.emit({ ...base, host: shown.host, port: shown.port, decision: 'deny', reason: 'unsupported-request', detail: message, httpStatus: 400, bytesUp: 0, bytesDown: 0, durationMs: 0 });
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    socket.on('error', () => undefined);
+    // A reset or a half-written response is nothing to answer or to audit.
+    if (err.code === 'ECONNRESET' || !socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const message = status === 431 ? `bad proxy request: request head larger than ${this.maxHeaderBytes} bytes` : status === 408 ? 'bad proxy request: headers not received in time' : `bad proxy request: ${err.code ?? 'unparseable'}`;
+    socket.end(rawResponse(status, message));
+    const { base } = this.base(socket, 'HTTP');
+    this.emit({ ...base, host: '', port: null, decision: 'deny', reason: 'malformed-request', detail: message, httpStatus: status, bytesUp: 0, bytesDown: 0, durationMs: 0 });
+  }
+}
+
+/** Waits for `promise`, or rejects with the signal's reason when `signal` aborts first. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
