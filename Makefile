@@ -9,12 +9,12 @@ NODE_MODULES_STAMP := node_modules/.package-lock.json
 # Test steps run in order by `make test`; add a target and list it here.
 TEST_STEPS := test-vitest
 
-.PHONY: help deps build docker services images run test $(TEST_STEPS) clean
+.PHONY: help deps build docker services prometheus images run test $(TEST_STEPS) clean
 
 help:
 	@echo "make run       install, build, set up Docker and images, start the platform"
 	@echo "make test      install, build, set up Docker, services and images, run every test"
-	@echo "make deps | build | docker | services | images | clean"
+	@echo "make deps | build | docker | services | prometheus | images | clean"
 
 # npm writes node_modules/.package-lock.json on every install, so it is the stamp that the
 # installed tree matches package-lock.json.
@@ -38,6 +38,10 @@ services:
 	@echo "==> services: postgresql, redis"
 	@scripts/ensure-services.sh
 
+# prometheus + promtool for the metrics tests (a real Prometheus scrapes the platform).
+prometheus:
+	@scripts/ensure-prometheus.sh
+
 images: docker
 	@echo "==> images"
 	@scripts/build-images.sh
@@ -46,7 +50,7 @@ run: deps build docker images
 	@echo "==> run: agent-platform serve"
 	node bin/agent-platform.js serve
 
-test: deps build docker services images
+test: deps build docker services prometheus images
 	@$(MAKE) --no-print-directory $(TEST_STEPS)
 
 test-vitest:

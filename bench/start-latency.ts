@@ -48,6 +48,12 @@ const WARMUP = 3;
 const TOKEN = 'bench-start-latency-token';
 const BENCH_LABEL = 'io.agent-platform.bench';
 
+/** Undone in reverse order at the end, also when the run fails half-way. */
+const teardown: (() => Promise<unknown>)[] = [];
+async function runTeardown(): Promise<void> {
+  for (const step of teardown.splice(0).reverse()) await step().catch((err: unknown) => console.error('teardown:', err));
+}
+
 type Kind = 'platform' | 'docker run -d' | 'dockerode create+start';
 
 interface Inspect {
@@ -148,14 +154,24 @@ async function main(): Promise<void> {
   await ensureBusyboxImage(dockerHost);
   if (usePrivateDaemon) {
     daemon = await startPrivateDockerDaemon([BUSYBOX_IMAGE], dockerHost);
+    teardown.push(daemon.stop);
     dockerHost = daemon.dockerHost;
+  } else {
+    process.stderr.write('note: sharing the Docker daemon; the platform removes managed containers it does not own (use --private-daemon next to running tests)\n');
   }
   const endpoint = parseDockerHost(dockerHost);
   const docker = endpoint.kind === 'unix' ? new Docker({ socketPath: endpoint.socketPath }) : new Docker({ host: endpoint.host, port: endpoint.port });
   const hostArgs = dockerHost ? ['-H', dockerHost] : [];
+  // Raw containers a failed iteration left behind (names carry this process id).
+  teardown.push(async () => {
+    const left = await docker.listContainers({ all: true, filters: { label: [`${BENCH_LABEL}=true`] } });
+    const ours = left.filter((c) => c.Names.some((name) => name.includes(`-${process.pid}-`)));
+    await Promise.all(ours.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true })));
+  });
   const version = await docker.version();
 
   const dataDir = await mkdtemp(join(tmpdir(), 'bench-start-latency-'));
+  teardown.push(() => rm(dataDir, { recursive: true, force: true }));
   const tracer = new CallTracer();
   const config = loadConfig({ AGENT_PLATFORM_DATA_DIR: dataDir, AGENT_PLATFORM_ADMIN_TOKEN: TOKEN, AGENT_PLATFORM_PORT: '0', AGENT_PLATFORM_LOG_LEVEL: 'silent', DOCKER_HOST: dockerHost });
   // Who called: the controller or the API (the polling client's GETs); from the stack,
@@ -186,6 +202,7 @@ async function main(): Promise<void> {
     return ref.startsWith('ap-') ? ref.slice(3) : containerOwner.get(ref);
   });
   const platform = await buildPlatform(config, { store, runtimes: [runtime] });
+  teardown.push(() => platform.close());
   const base = await platform.start();
 
   const runningAt = new Map<string, number>();
@@ -317,9 +334,7 @@ async function main(): Promise<void> {
   }
   process.stderr.write('\n');
 
-  await platform.close();
-  await rm(dataDir, { recursive: true, force: true });
-  await daemon?.stop();
+  await runTeardown();
 
   // ---- report ----------------------------------------------------------------------
   const rows: [string, LatencySummary][] = [
@@ -381,8 +396,9 @@ async function main(): Promise<void> {
 
 main().then(
   () => process.exit(0),
-  (err: unknown) => {
+  async (err: unknown) => {
     console.error(err);
+    await runTeardown();
     process.exit(1);
   },
 );

@@ -59,7 +59,7 @@ export async function createApp(opts: AppOptions): Promise<{ app: FastifyInstanc
   // preClose runs before the server stops accepting: streams end first, so close()
   // does not wait on a `logs?follow=true` that would last as long as its container.
   app.addHook('preClose', async () => {
-    //closing.abort();
+    closing.abort();
   });
   const routes = new RouteRegistry(app, opts.authenticate, closing.signal);
 

@@ -61,6 +61,13 @@ describe('decide: the happy path', () => {
   it('starts a created-but-not-started container', () => {
     expect(decide(agent({ node: 'n1', phase: 'Starting', phaseSince: clock.now() }), container('created'), clock.now(), cfg).actions).toEqual([{ type: 'start' }]);
   });
+  it('fails with StartError when the start failed and Docker kept the container "created" with an error', () => {
+    const error = 'exec: "/nonexistent": stat /nonexistent: no such file or directory';
+    const d = decide(agent({ node: 'n1', phase: 'Starting', phaseSince: clock.now() }), container('created', { error }), clock.now(), cfg);
+    expect(d.actions).toEqual([]);
+    expect(d.status).toMatchObject({ phase: 'Failed', reason: 'StartError', message: error });
+    expect(d.events).toEqual([{ type: 'Warning', reason: 'StartError', message: error }]);
+  });
   it('records success with exit code 0', () => {
     const d = decide(agent({ node: 'n1', phase: 'Running' }), container('exited', { exitCode: 0, finishedAt: 9, startedAt: 3 }), clock.now(), cfg);
     expect(d.status).toMatchObject({ phase: 'Succeeded', reason: 'Completed', exitCode: 0, finishedAt: 9, startedAt: 3 });

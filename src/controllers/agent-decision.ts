@@ -168,6 +168,16 @@ export function decide(agent: Agent, observed: ObservedContainer | undefined | '
       return { ...none, requeueAfterMs };
     }
     case 'created': {
+      if (s.phase === 'Starting' && observed.error) {
+        // Docker leaves a container whose start failed (missing executable, bad working
+        // dir) in "created" with the error text; starting it again fails the same way, so
+        // retrying until the start timeout would only hide the reason for minutes.
+        return {
+          actions: [],
+          status: to({ phase: 'Failed', reason: 'StartError', message: observed.error, finishedAt: now }),
+          events: [{ type: 'Warning', reason: 'StartError', message: observed.error }],
+        };
+      }
       if (s.phase === 'Starting' && inPhaseMs >= cfg.startTimeoutMs) return startTimeout(inPhaseMs, now, to);
       return {
         actions: [{ type: 'start' }],

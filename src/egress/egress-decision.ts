@@ -12,6 +12,8 @@ export interface EgressDenial {
   readonly message: string;
   /** The address that caused the refusal, when one did. */
   readonly resolvedIp?: string;
+  /** The allow rule that matched the name before a later check refused it. */
+  readonly rule?: string;
 }
 
 export type TargetCheck = { readonly ok: true; readonly rule: AllowRule } | EgressDenial;

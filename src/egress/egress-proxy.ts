@@ -14,7 +14,8 @@ import { forwardHeaders } from './forward-headers.js';
 import { systemResolver, type HostResolver } from './host-resolver.js';
 import { loadHostsFile, type HostsTable } from './hosts-file.js';
 import { canonicalIp, formatIp, parseIp, unmapIp, type IpAddress } from './ip-address.js';
-import { scanClientHello, MAX_CLIENT_HELLO_BYTES, type ClientHelloScan } from './tls-client-hello.js';
+import { readClientHello } from './read-client-hello.js';
+import { abortable } from './abortable.js';
 import { connectUpstream, UpstreamConnectError } from './upstream-connect.js';
 
 /** Who an agent is and where it may connect; registered per source IP. */
@@ -135,39 +136,6 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
   const v = value ?? fallback;
   if (!Number.isInteger(v) || v <= 0) throw new InputError(`egress proxy option ${name} must be a positive integer, got ${String(value)}`);
   return v;
-}
-
-/** Why the SNI stage refused a tunnel, or the SNI it accepted. */
-type ClientHelloRead =
-  | { readonly kind: 'scanned'; readonly buffer: Buffer; readonly scan: ClientHelloScan }
-  | { readonly kind: 'timeout'; readonly buffer: Buffer }
-  | { readonly kind: 'closed'; readonly buffer: Buffer };
-
-function readClientHello(socket: Duplex, head: Buffer, timeoutMs: number): Promise<ClientHelloRead> {
-  let buffer = head;
-  const first = scanClientHello(buffer);
-  if (first.kind !== 'need-more') return Promise.resolve({ kind: 'scanned', buffer, scan: first });
-  return new Promise((resolve) => {
-    const done = (result: ClientHelloRead): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-      socket.pause();
-      resolve(result);
-    };
-    const onData = (chunk: Buffer): void => {
-      buffer = Buffer.concat([buffer, chunk]);
-      const scan: ClientHelloScan =
-        buffer.length > MAX_CLIENT_HELLO_BYTES + 1024 ? { kind: 'malformed', detail: 'ClientHello too large' } : scanClientHello(buffer);
-      if (scan.kind !== 'need-more') done({ kind: 'scanned', buffer, scan });
-    };
-    const onEnd = (): void => done({ kind: 'closed', buffer });
-    const timer = setTimeout(() => done({ kind: 'timeout', buffer }), timeoutMs);
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
-  });
 }
 
 /**
@@ -453,11 +421,11 @@ export class EgressProxy {
         addresses = answers.map((text) => parseIp(text)).filter((ip): ip is IpAddress => ip !== undefined).map(unmapIp);
       } catch (err) {
         const why = signal.aborted ? 'connection closed' : err instanceof Error ? err.message : String(err);
-        return { ok: false, reason: 'dns-failure', message: denialMessage(target, `name did not resolve (${why})`) };
+        return { ok: false, reason: 'dns-failure', message: denialMessage(target, `name did not resolve (${why})`), rule: first.rule.text };
       }
     }
     const second = checkResolved(policy.allowlist, target, addresses, { trusted, deniedRanges: this.deniedRanges });
-    if (!second.ok) return second;
+    if (!second.ok) return { ...second, rule: first.rule.text };
     return { rule: first.rule, addresses };
   }
 
@@ -472,8 +440,25 @@ export class EgressProxy {
         reason: timedOut ? 'connect-timeout' : 'upstream-error',
         message: `egress to ${formatTarget(target)} failed: ${why}`,
         resolvedIp: vetted.addresses.length === 1 && vetted.addresses[0] !== undefined ? formatIp(vetted.addresses[0]) : undefined,
+        rule: vetted.rule.text,
       };
     }
+  }
+
+  /** Records an allowed attempt that ended (client gone, proxy closing) before any byte moved. */
+  private abandoned(base: AuditBase, target: EgressTarget, rule: string | undefined, detail: string | undefined): void {
+    this.emit({
+      ...base,
+      host: target.host,
+      port: target.port,
+      rule,
+      decision: 'allow',
+      reason: 'allowed',
+      detail: detail ?? 'client closed before the connection was established',
+      bytesUp: 0,
+      bytesDown: 0,
+      durationMs: this.elapsed(base),
+    });
   }
 
   // ---- CONNECT --------------------------------------------------------------------------
@@ -487,7 +472,7 @@ export class EgressProxy {
     const refuse = (denial: Omit<EgressDenial, 'ok'>, httpStatus = HTTP_STATUS_FOR[denial.reason] ?? 403): void => {
       if (socket.writable) socket.end(rawResponse(httpStatus, denial.message));
       else socket.destroy();
-      this.emit({ ...base, host: shown.host, port: shown.port, resolvedIp: denial.resolvedIp, decision: 'deny', reason: denial.reason, detail: denial.message, httpStatus, bytesUp: 0, bytesDown: 0, durationMs: this.elapsed(base) });
+      this.emit({ ...base, host: shown.host, port: shown.port, resolvedIp: denial.resolvedIp, rule: denial.rule, decision: 'deny', reason: denial.reason, detail: denial.message, httpStatus, bytesUp: 0, bytesDown: 0, durationMs: this.elapsed(base) });
     };
     const early = this.precheck(base, policy, shown);
     if (early !== undefined) return refuse(early);
@@ -531,18 +516,21 @@ export class EgressProxy {
   }): Promise<void> {
     const { base, target, socket, abort } = ctx;
     const vetted = await this.vet(ctx.policy, target, abort.signal);
-    if (abort.signal.aborted) return;
+    // A resolution cut short because the client left is not a DNS failure.
+    if (abort.signal.aborted && (!('ok' in vetted) || vetted.reason === 'dns-failure')) {
+      return this.abandoned(base, target, 'ok' in vetted ? vetted.rule : vetted.rule.text, ctx.detail());
+    }
     if ('ok' in vetted) return ctx.refuse(vetted);
     const connected = await this.connect(target, vetted, abort.signal);
+    if (abort.signal.aborted) {
+      if (!('ok' in connected)) connected.destroy();
+      return this.abandoned(base, target, vetted.rule.text, ctx.detail());
+    }
     if ('ok' in connected) return ctx.refuse(connected);
     const upstream = connected;
     ctx.setUpstream(upstream);
     upstream.on('error', (err) => this.logger.debug({ err }, 'egress upstream socket error'));
     const resolvedIp = canonicalIp(upstream.remoteAddress ?? '') ?? upstream.remoteAddress;
-    if (abort.signal.aborted) {
-      upstream.destroy();
-      return;
-    }
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
 
     let sni: string | undefined;
@@ -618,7 +606,7 @@ export class EgressProxy {
         res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
         res.end(body);
       } else res.destroy();
-      this.emit({ ...base, host: shown.host, port: shown.port, resolvedIp: denial.resolvedIp, decision: 'deny', reason: denial.reason, detail: denial.message, httpStatus: status, bytesUp: 0, bytesDown: 0, durationMs: this.elapsed(base), ...extra });
+      this.emit({ ...base, host: shown.host, port: shown.port, resolvedIp: denial.resolvedIp, rule: denial.rule, decision: 'deny', reason: denial.reason, detail: denial.message, httpStatus: status, bytesUp: 0, bytesDown: 0, durationMs: this.elapsed(base), ...extra });
     };
     const early = this.precheck(base, policy, shown);
     if (early !== undefined) return refuse(early);
@@ -673,18 +661,21 @@ export class EgressProxy {
   }): Promise<void> {
     const { base, target, req, res, abort } = ctx;
     const vetted = await this.vet(ctx.policy, target, abort.signal);
-    if (abort.signal.aborted) return;
+    // A resolution cut short because the client left is not a DNS failure.
+    if (abort.signal.aborted && (!('ok' in vetted) || vetted.reason === 'dns-failure')) {
+      return this.abandoned(base, target, 'ok' in vetted ? vetted.rule : vetted.rule.text, ctx.detail());
+    }
     if ('ok' in vetted) return ctx.refuse(vetted);
     const connected = await this.connect(target, vetted, abort.signal);
-    if ('ok' in connected) return ctx.refuse(connected, { rule: vetted.rule.text });
+    if (abort.signal.aborted) {
+      if (!('ok' in connected)) connected.destroy();
+      return this.abandoned(base, target, vetted.rule.text, ctx.detail());
+    }
+    if ('ok' in connected) return ctx.refuse(connected);
     const upstream = connected;
     ctx.setUpstream(upstream);
     upstream.on('error', (err) => this.logger.debug({ err }, 'egress upstream socket error'));
     const resolvedIp = canonicalIp(upstream.remoteAddress ?? '') ?? upstream.remoteAddress;
-    if (abort.signal.aborted) {
-      upstream.destroy();
-      return;
-    }
     let idle = false;
     upstream.setTimeout(this.idleTimeoutMs, () => {
       idle = true;
@@ -694,7 +685,13 @@ export class EgressProxy {
     const headers = forwardHeaders(req.rawHeaders);
     if (req.headers.host === undefined) headers.push('Host', formatTarget(target));
     headers.push('Connection', 'close');
-    const upstreamReq = httpRequest({ method: req.method, path: ctx.path, headers, setHost: false, createConnection: () => upstream });
+    let upstreamReq: ReturnType<typeof httpRequest>;
+    try {
+      upstreamReq = httpRequest({ method: req.method, path: ctx.path, headers, setHost: false, createConnection: () => upstream });
+    } catch (err) {
+      upstream.destroy();
+      return ctx.refuse({ reason: 'malformed-request', message: `bad proxy request: ${err instanceof Error ? err.message : String(err)}`, rule: vetted.rule.text });
+    }
     await new Promise<void>((resolve) => {
       let upstreamFailure: string | undefined;
       res.once('close', () => {
@@ -709,8 +706,14 @@ export class EgressProxy {
         resolve();
       });
       upstreamReq.on('response', (upstreamRes: IncomingMessage) => {
-        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, forwardHeaders(upstreamRes.rawHeaders, ['transfer-encoding']));
         upstreamRes.on('error', () => res.destroy());
+        try {
+          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, forwardHeaders(upstreamRes.rawHeaders, ['transfer-encoding']));
+        } catch (err) {
+          // Node refuses to send some heads it parsed leniently (odd status codes, bytes in the reason phrase).
+          upstreamReq.destroy(new Error(`unforwardable response head: ${err instanceof Error ? err.message : String(err)}`));
+          return;
+        }
         upstreamRes.pipe(res);
       });
       upstreamReq.on('error', (err) => {
@@ -753,24 +756,4 @@ export class EgressProxy {
     const { base } = this.base(socket, 'HTTP');
     this.emit({ ...base, host: '', port: null, decision: 'deny', reason: 'malformed-request', detail: message, httpStatus: status, bytesUp: 0, bytesDown: 0, durationMs: 0 });
   }
-}
-
-/** Waits for `promise`, or rejects with the signal's reason when `signal` aborts first. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }

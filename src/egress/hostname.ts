@@ -16,7 +16,7 @@ export function checkHostname(text: string): HostnameCheck {
   if (host.endsWith('.')) host = host.slice(0, -1);
   if (host.length === 0) return { error: 'host name is empty' };
   if (host.length > 253) return { error: 'host name is longer than 253 characters' };
-  if (/[^\x21-\x7e]/.test(host)) return { error: 'host name must be ASCII (write internationalised names as punycode, xn--...)' };
+  if (/[^\x00-\x7f]/.test(host)) return { error: 'host name must be ASCII (write internationalised names as punycode, xn--...)' };
   const labels = host.split('.');
   for (const label of labels) {
     if (!LABEL.test(label)) return { error: `"${label}" is not a valid DNS label (letters, digits, "-", "_"; 1-63 characters; no leading or trailing "-")` };

@@ -98,6 +98,12 @@ export interface Runtime {
   readonly driver: string;
   /** The node this runtime drives. */
   readonly nodeId: string;
+  /**
+   * True only for the simulated adapter (in-memory nodes for tests and benchmarks):
+   * nothing really runs there, so its capacity must never be mistaken for real.
+   * @default undefined (a real runtime)
+   */
+  readonly simulated?: boolean;
 
   /** Resolves when the runtime answers; throws otherwise. */
   ping(signal?: AbortSignal): Promise<void>;

@@ -5,9 +5,9 @@ import { ConflictError, DomainError, InputError, UnavailableError, VersionConfli
 import { decodeAgentCursor, encodeAgentCursor } from './agent-cursor.js';
 import { GroupCommitQueue, type GroupCommitOptions } from './group-commit-queue.js';
 import { MIGRATIONS, applyMigrations, type Migration } from './migrations.js';
-import { agentFromRow, eventFromRow, newAgentRow } from './row-mapping.js';
+import { agentFromRow, eventFromRow, newAgentRow, nodeStateFromRow, nodeStateRow } from './row-mapping.js';
 import type { AgentsTable, Database } from './schema.js';
-import type { AgentFilter, AgentPage, AgentUpdate, CreateAgentResult, EventFilter, IdempotencyInput, NewAgent, Store } from './store.js';
+import type { AgentFilter, AgentPage, AgentUpdate, CreateAgentResult, EventFilter, IdempotencyInput, NewAgent, NodeState, Store } from './store.js';
 import type { StoreDialect } from './store-dialect.js';
 
 const DEFAULT_PAGE_SIZE = 100;
@@ -247,6 +247,27 @@ export class KyselyStore implements Store {
     return this.#guard(async () => {
       const result = await this.#write((db) => db.deleteFrom('events').where('time', '<', beforeMs).executeTakeFirst(), 'single');
       return Number(result.numDeletedRows);
+    });
+  }
+
+  listNodeStates(): Promise<NodeState[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db.selectFrom('nodes').selectAll().orderBy('id').execute();
+      return rows.map(nodeStateFromRow);
+    });
+  }
+
+  putNodeState(state: NodeState): Promise<void> {
+    return this.#guard(async () => {
+      const row = nodeStateRow(state);
+      await this.#write(async (db) => {
+        const { id: _id, ...rest } = row;
+        await db
+          .insertInto('nodes')
+          .values(row)
+          .onConflict((oc) => oc.column('id').doUpdateSet(rest))
+          .execute();
+      }, 'single');
     });
   }
 

@@ -76,6 +76,22 @@ export const MIGRATIONS: readonly Migration[] = [
         .execute();
     },
   },
+  {
+    id: '0002_nodes',
+    async up(db) {
+      // Only what operators set and what must outlive a restart; capacity and readiness
+      // come from the runtimes.
+      await db.schema
+        .createTable('nodes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('cordoned', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('unhealthy', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('labels', 'text')
+        .addColumn('taints', 'text')
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
 
 /**

@@ -1,8 +1,9 @@
 import type { Selectable } from 'kysely';
 import type { Agent, AgentSpec, AgentStatus, DesiredState } from '../domain/agent.js';
 import type { PlatformEvent } from '../domain/event.js';
-import type { AgentsTable, EventsTable } from './schema.js';
-import type { NewAgent } from './store.js';
+import type { Taint } from '../domain/node.js';
+import type { AgentsTable, EventsTable, NodesTable } from './schema.js';
+import type { NewAgent, NodeState } from './store.js';
 
 /** The row of a new agent (version 1, updatedAt = createdAt). */
 export function newAgentRow(agent: NewAgent): AgentsTable {
@@ -52,4 +53,27 @@ export function eventFromRow(row: Selectable<EventsTable>): PlatformEvent {
   // SQL NULL means "no data"; JSON null (the text 'null') is kept as null.
   if (row.data !== null) event.data = JSON.parse(row.data) as unknown;
   return event;
+}
+
+export function nodeStateRow(state: NodeState): NodesTable {
+  return {
+    id: state.id,
+    cordoned: state.cordoned ? 1 : 0,
+    unhealthy: state.unhealthy ? 1 : 0,
+    labels: state.labels === undefined ? null : JSON.stringify(state.labels),
+    taints: state.taints === undefined ? null : JSON.stringify(state.taints),
+    updated_at: state.updatedAt,
+  };
+}
+
+export function nodeStateFromRow(row: Selectable<NodesTable>): NodeState {
+  const state: NodeState = {
+    id: row.id,
+    cordoned: Number(row.cordoned) === 1,
+    unhealthy: Number(row.unhealthy) === 1,
+    updatedAt: Number(row.updated_at),
+  };
+  if (row.labels !== null) state.labels = JSON.parse(row.labels) as Record<string, string>;
+  if (row.taints !== null) state.taints = JSON.parse(row.taints) as Taint[];
+  return state;
 }

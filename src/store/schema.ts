@@ -51,6 +51,18 @@ export interface SettingsTable {
   value: string;
 }
 
+export interface NodesTable {
+  id: string;
+  /** 0 or 1 (booleans as integers in both adapters). */
+  cordoned: number;
+  unhealthy: number;
+  /** JSON label object, or null: no override. */
+  labels: string | null;
+  /** JSON taint array, or null: no override. */
+  taints: string | null;
+  updated_at: number;
+}
+
 export interface SchemaMigrationsTable {
   id: string;
   applied_at: number;
@@ -61,5 +73,6 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
   events: EventsTable;
   settings: SettingsTable;
+  nodes: NodesTable;
   schema_migrations: SchemaMigrationsTable;
 }

@@ -1,5 +1,6 @@
 import type { Agent, AgentStatus, DesiredState, AgentSpec, Phase } from '../domain/agent.js';
 import type { NewPlatformEvent, PlatformEvent } from '../domain/event.js';
+import type { Taint } from '../domain/node.js';
 
 /** Fields for a new agent; the store assigns version 1. */
 export interface NewAgent {
@@ -66,6 +67,23 @@ export interface EventFilter {
 }
 
 /**
+ * What an operator set on a node and what must survive a control-plane restart: cordon,
+ * the unhealthy mark, and label/taint overrides. Capacity and readiness are not stored:
+ * they are read from the node's runtime again after a restart.
+ */
+export interface NodeState {
+  id: string;
+  cordoned: boolean;
+  unhealthy: boolean;
+  /** Replaces the configured labels when set. */
+  labels?: Record<string, string> | undefined;
+  /** Replaces the configured taints when set. */
+  taints?: Taint[] | undefined;
+  /** ms epoch of the last write; for `unhealthy`, when the mark was set (its cool-down counts from here). */
+  updatedAt: number;
+}
+
+/**
  * Persistent state of the platform. Adapters: SQLite (embedded default) and
  * PostgreSQL, both through Kysely with the same migrations. No driver type crosses
  * this interface. Every adapter passes test/conformance/store-conformance.ts.
@@ -108,6 +126,11 @@ export interface Store {
   listEvents(filter?: EventFilter): Promise<PlatformEvent[]>;
   /** Deletes events older than the given time; returns how many. */
   pruneEvents(beforeMs: number): Promise<number>;
+
+  /** Every stored node state, ordered by id. */
+  listNodeStates(): Promise<NodeState[]>;
+  /** Inserts or replaces the state of one node (last writer wins). */
+  putNodeState(state: NodeState): Promise<void>;
 
   /** Small key/value settings (e.g. the hashed bootstrap admin token). */
   getSetting(key: string): Promise<string | undefined>;

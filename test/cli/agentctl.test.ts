@@ -436,6 +436,14 @@ describe.skipIf(!hasDocker)('agentctl against the real platform (real dockerd)',
       expect((await untilPhase(a.id, 'Succeeded')).status.exitCode).toBe(0);
     }, 30_000);
 
+    it('follows right after create: waits for the container to start instead of ending empty', async () => {
+      const created = await cli(['create', '-f', '-'], { stdin: `name: eager\nimage: ${BUSYBOX_IMAGE}\ncommand: ["sh", "-c", "echo first; sleep 1; echo last"]\n` });
+      expect(created.code, created.stderr).toBe(0);
+      // no wait in between: the agent is still Pending when logs -f asks
+      const res = await cli(['logs', '-f', 'eager']);
+      expect(res).toEqual({ code: 0, stdout: 'first\nlast\n', stderr: '' });
+    }, 30_000);
+
     it('stops following on interrupt and exits 130', async () => {
       const a = await createAgent('endless', 'command: ["sh", "-c", "echo tick; sleep 300"]\n');
       await untilPhase(a.id, 'Running');

@@ -492,6 +492,43 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
       });
     });
 
+    describe('node states', () => {
+      it('is empty at first; put inserts, a second put replaces; listed by id', async () => {
+        expect(await store.listNodeStates()).toEqual([]);
+        await store.putNodeState({ id: 'node-b', cordoned: true, unhealthy: false, updatedAt: BASE_MS + 1 });
+        await store.putNodeState({
+          id: 'node-a',
+          cordoned: false,
+          unhealthy: true,
+          labels: { zone: 'eu-1', 'example.com/pool': 'gpu' },
+          taints: [{ key: 'gpu', value: 'true', effect: 'NoSchedule' }, { key: 'spot', effect: 'PreferNoSchedule' }],
+          updatedAt: BASE_MS + 2,
+        });
+        expect(await store.listNodeStates()).toEqual([
+          {
+            id: 'node-a',
+            cordoned: false,
+            unhealthy: true,
+            labels: { zone: 'eu-1', 'example.com/pool': 'gpu' },
+            taints: [{ key: 'gpu', value: 'true', effect: 'NoSchedule' }, { key: 'spot', effect: 'PreferNoSchedule' }],
+            updatedAt: BASE_MS + 2,
+          },
+          { id: 'node-b', cordoned: true, unhealthy: false, updatedAt: BASE_MS + 1 },
+        ]);
+        await store.putNodeState({ id: 'node-a', cordoned: true, unhealthy: false, updatedAt: BASE_MS + 3 });
+        const [a] = await store.listNodeStates();
+        // Overrides not given are cleared: a put is the whole state.
+        expect(a).toEqual({ id: 'node-a', cordoned: true, unhealthy: false, updatedAt: BASE_MS + 3 });
+      });
+
+      it('concurrent puts of one node leave exactly one row', async () => {
+        await Promise.all(Array.from({ length: 10 }, (_, i) => store.putNodeState({ id: 'n', cordoned: i % 2 === 0, unhealthy: false, updatedAt: BASE_MS + i })));
+        const states = await store.listNodeStates();
+        expect(states).toHaveLength(1);
+        expect(states[0]!.id).toBe('n');
+      });
+    });
+
     describe('settings', () => {
       it('is undefined until set, then the first writer wins', async () => {
         expect(await store.getSetting('admin-token-hash')).toBeUndefined();

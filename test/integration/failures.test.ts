@@ -119,6 +119,16 @@ describe.skipIf(!hasDocker).concurrent('agent failures (real dockerd)', () => {
     }
   }, 30_000);
 
+  it('a command that cannot start fails fast with StartError naming the cause', async ({ expect }) => {
+    const t0 = Date.now();
+    const a = await p.create({ name: uniqueName('badexe'), image: busybox, command: ['/nonexistent-binary'] });
+    const { agent } = await p.waitFor(a.id, (x) => x.status.phase === 'Failed' || x.status.phase === 'Succeeded', 10_000, 'Failed');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(agent.status.reason).toBe('StartError');
+    expect(agent.status.message).toContain('/nonexistent-binary');
+    expect((await p.events(a.id)).find((e) => e.reason === 'StartError')?.type).toBe('Warning');
+  }, 30_000);
+
   it('docker kill from outside fails a Never agent (137, Error)', async ({ expect }) => {
     const a = await p.create({ name: uniqueName('kill-never'), image: busybox, command: ['sleep', '300'], restartPolicy: 'Never' });
     const { agent } = await p.waitForPhase(a.id, 'Running');

@@ -103,6 +103,11 @@ export class TestPlatform {
     const ids = new Set<string>(opts.adopt);
     const runtime = new ScopedRuntime(new DockerRuntime({ nodeId: config.nodeName, dockerHost: config.dockerHost }), (id) => ids.has(id));
     const platform = await buildPlatform(config, { runtimes: [runtime] });
+    // Learn ids from the platform's own events too (Created is published before the
+    // controller makes a container), so the scope holds even before the POST answers.
+    platform.bus.subscribe((e) => {
+      if (e.objectKind === 'Agent') ids.add(e.objectId);
+    });
     const address = await platform.start();
     return new TestPlatform(ids, platform, address.replace('[::1]', '127.0.0.1'), token, config, dataDir);
   }

@@ -47,6 +47,28 @@ describe.skipIf(!hasDocker)('platform restart and shutdown (real dockerd)', () =
     for (const a of [job, sleeper, crasher]) expect(await second.containersOf(a.id), a.name).toHaveLength(1);
   }, 60_000);
 
+  it('close() ends an open event stream (SSE) promptly', async () => {
+    const p = await TestPlatform.start();
+    open.push(p);
+    const ended = new Promise<string>((resolve, reject) => {
+      const req = http.get(`${p.baseUrl}/api/v1/events/stream`, { headers: { authorization: `Bearer ${p.token}` }, agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('close', () => resolve(text));
+      });
+      req.on('error', reject);
+    });
+    const a = await p.create({ name: uniqueName('sse'), image: busybox, command: ['true'] });
+    await p.waitForPhase(a.id, 'Succeeded');
+    const t0 = Date.now();
+    await p.platform.close();
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    const text = await ended;
+    expect(text).toContain(': connected');
+    expect(text).toContain(a.id);
+  }, 30_000);
+
   it('close() ends open log-follow streams instead of waiting for their containers', async () => {
     const p = await TestPlatform.start();
     open.push(p);

@@ -5,6 +5,7 @@ import { UnavailableError } from '../../src/domain/errors.js';
 import { openStore } from '../../src/store/open-store.js';
 import { openPostgresStore } from '../../src/store/postgres-store.js';
 import type { NewAgent } from '../../src/store/store.js';
+import { MIGRATIONS } from '../../src/store/migrations.js';
 import { storeConformance } from '../conformance/store-conformance.js';
 
 const url = process.env.AGENT_PLATFORM_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -54,7 +55,7 @@ if (!reachable.ok) {
         await client.connect();
         try {
           const rows = await client.query(`select id from "${schema}".schema_migrations`);
-          expect(rows.rows.map((r: { id: string }) => r.id)).toEqual(['0001_agents_events_settings']);
+          expect(rows.rows.map((r: { id: string }) => r.id)).toEqual(MIGRATIONS.map((m) => m.id));
         } finally {
           await client.end();
         }

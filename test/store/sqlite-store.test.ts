@@ -8,6 +8,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { InputError } from '../../src/domain/errors.js';
 import { openStore } from '../../src/store/open-store.js';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
+import { MIGRATIONS } from '../../src/store/migrations.js';
 import { storeConformance } from '../conformance/store-conformance.js';
 
 const root = mkdtempSync(join(tmpdir(), 'agent-platform-sqlite-'));
@@ -42,7 +43,7 @@ describe('sqlite store specifics', () => {
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
       expect(raw.prepare('select value from settings where key = ?').pluck().get('k')).toBe('v');
-      expect(raw.prepare('select id from schema_migrations').pluck().all()).toEqual(['0001_agents_events_settings']);
+      expect(raw.prepare('select id from schema_migrations').pluck().all()).toEqual(MIGRATIONS.map((m) => m.id));
     } finally {
       raw.close();
     }
@@ -132,7 +133,7 @@ console.log(JSON.stringify(results));
     const raw = new BetterSqlite3(file, { readonly: true });
     try {
       expect(raw.prepare('select count(*) from agents').pluck().get()).toBe(1);
-      expect(raw.prepare('select id from schema_migrations').pluck().all()).toEqual(['0001_agents_events_settings']);
+      expect(raw.prepare('select id from schema_migrations').pluck().all()).toEqual(MIGRATIONS.map((m) => m.id));
     } finally {
       raw.close();
     }

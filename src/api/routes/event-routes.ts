@@ -87,10 +87,20 @@ export function registerEventRoutes(routes: RouteRegistry, d: { store: Store; bu
       for (const e of buffered) if (e.id === 0 || e.id > maxReplayed) send(e);
       res.write(': connected\n\n');
       const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), d.heartbeatMs ?? 15_000);
-      request.raw.on('close', () => {
+      // A hijacked response is invisible to Fastify: end it ourselves on shutdown, or
+      // app.close() waits for this connection forever (the heartbeat keeps it busy).
+      const cleanUp = (): void => {
         clearInterval(heartbeat);
         unsubscribe();
-      });
+        routes.closing.removeEventListener('abort', endOnClose);
+      };
+      function endOnClose(): void {
+        cleanUp();
+        res.end();
+      }
+      if (routes.closing.aborted) endOnClose();
+      else routes.closing.addEventListener('abort', endOnClose, { once: true });
+      request.raw.on('close', cleanUp);
     },
   );
 }

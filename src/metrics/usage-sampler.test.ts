@@ -1,0 +1,190 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Agent, AgentStatus } from '../domain/agent.js';
+import { ManualClock } from '../domain/clock.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { RuntimeRegistry } from '../runtime/runtime-registry.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import type { ContainerUsage } from './cgroup/container-usage.js';
+import { UsageSampler, type UsageCollector } from './usage-sampler.js';
+
+const MiB = 1024 * 1024;
+
+/** A collector that answers from a table the test sets per round, and records what it was asked. */
+class TableCollector implements UsageCollector {
+  readonly asked: string[][] = [];
+  table = new Map<string, { cpuSeconds: number; workingSetBytes: number }>();
+  constructor(private readonly clock: ManualClock) {}
+  async collect(ids: readonly string[]): Promise<Map<string, ContainerUsage>> {
+    this.asked.push([...ids]);
+    const out = new Map<string, ContainerUsage>();
+    for (const id of ids) {
+      const row = this.table.get(id);
+      if (!row) continue;
+      out.set(id, {
+        containerId: id,
+        source: 'cgroup',
+        timestampMs: this.clock.now(),
+        cpuUsageSeconds: row.cpuSeconds,
+        memoryUsageBytes: row.workingSetBytes + MiB,
+        memoryWorkingSetBytes: row.workingSetBytes,
+        memoryLimitBytes: null,
+        cpuCfsPeriods: 0,
+        cpuCfsThrottledPeriods: 0,
+        cpuCfsThrottledSeconds: 0,
+        pids: 1,
+        oomKills: 0,
+      });
+    }
+    return out;
+  }
+}
+
+describe('UsageSampler', () => {
+  let store: Store;
+  let clock: ManualClock;
+  let collector: TableCollector;
+  let sampler: UsageSampler;
+  const docker = { driver: 'docker', nodeId: 'n1' } as Runtime;
+  const simulated = { driver: 'simulated', nodeId: 'sim' } as Runtime;
+
+  beforeEach(async () => {
+    store = openSqliteStore(':memory:');
+    await store.migrate();
+    clock = new ManualClock(1_800_000_000_000);
+    collector = new TableCollector(clock);
+    sampler = new UsageSampler({
+      store,
+      runtimes: new RuntimeRegistry([docker, simulated]),
+      collectorFor: (r) => (r.driver === 'docker' ? collector : undefined),
+      intervalMs: 10_000,
+      retentionMs: 60_000,
+      clock,
+    });
+  });
+  afterEach(async () => {
+    await sampler.stop();
+    await store.close();
+  });
+
+  async function addAgent(id: string, status: Partial<AgentStatus>, tenantId = 't1'): Promise<Agent> {
+    const { agent } = await store.createAgent({
+      id,
+      tenantId,
+      name: `name-${id}`,
+      labels: {},
+      spec: {
+        image: 'x',
+        command: [],
+        args: [],
+        env: {},
+        resources: { cpuMillicores: 250, memoryMiB: 64, gpu: 0, cpuLimitMillicores: 500, memoryLimitMiB: 128 },
+        restartPolicy: 'Always',
+        schedulingPolicy: 'spread',
+        priority: 0,
+        nodeSelector: {},
+        tolerations: [],
+      },
+      desired: 'running',
+      status: { phase: 'Pending', restarts: 0, phaseSince: clock.now() },
+      createdAt: clock.now(),
+    });
+    return store.updateAgent(id, agent.version, { status: { ...agent.status, ...status }, updatedAt: clock.now() });
+  }
+
+  const round = async (advanceMs = 10_000): Promise<void> => {
+    clock.advance(advanceMs);
+    await sampler.sampleOnce();
+  };
+
+  it('samples only running agents with a container on nodes that have a collector', async () => {
+    await addAgent('run1', { phase: 'Running', node: 'n1', containerId: 'c1' });
+    await addAgent('pend1', { phase: 'Pending', node: 'n1', restarts: 4 });
+    await addAgent('sim1', { phase: 'Running', node: 'sim', containerId: 's1' });
+    await addAgent('done1', { phase: 'Succeeded', node: 'n1', containerId: 'c9' });
+    collector.table.set('c1', { cpuSeconds: 1, workingSetBytes: 10 * MiB });
+    await round();
+    expect(collector.asked).toEqual([['c1']]);
+    const views = sampler.current();
+    expect(views.map((v) => v.agentId).sort()).toEqual(['pend1', 'run1', 'sim1']);
+    expect(views.find((v) => v.agentId === 'pend1')).toMatchObject({ restarts: 4, node: 'n1', cpuRequestMillicores: 250 });
+    expect(views.find((v) => v.agentId === 'pend1')?.usage).toBeUndefined();
+    expect(views.find((v) => v.agentId === 'run1')?.usage?.cpuUsageSeconds).toBe(1);
+    expect(sampler.latest('sim1')).toBeUndefined();
+    expect(sampler.latest('done1')).toBeUndefined();
+  });
+
+  it('computes CPU cores from two samples of one container, and none across a counter reset or a new container', async () => {
+    const a = await addAgent('run1', { phase: 'Running', node: 'n1', containerId: 'c1' });
+    collector.table.set('c1', { cpuSeconds: 100, workingSetBytes: 64 * MiB });
+    await round();
+    const first = sampler.latest('run1');
+    expect(first).toEqual({ cpuCores: null, memoryWorkingSetBytes: 64 * MiB, memoryLimitBytes: 128 * MiB, cpuLimitCores: 0.5, sampledAt: clock.now() });
+
+    collector.table.set('c1', { cpuSeconds: 105, workingSetBytes: 65 * MiB });
+    await round(); // 5 CPU seconds in 10 s
+    expect(sampler.latest('run1')?.cpuCores).toBeCloseTo(0.5, 6);
+
+    collector.table.set('c1', { cpuSeconds: 2, workingSetBytes: 1 * MiB }); // restarted in place
+    await round();
+    expect(sampler.latest('run1')?.cpuCores).toBeNull();
+
+    await store.updateAgent('run1', a.version, { status: { ...a.status, containerId: 'c2' }, updatedAt: clock.now() });
+    collector.table.set('c2', { cpuSeconds: 500, workingSetBytes: 1 * MiB });
+    await round();
+    expect(sampler.latest('run1')?.cpuCores).toBeNull(); // first sample of c2, not (500-2)/10
+
+    const points = sampler.history('run1', 0);
+    expect(points.map((p) => p.cpuCores)).toEqual([null, 0.5, null, null]);
+    expect(points.map((p) => p.memoryWorkingSetBytes)).toEqual([64 * MiB, 65 * MiB, 1 * MiB, 1 * MiB]);
+    expect(points.map((p) => p.memoryUsageBytes)).toEqual([65 * MiB, 66 * MiB, 2 * MiB, 2 * MiB]);
+  });
+
+  it('drops points older than the retention, keeps history of an agent that ended until it ages out', async () => {
+    const a = await addAgent('run1', { phase: 'Running', node: 'n1', containerId: 'c1' });
+    collector.table.set('c1', { cpuSeconds: 1, workingSetBytes: MiB });
+    for (let i = 0; i < 9; i++) await round();
+    // 60 s retention at 10 s steps: 7 points (t-60s .. t) survive.
+    expect(sampler.history('run1', 0)).toHaveLength(7);
+    expect(sampler.history('run1', clock.now() - 20_000)).toHaveLength(3);
+
+    await store.updateAgent('run1', a.version, { status: { ...a.status, phase: 'Succeeded' }, updatedAt: clock.now() });
+    await round();
+    expect(sampler.latest('run1')).toBeUndefined();
+    expect(sampler.current()).toEqual([]);
+    expect(sampler.history('run1', 0)).toHaveLength(6);
+    await round(60_000);
+    expect(sampler.history('run1', 0)).toHaveLength(0);
+  });
+
+  it('keeps the last round when a collector fails, and recovers on the next', async () => {
+    await addAgent('run1', { phase: 'Running', node: 'n1', containerId: 'c1' });
+    collector.table.set('c1', { cpuSeconds: 1, workingSetBytes: MiB });
+    const failing: UsageCollector = { collect: () => Promise.reject(new Error('cgroup gone')) };
+    let broken = true;
+    const s = new UsageSampler({ store, runtimes: new RuntimeRegistry([docker]), collectorFor: () => (broken ? failing : collector), clock });
+    clock.advance(1);
+    await s.sampleOnce();
+    expect(s.completedRounds).toBe(1);
+    expect(s.latest('run1')).toBeUndefined();
+    expect(s.current().map((v) => v.agentId)).toEqual(['run1']);
+    broken = false;
+    clock.advance(1);
+    await s.sampleOnce();
+    expect(s.latest('run1')?.memoryWorkingSetBytes).toBe(MiB);
+  });
+
+  it('runs rounds on its own timer until stopped', async () => {
+    await addAgent('run1', { phase: 'Running', node: 'n1', containerId: 'c1' });
+    collector.table.set('c1', { cpuSeconds: 1, workingSetBytes: MiB });
+    const s = new UsageSampler({ store, runtimes: new RuntimeRegistry([docker]), collectorFor: () => collector, intervalMs: 20 });
+    s.start();
+    const deadline = Date.now() + 5_000;
+    while (s.completedRounds < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await s.stop();
+    const rounds = s.completedRounds;
+    expect(rounds).toBeGreaterThanOrEqual(3);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(s.completedRounds).toBe(rounds);
+  });
+});

@@ -1,0 +1,240 @@
+/**
+ * SIMULATED: one node of a SimulatedCluster, behind the Runtime port. A fake for tests
+ * and benchmarks, not a place agents really run: create/start/stop only change records
+ * in memory, and a container's output and exit come from its command as sim-program.ts
+ * interprets it. `driver` is 'simulated' and `simulated` is true so nothing mistakes it
+ * for capacity.
+ */
+import { ConflictError, NotFoundError, UnavailableError } from '../../domain/errors.js';
+import {
+  ImageNotFoundError,
+  containerName,
+  type ContainerSpec,
+  type LogLine,
+  type LogOptions,
+  type NodeInfo,
+  type ObservedContainer,
+  type Runtime,
+  type RuntimeEvent,
+} from '../runtime.js';
+import type { NodeShape } from './node-shape.js';
+import { SimContainer } from './sim-container.js';
+import type { SimNode, SimulatedCluster } from './simulated-cluster.js';
+
+/** What a simulated process does on SIGTERM: exits at once with 128 + 15. */
+const SIGTERM_EXIT_CODE = 143;
+const SIGKILL_EXIT_CODE = 137;
+
+/**
+ * A Runtime view of one simulated node. Views are cheap and stateless apart from their
+ * own watchers and log streams (ended by close()); the containers live in the cluster.
+ * Every call answers at once (or after `startLatencyMs` for start), never calls back
+ * synchronously, and rejects with UnavailableError while the node is down.
+ */
+export class SimulatedRuntime implements Runtime {
+  readonly driver = 'simulated';
+  readonly simulated = true;
+  readonly nodeId: string;
+  private readonly closing = new AbortController();
+
+  /** Use SimulatedCluster.runtimes() or .runtime(nodeId). */
+  constructor(
+    private readonly cluster: SimulatedCluster,
+    private readonly node: SimNode,
+  ) {
+    this.nodeId = node.id;
+    cluster.viewOpened(this);
+  }
+
+  /** The node's simulated size (cpu, memory, GPUs, labels). */
+  get shape(): NodeShape {
+    return this.node.shape;
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    this.check('ping', signal);
+  }
+
+  async info(signal?: AbortSignal): Promise<NodeInfo> {
+    this.check('info', signal);
+    const { cpuMillicores, memoryMiB } = this.node.shape;
+    return { cpuMillicores, memoryMiB, os: 'linux', arch: 'amd64', runtimeVersion: 'simulated', isolationClasses: ['runc', 'gvisor'] };
+  }
+
+  /** Idempotent by agent id; ImageNotFoundError for images the cluster's `missingImages` matches. */
+  async create(spec: ContainerSpec, signal?: AbortSignal): Promise<string> {
+    this.check('create', signal);
+    if (this.cluster.isImageMissing(spec.image)) {
+      throw new ImageNotFoundError(spec.image, `simulated node ${this.nodeId} treats it as missing`);
+    }
+    const name = containerName(spec.agentId);
+    const existing = this.node.byName.get(name);
+    if (existing !== undefined) {
+      if (existing.agentId === spec.agentId) return existing.id;
+      throw new ConflictError('CONTAINER_NAME_TAKEN', `container name "${name}" on node ${this.nodeId} belongs to agent ${existing.agentId}; remove it first`, {
+        nodeId: this.nodeId,
+        agentId: spec.agentId,
+        name,
+        containerId: existing.id,
+        ownerAgentId: existing.agentId,
+      });
+    }
+    const program = this.cluster.program([...spec.command, ...spec.args], spec.env);
+    const c = new SimContainer(this.cluster.nextContainerId(this.node), name, spec.agentId, program);
+    this.node.containers.set(c.id, c);
+    this.node.byName.set(name, c);
+    this.cluster.emit(this.node, 'create', c, Date.now());
+    return c.id;
+  }
+
+  /** Accepts the container id or name. Throws NotFoundError (CONTAINER_NOT_FOUND) when absent. */
+  async start(containerId: string, signal?: AbortSignal): Promise<void> {
+    this.check('start', signal);
+    let c = this.require(containerId);
+    if (c.state === 'running') return;
+    if (this.cluster.startLatencyMs > 0) {
+      await this.cluster.sleep(this.cluster.startLatencyMs, this.callSignal(signal));
+      this.check('start', signal);
+      c = this.require(containerId);
+      if (c.state === 'running') return;
+    }
+    this.cluster.startRun(this.node, c, Date.now());
+  }
+
+  /**
+   * A simulated process exits on SIGTERM at once (exit 143), unless its env has
+   * SIM_IGNORE_SIGTERM: then it gets the grace period (or until it ends by itself) and
+   * is killed (137). Absent or not running: a no-op.
+   */
+  async stop(containerId: string, graceMs: number, signal?: AbortSignal): Promise<void> {
+    this.check('stop', signal);
+    const c = this.find(containerId);
+    if (c === undefined || c.state !== 'running') return;
+    if (!c.program.ignoresSigterm) {
+      this.cluster.endRun(this.node, c, Date.now(), SIGTERM_EXIT_CODE, false, true);
+      return;
+    }
+    const run = c.runCount;
+    const deadline = Date.now() + Math.max(0, graceMs);
+    const callSignal = this.callSignal(signal);
+    while (c.state === 'running' && c.runCount === run && !c.removed && Date.now() < deadline) {
+      await this.cluster.waitForChange(this.node, c, deadline, callSignal);
+      callSignal.throwIfAborted();
+      this.check('stop', signal);
+    }
+    if (c.state === 'running' && c.runCount === run) this.cluster.endRun(this.node, c, Date.now(), SIGKILL_EXIT_CODE, false, true);
+  }
+
+  /** Force-removes (a running container dies with 137 first). Absent: a no-op. */
+  async remove(containerId: string, signal?: AbortSignal): Promise<void> {
+    this.check('remove', signal);
+    const c = this.find(containerId);
+    if (c !== undefined) this.cluster.destroy(this.node, c, Date.now());
+  }
+
+  /** By container id or name (as Docker); undefined when absent. */
+  async inspect(containerId: string, signal?: AbortSignal): Promise<ObservedContainer | undefined> {
+    this.check('inspect', signal);
+    return this.find(containerId)?.observe();
+  }
+
+  /** Every container on this node (all simulated containers are managed). O(containers on the node). */
+  async list(signal?: AbortSignal): Promise<ObservedContainer[]> {
+    this.check('list', signal);
+    const out: ObservedContainer[] = [];
+    for (const c of this.node.containers.values()) out.push(c.observe());
+    return out;
+  }
+
+  /**
+   * Events are batched and delivered on a later macrotask, never inside the call that
+   * caused them. While the node is down its events are dropped (not replayed); the
+   * subscription itself survives the outage, as the Docker adapter's reconnect does.
+   */
+  watch(onEvent: (event: RuntimeEvent) => void, signal: AbortSignal): void {
+    const stop = AbortSignal.any([signal, this.closing.signal]);
+    if (stop.aborted) return;
+    const listener = (event: RuntimeEvent): void => onEvent(event);
+    this.node.listeners.add(listener);
+    stop.addEventListener('abort', () => this.node.listeners.delete(listener), { once: true });
+  }
+
+  /**
+   * The container's output: echo lines of its script (opaque commands: "simulated agent
+   * started" / "exited with code N"), the last `logLinesPerContainer` lines over its
+   * recent runs. With follow, waits for later lines until the container stops, the signal
+   * aborts or the view closes; throws UnavailableError if the node goes down meanwhile.
+   * Throws NotFoundError (CONTAINER_NOT_FOUND) when the container does not exist.
+   */
+  async *logs(containerId: string, options: LogOptions, signal?: AbortSignal): AsyncGenerator<LogLine> {
+    this.check('logs', signal);
+    const c = this.require(containerId);
+    const ring = this.cluster.logLinesPerContainer;
+    const { sinceMs, tail } = options;
+    const wanted = (line: LogLine): boolean => sinceMs === undefined || line.time >= sinceMs;
+    const all = c.lines(Date.now(), ring);
+    let lastSeq = all.at(-1)?.seq ?? -1;
+    let initial = all.filter((l) => wanted(l.line));
+    if (tail !== undefined) initial = tail <= 0 ? [] : initial.slice(-Math.floor(tail));
+    for (const l of initial) yield l.line;
+    if (options.follow !== true) return;
+
+    const streamSignal = this.callSignal(signal);
+    for (;;) {
+      if (streamSignal.aborted || c.removed || this.cluster.isClosed) return;
+      this.check('logs', undefined);
+      const now = Date.now();
+      for (const l of c.lines(now, ring)) {
+        if (l.seq <= lastSeq) continue;
+        lastSeq = l.seq;
+        if (wanted(l.line)) yield l.line;
+      }
+      if (c.state !== 'running') return;
+      await this.cluster.waitForChange(this.node, c, c.nextChangeAt(now), streamSignal);
+    }
+  }
+
+  /** Ends this view's watches and log streams; the node and its containers stay in the cluster. */
+  async close(): Promise<void> {
+    if (this.closing.signal.aborted) return;
+    this.closing.abort();
+    this.cluster.viewClosed(this);
+  }
+
+  private callSignal(signal: AbortSignal | undefined): AbortSignal {
+    return signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal;
+  }
+
+  private check(operation: string, signal: AbortSignal | undefined): void {
+    signal?.throwIfAborted();
+    if (this.cluster.isClosed) {
+      throw new UnavailableError('RUNTIME_UNAVAILABLE', `simulated cluster is closed (${operation} on node ${this.nodeId})`, {
+        nodeId: this.nodeId,
+        operation,
+        simulated: true,
+      });
+    }
+    if (this.node.down) {
+      throw new UnavailableError('RUNTIME_UNAVAILABLE', `simulated node ${this.nodeId} is down (set by SimulatedCluster.setNodeDown); ${operation} failed`, {
+        nodeId: this.nodeId,
+        operation,
+        simulated: true,
+      });
+    }
+  }
+
+  private find(idOrName: string): SimContainer | undefined {
+    return this.node.containers.get(idOrName) ?? this.node.byName.get(idOrName);
+  }
+
+  private require(idOrName: string): SimContainer {
+    const c = this.find(idOrName);
+    if (c === undefined) {
+      throw new NotFoundError('CONTAINER_NOT_FOUND', `container ${idOrName} does not exist on simulated node ${this.nodeId}`, {
+        nodeId: this.nodeId,
+        containerId: idOrName,
+      });
+    }
+    return c;
+  }
+}
