@@ -130,6 +130,9 @@ export class AgentController {
   async reconcile(agentId: string, signal?: AbortSignal): Promise<number | undefined> {
     const agent = await this.d.store.getAgent(agentId);
     if (!agent) return undefined;
+    // An agent bound to a node is counted there even when no place() of this process bound
+    // it (restart, or started again on its old node); no-op when counted already.
+    if (agent.status.node !== undefined && !isTerminal(agent.status.phase) && agent.desired !== 'deleted') this.d.placer.adopt?.(agent);
     const log = this.d.logger.child({ agentId, node: agent.status.node });
     const runtime = agent.status.node ? this.d.runtimes.get(agent.status.node) : undefined;
     let observed: ObservedContainer | undefined | 'unreachable';

@@ -12,4 +12,10 @@ export type Placement =
 export interface Placer {
   place(agent: Agent, signal?: AbortSignal): Promise<Placement>;
   release(agentId: string): void;
+  /**
+   * Counts an agent that already has a node (status.node) but is not counted yet: after a
+   * control-plane restart, or an agent started again on its old node. Optional: a placer
+   * without accounting has nothing to count.
+   */
+  adopt?(agent: Agent): void;
 }

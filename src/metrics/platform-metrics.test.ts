@@ -9,7 +9,7 @@ import type { AgentContainerView } from './usage-sampler.js';
 function valueOf(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
   for (const line of text.split('\n')) {
     if (line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/.exec(line);
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)( -?\d+)?$/.exec(line);
     if (!m || m[1] !== name) continue;
     const got = Object.fromEntries([...(m[3] ?? '').matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
     if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[4]);
@@ -177,6 +177,9 @@ describe('PlatformMetrics', () => {
     let text = await m.metrics();
     const labels = { agent: 'agent1', agent_name: 'web', tenant: 't1', node: 'n1' };
     expect(text).toContain('# TYPE container_cpu_usage_seconds_total counter');
+    expect(text).toContain('# TYPE container_memory_working_set_bytes gauge');
+    // Like cAdvisor: each sample carries the time it was taken, not the scrape time.
+    expect(text).toContain('container_cpu_usage_seconds_total{agent="agent1",agent_name="web",tenant="t1",node="n1"} 12.5 1000\n');
     expect(valueOf(text, 'container_cpu_usage_seconds_total', labels)).toBe(12.5);
     expect(valueOf(text, 'container_memory_working_set_bytes', labels)).toBe(64 << 20);
     expect(valueOf(text, 'container_memory_usage_bytes', labels)).toBe(80 << 20);

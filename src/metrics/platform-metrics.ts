@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { PHASES, type Phase } from '../domain/agent.js';
 import { systemClock, type Clock } from '../domain/clock.js';
-import { CADVISOR_METRICS, toCadvisorSamples } from './cgroup/cadvisor-metrics.js';
+import { CADVISOR_METRIC_NAMES, renderCadvisorExposition } from './cadvisor-exposition.js';
 import type { ControllerMetrics, ReconcileResult, SchedulingResult } from './controller-metrics.js';
 import type { NodeMetricsSnapshot } from './node-status-poller.js';
 import type { AgentContainerView } from './usage-sampler.js';
@@ -58,12 +58,7 @@ export interface PlatformMetricsOptions {
 /** Metric name prefix of everything the platform itself exports (not the cAdvisor names). */
 export const METRIC_PREFIX = 'agent_platform_';
 
-/** CFS period Docker uses for NanoCpus (--cpus): 100 ms. */
-const CFS_PERIOD_US = 100_000;
 const RESOURCES = ['cpu_millicores', 'memory_bytes', 'gpus'] as const;
-
-type ContainerLabels = 'agent' | 'agent_name' | 'tenant' | 'node';
-const CONTAINER_LABELS: ContainerLabels[] = ['agent', 'agent_name', 'tenant', 'node'];
 
 /**
  * The platform's Prometheus metrics in a registry of its own (never prom-client's global
@@ -76,7 +71,7 @@ export class PlatformMetrics implements ControllerMetrics {
   private readonly clock: Clock;
   private readonly agentCountCacheMs: number;
   private agentCountCache: { atMs: number; value: Promise<AgentCount[]> } | undefined;
-  private containerCache: { of: readonly AgentContainerView[]; byMetric: Map<string, { labels: Record<ContainerLabels, string>; value: number }[]> } | undefined;
+  private cadvisorCache: { of: readonly AgentContainerView[]; text: string } | undefined;
 
   private readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   private readonly schedulingAttempts: Counter<'result'>;
@@ -262,34 +257,6 @@ export class PlatformMetrics implements ControllerMetrics {
       },
     });
 
-    // Per-container metrics under cAdvisor's names, so dashboards and alerts written for
-    // cAdvisor/kubelet work unchanged; labelled by agent instead of pod.
-    const cadvisor = [
-      ...CADVISOR_METRICS,
-      { name: 'container_spec_cpu_quota', type: 'gauge' as const, help: 'CPU quota of the container in microseconds per period.' },
-      { name: 'container_spec_cpu_period', type: 'gauge' as const, help: 'CPU period of the container in microseconds.' },
-    ];
-    for (const d of cadvisor) {
-      const common = { name: d.name, help: d.help, labelNames: CONTAINER_LABELS, registers };
-      if (d.type === 'counter') {
-        new Counter({
-          ...common,
-          collect() {
-            this.reset();
-            for (const s of self.containerSamples(d.name)) this.inc(s.labels, s.value);
-          },
-        });
-      } else {
-        new Gauge({
-          ...common,
-          collect() {
-            this.reset();
-            for (const s of self.containerSamples(d.name)) this.set(s.labels, s.value);
-          },
-        });
-      }
-    }
-
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
   }
 
@@ -323,9 +290,16 @@ export class PlatformMetrics implements ControllerMetrics {
     this.oomKills.set(agentId, k);
   }
 
-  /** The exposition in Prometheus text format 0.0.4. */
-  metrics(): Promise<string> {
-    return this.registry.metrics();
+  /**
+   * The exposition in Prometheus text format 0.0.4: the registry, then the per-container
+   * cAdvisor-named metrics (written apart from prom-client because they carry sample
+   * timestamps, see renderCadvisorExposition), rendered once per sampler round.
+   */
+  async metrics(): Promise<string> {
+    const own = await this.registry.metrics();
+    const views = this.sources.containers?.() ?? [];
+    if (this.cadvisorCache?.of !== views) this.cadvisorCache = { of: views, text: renderCadvisorExposition(views) };
+    return `${own.endsWith('\n') ? own : `${own}\n`}${this.cadvisorCache.text}`;
   }
 
   get contentType(): string {
@@ -333,8 +307,8 @@ export class PlatformMetrics implements ControllerMetrics {
   }
 
   /**
-   * Every metric name this registry can expose as a Prometheus series name (histograms
-   * with their _bucket, _sum and _count series), for dashboards and alert checks.
+   * Every metric name /metrics can expose as a Prometheus series name (histograms with
+   * their _bucket, _sum and _count series; the cAdvisor names), for dashboard and alert checks.
    */
   seriesNames(): string[] {
     const names: string[] = [];
@@ -343,6 +317,7 @@ export class PlatformMetrics implements ControllerMetrics {
       if (m.type === 'histogram') names.push(`${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`);
       if (m.type === 'summary') names.push(`${m.name}_sum`, `${m.name}_count`);
     }
+    names.push(...CADVISOR_METRIC_NAMES);
     return names;
   }
 
@@ -360,29 +335,5 @@ export class PlatformMetrics implements ControllerMetrics {
       this.agentCountCache = undefined;
       return undefined;
     }
-  }
-
-  /** Per-container values of one metric, computed once per sampler round for all metrics. */
-  private containerSamples(name: string): { labels: Record<ContainerLabels, string>; value: number }[] {
-    const views = this.sources.containers?.() ?? [];
-    if (this.containerCache?.of !== views) {
-      const byMetric = new Map<string, { labels: Record<ContainerLabels, string>; value: number }[]>();
-      const add = (metric: string, labels: Record<ContainerLabels, string>, value: number): void => {
-        const list = byMetric.get(metric) ?? [];
-        list.push({ labels, value });
-        byMetric.set(metric, list);
-      };
-      for (const v of views) {
-        if (!v.usage) continue;
-        const labels = { agent: v.agentId, agent_name: v.agentName, tenant: v.tenantId, node: v.node };
-        for (const s of toCadvisorSamples(v.usage)) add(s.name, labels, s.value);
-        if (v.cpuLimitMillicores > 0) {
-          add('container_spec_cpu_quota', labels, v.cpuLimitMillicores * (CFS_PERIOD_US / 1000));
-          add('container_spec_cpu_period', labels, CFS_PERIOD_US);
-        }
-      }
-      this.containerCache = { of: views, byMetric };
-    }
-    return this.containerCache.byMetric.get(name) ?? [];
   }
 }

@@ -222,7 +222,9 @@ if (!dockerReady) {
             killedBy = why;
             platform.kill9();
           };
-          const timer = setTimeout(() => kill(`timer ${killAfterMs} ms`), killAfterMs);
+          // Timed from the first acknowledgement, so the kill also tends to land while
+          // the controller is creating and starting containers, not only between POSTs.
+          let timer: NodeJS.Timeout | undefined;
           let sent = 0;
           await forEachLimited(keys, 10, async (key, i) => {
             if (killedBy !== undefined) return;
@@ -231,6 +233,7 @@ if (!dockerReady) {
               const res = await api.create(bodies[i], key);
               if (res.agent && (res.status === 201 || res.status === 200)) {
                 firstAck.set(key, res.agent.id);
+                timer ??= setTimeout(() => kill(`timer ${killAfterMs} ms after the first ack`), killAfterMs);
                 if (firstAck.size >= killAfterAcks) kill(`${killAfterAcks} acks`);
               } else {
                 unexpected.push(`${key}: ${res.status} ${res.text}`);
@@ -244,8 +247,8 @@ if (!dockerReady) {
           await platform.exited;
           expect(unexpected, 'answers before the kill').toEqual([]);
           const atKill = await managedContainers(daemon.docker);
-          const runningAtKill = [...atKill.values()].flat().filter((c) => c.State === 'running').length;
-          console.info(`[${store.name}] killed by ${killedBy}: ${sent} sent, ${firstAck.size} acknowledged, ${atKill.size} containers left behind (${runningAtKill} running)`);
+          const statesAtKill = [...atKill.values()].flat().map((c) => c.State);
+          console.info(`[${store.name}] killed by ${killedBy}: ${sent} sent, ${firstAck.size} acknowledged, containers left behind: ${statesAtKill.length} (${statesAtKill.join(',')})`);
 
           // ---- second life: retry every key ------------------------------------------
           platform = await start(env, port);

@@ -4,7 +4,8 @@ export interface TimerEntry {
   /** Insertion order: entries due at the same time fire first-in, first-out. */
   readonly seq: number;
   readonly fire: () => void;
-  cancelled: boolean;
+  /** Cancelled, or already popped: either way it will not fire (again), and cancel is a no-op. */
+  spent: boolean;
 }
 
 /**
@@ -28,16 +29,19 @@ export class TimerHeap {
 
   push(dueMs: number, fire: () => void): TimerEntry {
     if (Number.isNaN(dueMs)) throw new RangeError('dueMs must be a number');
-    const entry: TimerEntry = { dueMs, seq: this.nextSeq++, fire, cancelled: false };
+    const entry: TimerEntry = { dueMs, seq: this.nextSeq++, fire, spent: false };
     this.heap.push(entry);
     this.siftUp(this.heap.length - 1);
     return entry;
   }
 
-  /** Marks an entry dead; it is dropped when it reaches the top. Cancelling twice is a no-op. */
+  /**
+   * Marks an entry dead; it is dropped when it reaches the top. Cancelling twice, or
+   * cancelling an entry popDue already returned, is a no-op.
+   */
   cancel(entry: TimerEntry): void {
-    if (entry.cancelled) return;
-    entry.cancelled = true;
+    if (entry.spent) return;
+    entry.spent = true;
     this.cancelledCount++;
     // Lazy deletion would let a churny workload (start, stop, start...) grow the heap
     // without bound: rebuild once dead entries are the majority.
@@ -58,6 +62,7 @@ export class TimerHeap {
       const top = this.heap[0];
       if (top === undefined || top.dueMs > nowMs) return due;
       this.removeTop();
+      top.spent = true;
       due.push(top);
     }
   }
@@ -68,7 +73,7 @@ export class TimerHeap {
   }
 
   private dropCancelledTop(): void {
-    while (this.heap[0]?.cancelled === true) {
+    while (this.heap[0]?.spent === true) {
       this.removeTop();
       this.cancelledCount--;
     }
@@ -83,7 +88,7 @@ export class TimerHeap {
   }
 
   private compact(): void {
-    const live = this.heap.filter((e) => !e.cancelled);
+    const live = this.heap.filter((e) => !e.spent);
     this.heap.length = 0;
     this.heap.push(...live);
     this.cancelledCount = 0;

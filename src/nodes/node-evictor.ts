@@ -1,0 +1,195 @@
+import type { Agent, AgentStatus } from '../domain/agent.js';
+import { isTerminal } from '../domain/agent.js';
+import type { Clock } from '../domain/clock.js';
+import { VersionConflictError } from '../domain/errors.js';
+import type { Logger } from '../domain/logger.js';
+import type { Bus } from '../bus/bus.js';
+import type { EventRecorder } from '../controllers/event-recorder.js';
+import { containerName } from '../runtime/runtime.js';
+import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
+import type { Store } from '../store/store.js';
+import { NODE_EVENT_REASONS } from './node-events.js';
+
+/** Phases in which an agent holds (or is about to hold) room on its node. */
+const LIVE_PHASES = ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'] as const;
+const CONCURRENCY = 8;
+const MAX_CONFLICT_RETRIES = 20;
+
+export interface NodeEvictorDeps {
+  store: Store;
+  bus: Bus;
+  clock: Clock;
+  logger: Logger;
+  events: EventRecorder;
+  runtimes: RuntimeRegistry;
+  /** Gives the agent's room on its node back (SchedulerPlacer.release). */
+  release: (agentId: string) => void;
+  /** SIGTERM grace when drain stops a container. */
+  stopGraceMs: number;
+}
+
+/** What happened to the agents of a lost node. */
+export interface NodeLostResult {
+  /** OnFailure/Always agents sent back to the scheduler. */
+  rescheduled: number;
+  /** Never agents failed with reason NodeLost. */
+  failed: number;
+  /** Agents that were being stopped: recorded as Stopped. */
+  stopped: number;
+}
+
+/** What a drain did. */
+export interface DrainResult {
+  /** OnFailure/Always agents whose container was removed and who wait for another node. */
+  rescheduled: number;
+  /** Never agents (and agents being stopped or deleted) left to finish on the node. */
+  remaining: number;
+  /** Agents whose move failed (see the logs); a second drain retries them. */
+  errors: number;
+}
+
+/**
+ * Moves agents off a node, for two reasons:
+ * - node lost (NotReady): the node cannot be asked, so only the records change.
+ *   OnFailure/Always agents go back to Pending (reason NodeLost) without node, container
+ *   or GPUs, and the scheduler places them elsewhere; Never agents fail with NodeLost
+ *   (their record keeps the node, so when it returns the controller stops the container
+ *   and its logs can be read). The old containers are removed by the controller's orphan
+ *   sweep when the node answers again: their agent's status.node then names another node.
+ * - drain: the node answers, so each restartable agent's container is stopped and removed
+ *   first, then the record goes back to Pending (reason Drained). Never agents stay and run
+ *   to completion: moving them would mean running them twice.
+ *
+ * Every record change is a compare-and-set on the agent's version, re-read on conflict, so
+ * it composes with the agent controller working on the same agents at the same time.
+ */
+export class NodeEvictor {
+  constructor(private readonly d: NodeEvictorDeps) {}
+
+  async nodeLost(nodeId: string, signal?: AbortSignal): Promise<NodeLostResult> {
+    const result: NodeLostResult = { rescheduled: 0, failed: 0, stopped: 0 };
+    const agents = await this.agentsOn(nodeId, signal);
+    await forEachLimited(agents, CONCURRENCY, async (listed) => {
+      const outcome = await this.update(listed.id, (a, now) => {
+        if (a.status.node !== nodeId || isTerminal(a.status.phase) || a.desired === 'deleted') return undefined;
+        if (a.desired === 'stopped') {
+          return { kind: 'stopped' as const, status: { ...a.status, phase: 'Stopped', reason: 'NodeLost', message: `node ${nodeId} not ready while stopping; recorded as stopped`, finishedAt: now, phaseSince: now, nextAttemptAt: undefined } };
+        }
+        if (a.spec.restartPolicy === 'Never') {
+          return { kind: 'failed' as const, status: { ...a.status, phase: 'Failed', reason: 'NodeLost', message: `node ${nodeId} not ready; restartPolicy Never, so the agent is not moved`, finishedAt: now, phaseSince: now, nextAttemptAt: undefined } };
+        }
+        return { kind: 'rescheduled' as const, status: unbound(a.status, now, 'NodeLost', `node ${nodeId} not ready; rescheduling`) };
+      });
+      if (outcome === undefined) return;
+      result[outcome.kind]++;
+      const type = outcome.kind === 'stopped' ? 'Normal' : 'Warning';
+      await this.d.events.record({ tenantId: outcome.agent.tenantId, objectKind: 'Agent', objectId: outcome.agent.id, type, reason: NODE_EVENT_REASONS.nodeLost, message: outcome.agent.status.message ?? '' });
+    });
+    return result;
+  }
+
+  async drain(nodeId: string, signal?: AbortSignal): Promise<DrainResult> {
+    const result: DrainResult = { rescheduled: 0, remaining: 0, errors: 0 };
+    const agents = await this.agentsOn(nodeId, signal);
+    const runtime = this.d.runtimes.get(nodeId);
+    await forEachLimited(agents, CONCURRENCY, async (listed) => {
+      if (listed.spec.restartPolicy === 'Never' || listed.desired !== 'running') {
+        result.remaining++;
+        return;
+      }
+      try {
+        const container = listed.status.containerId ?? containerName(listed.id);
+        if (runtime) {
+          // Stop before remove: the agent gets its SIGTERM grace, as on any stop.
+          await runtime.stop(container, this.d.stopGraceMs, signal);
+          await runtime.remove(container, signal);
+        }
+        const restarts = listed.status.restarts;
+        const outcome = await this.update(listed.id, (a, now) => {
+          if (a.status.node !== nodeId || isTerminal(a.status.phase) || a.desired !== 'running') return undefined;
+          // The controller may have counted the stop as a crash meanwhile; a drain is not one.
+          return { kind: 'rescheduled' as const, status: { ...unbound(a.status, now, 'Drained', `node ${nodeId} drained; waiting for another node`), restarts } };
+        });
+        if (outcome === undefined) return;
+        result.rescheduled++;
+        await this.d.events.record({ tenantId: outcome.agent.tenantId, objectKind: 'Agent', objectId: outcome.agent.id, type: 'Normal', reason: NODE_EVENT_REASONS.drained, message: `container removed from node ${nodeId} (drain); rescheduling` });
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        result.errors++;
+        this.d.logger.warn({ err, agentId: listed.id, node: nodeId }, 'drain could not move agent');
+      }
+    });
+    return result;
+  }
+
+  /** Non-terminal agents recorded on the node, every page. */
+  private async agentsOn(nodeId: string, signal?: AbortSignal): Promise<Agent[]> {
+    const out: Agent[] = [];
+    let cursor: string | undefined;
+    do {
+      signal?.throwIfAborted();
+      const page = await this.d.store.listAgents({ node: nodeId, phase: [...LIVE_PHASES], limit: 1000, cursor });
+      out.push(...page.items);
+      cursor = page.nextCursor;
+    } while (cursor);
+    return out;
+  }
+
+  /**
+   * Compare-and-set loop: `mutate` sees the current record and returns the new status, or
+   * undefined when nothing is to be done any more. On success the room is released, the
+   * agent is queued for the controller and the phase change is published.
+   */
+  private async update<K extends string>(
+    agentId: string,
+    mutate: (agent: Agent, nowMs: number) => { kind: K; status: AgentStatus } | undefined,
+  ): Promise<{ kind: K; agent: Agent } | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const agent = await this.d.store.getAgent(agentId);
+      if (!agent) return undefined;
+      const now = this.d.clock.now();
+      const change = mutate(agent, now);
+      if (!change) return undefined;
+      try {
+        const updated = await this.d.store.updateAgent(agentId, agent.version, { status: change.status, updatedAt: now });
+        this.d.release(agentId);
+        this.d.bus.enqueue(agentId);
+        if (updated.status.phase !== agent.status.phase) {
+          this.d.bus.publish({
+            id: 0,
+            tenantId: agent.tenantId,
+            objectKind: 'Agent',
+            objectId: agent.id,
+            type: 'Normal',
+            reason: 'PhaseChanged',
+            message: `${agent.status.phase} -> ${updated.status.phase}`,
+            data: { from: agent.status.phase, to: updated.status.phase },
+            time: now,
+          });
+        }
+        return { kind: change.kind, agent: updated };
+      } catch (err) {
+        if (err instanceof VersionConflictError && attempt < MAX_CONFLICT_RETRIES) continue;
+        throw err;
+      }
+    }
+  }
+}
+
+/** Back to Pending without node, container or GPUs, so the scheduler places the agent anew. */
+function unbound(status: AgentStatus, nowMs: number, reason: string, message: string): AgentStatus {
+  const next: AgentStatus = { ...status, phase: 'Pending', reason, message, phaseSince: nowMs };
+  delete next.node;
+  delete next.containerId;
+  delete next.gpuIds;
+  delete next.nextAttemptAt;
+  return next;
+}
+
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
