@@ -29,6 +29,15 @@ const Env = z.object({
   AGENT_PLATFORM_USAGE_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
   AGENT_PLATFORM_USAGE_RETENTION_MS: z.coerce.number().int().min(1000).default(3600_000),
   AGENT_PLATFORM_METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  AGENT_PLATFORM_NODES_FILE: z.string().optional(),
+  AGENT_PLATFORM_NODES: z.string().optional(),
+  AGENT_PLATFORM_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(50).default(2_000),
+  AGENT_PLATFORM_NODE_GRACE_MS: z.coerce.number().int().min(100).default(10_000),
+  AGENT_PLATFORM_NODE_UNHEALTHY_FAILURES: z.coerce.number().int().min(1).default(5),
+  AGENT_PLATFORM_NODE_UNHEALTHY_WINDOW_MS: z.coerce.number().int().min(1000).default(300_000),
+  AGENT_PLATFORM_NODE_UNHEALTHY_COOLDOWN_MS: z.coerce.number().int().min(1000).default(300_000),
+  AGENT_PLATFORM_SCHEDULER_SAMPLING: z.enum(['true', 'false']).default('true'),
+  AGENT_PLATFORM_SCHEDULER_PERCENTAGE_OF_NODES_TO_SCORE: z.coerce.number().int().min(0).max(100).default(0),
   DOCKER_HOST: z.string().optional(),
 });
 
@@ -60,6 +69,27 @@ export interface Config {
   /** Bearer token required by GET /metrics; unset: /metrics is open. */
   metricsToken?: string | undefined;
   dockerHost?: string | undefined;
+  /** Node pool file (YAML or JSON; see src/nodes/node-config.ts); unset: one local Docker node. */
+  nodesFile?: string | undefined;
+  /** Node pool as inline JSON; exclusive with nodesFile. */
+  nodesJson?: string | undefined;
+  /** How often every node is pinged. */
+  heartbeatIntervalMs: number;
+  /** A node with no successful ping for this long is NotReady: no new agents, its agents move. */
+  nodeGraceMs: number;
+  /** Node-fault agent failures (StartError, StartTimeout) within the window that mark a node unhealthy. */
+  nodeUnhealthyFailures: number;
+  nodeUnhealthyWindowMs: number;
+  /** The unhealthy mark clears on its own after this long (or on uncordon). */
+  nodeUnhealthyCooldownMs: number;
+  /**
+   * kube-scheduler's percentageOfNodesToScore: on pools above 100 nodes, stop looking once
+   * enough feasible nodes are found. Faster on big pools; the node chosen is the best of
+   * those examined, not necessarily of the pool. Off: always the best node.
+   */
+  schedulerSampling: boolean;
+  /** Percent of nodes to find when sampling; 0 = adaptive, max(5, 50 - nodes/125) as kube-scheduler. */
+  schedulerPercentageOfNodesToScore: number;
 }
 
 export class ConfigError extends Error {
@@ -102,6 +132,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     usageRetentionMs: e.AGENT_PLATFORM_USAGE_RETENTION_MS,
     metricsToken: e.AGENT_PLATFORM_METRICS_TOKEN,
     dockerHost: e.DOCKER_HOST,
+    nodesFile: e.AGENT_PLATFORM_NODES_FILE,
+    nodesJson: e.AGENT_PLATFORM_NODES,
+    heartbeatIntervalMs: e.AGENT_PLATFORM_HEARTBEAT_INTERVAL_MS,
+    nodeGraceMs: e.AGENT_PLATFORM_NODE_GRACE_MS,
+    nodeUnhealthyFailures: e.AGENT_PLATFORM_NODE_UNHEALTHY_FAILURES,
+    nodeUnhealthyWindowMs: e.AGENT_PLATFORM_NODE_UNHEALTHY_WINDOW_MS,
+    nodeUnhealthyCooldownMs: e.AGENT_PLATFORM_NODE_UNHEALTHY_COOLDOWN_MS,
+    schedulerSampling: e.AGENT_PLATFORM_SCHEDULER_SAMPLING === 'true',
+    schedulerPercentageOfNodesToScore: e.AGENT_PLATFORM_SCHEDULER_PERCENTAGE_OF_NODES_TO_SCORE,
     ...overrides,
   });
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
@@ -64,10 +65,13 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   mkdirSync(config.dataDir, { recursive: true });
   const store = overrides.store ?? (await openStore(config.databaseUrl, config.dataDir));
   await store.migrate();
+  // One id per installation (per store): containers carry it, so two platforms on one
+  // Docker host never sweep each other's containers as orphans.
+  const instanceId = await store.putSettingIfAbsent('platform_instance_id', randomBytes(8).toString('hex'));
   const bus = overrides.bus ?? new MemoryBus();
   const metrics = new PlatformMetrics();
   const runtimes = new RuntimeRegistry(
-    (overrides.runtimes ?? [new DockerRuntime({ nodeId: config.nodeName, dockerHost: config.dockerHost })]).map((r) => instrumentRuntime(r, metrics)),
+    (overrides.runtimes ?? [new DockerRuntime({ nodeId: config.nodeName, dockerHost: config.dockerHost, defaultSecurity: { instanceId } })]).map((r) => instrumentRuntime(r, metrics)),
   );
   const placer = overrides.placer ?? new SingleNodePlacer(config.nodeName);
   const events = new EventRecorder(store, bus, clock);

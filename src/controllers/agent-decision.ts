@@ -147,7 +147,8 @@ export function decide(agent: Agent, observed: ObservedContainer | undefined | '
   switch (observed.state) {
     case 'running':
     case 'restarting': {
-      const startedAt = observed.startedAt ?? s.startedAt ?? now;
+      // The recorded start wins once Running, so the deadline matches the startedAt users see.
+      const startedAt = (s.phase === 'Running' ? s.startedAt : undefined) ?? observed.startedAt ?? s.startedAt ?? now;
       const timeoutMs = agent.spec.timeoutSeconds !== undefined ? agent.spec.timeoutSeconds * 1000 : undefined;
       if (timeoutMs !== undefined && now - startedAt >= timeoutMs) {
         return {

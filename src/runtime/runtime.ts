@@ -12,6 +12,12 @@
 export const AGENT_ID_LABEL = 'io.agent-platform.agent-id';
 export const TENANT_LABEL = 'io.agent-platform.tenant';
 export const MANAGED_LABEL = 'io.agent-platform.managed';
+/**
+ * Which platform installation owns the container (one id per store, shared by HA
+ * replicas). Several platforms on one Docker host (a dev and a test instance, parallel
+ * test suites) then never sweep each other's containers as orphans.
+ */
+export const INSTANCE_LABEL = 'io.agent-platform.instance';
 
 export interface ContainerSpec {
   agentId: string;

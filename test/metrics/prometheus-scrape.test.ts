@@ -264,6 +264,33 @@ describe.skipIf(!hasDocker || !hasPrometheus)('Prometheus scrapes the platform (
     expect(wider.json.points.length).toBeGreaterThan(points.length);
   });
 
+  it('counts an OOM kill and restarts of a crashing agent in /metrics', async () => {
+    const oom = await p.create({
+      name: uniqueName('oom'),
+      image: PYTHON_IMAGE,
+      command: ['python3', '-c', 'b = bytearray(200 * 1024 * 1024)'],
+      resources: { cpu: '200m', memory: '32Mi' },
+      restartPolicy: 'OnFailure',
+    });
+    await p.waitFor(oom.id, (a) => a.status.restarts >= 1, 30_000, 'a restart');
+    const deadline = Date.now() + 10_000;
+    let text = '';
+    let kills = 0;
+    let restarts = 0;
+    while (Date.now() < deadline) {
+      text = await (await fetch(`${p.baseUrl}/metrics`)).text();
+      kills = Number(new RegExp(`^agent_platform_agent_oom_kills_total\\{agent="${oom.id}",tenant="default"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+      restarts = Number(new RegExp(`^agent_platform_agent_restarts_total\\{agent="${oom.id}",tenant="default",node="local"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+      if (kills >= 1 && restarts >= 1) break;
+      await sleep(USAGE_INTERVAL_MS);
+    }
+    expect(kills, text.split('\n').filter((l) => l.includes(oom.id)).join('\n')).toBeGreaterThanOrEqual(1);
+    expect(restarts).toBeGreaterThanOrEqual(1);
+    const events = await p.events(oom.id);
+    expect(kills).toBeLessThanOrEqual(events.filter((e) => e.reason === 'OOMKilled').length);
+    await p.request('DELETE', `/api/v1/agents/${oom.id}`);
+  }, 60_000);
+
   it('a real Prometheus loads the alert rules and evaluates them without error', async () => {
     interface RulesBody {
       data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] };

@@ -1,4 +1,4 @@
-import { AGENT_ID_LABEL, MANAGED_LABEL, TENANT_LABEL, containerName, type ContainerSpec } from '../runtime.js';
+import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, containerName, type ContainerSpec } from '../runtime.js';
 
 /**
  * Node-wide lock-down settings applied to every container the Docker adapter creates.
@@ -36,6 +36,12 @@ export interface ContainerConfigOptions {
   logMaxSize: string;
   /** @default 3 */
   logMaxFiles: number;
+  /**
+   * Platform installation id, written as a label; list() and watch() only see
+   * containers of this installation. Undefined: all managed containers.
+   * @default undefined
+   */
+  instanceId?: string | undefined;
 }
 
 export const DEFAULT_CONTAINER_CONFIG_OPTIONS: Readonly<ContainerConfigOptions> = Object.freeze({
@@ -46,6 +52,7 @@ export const DEFAULT_CONTAINER_CONFIG_OPTIONS: Readonly<ContainerConfigOptions> 
   ociRuntime: undefined,
   logMaxSize: '10m',
   logMaxFiles: 3,
+  instanceId: undefined,
 });
 
 export const resolveContainerConfigOptions = (options: Partial<ContainerConfigOptions> = {}): ContainerConfigOptions => {
@@ -159,7 +166,7 @@ export function buildContainerConfig(spec: ContainerSpec, options: Partial<Conta
     Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
     User: `${uid}:${gid}`,
     // Platform labels last: a user label cannot impersonate another agent or tenant.
-    Labels: { ...spec.labels, [AGENT_ID_LABEL]: spec.agentId, [TENANT_LABEL]: spec.tenantId, [MANAGED_LABEL]: 'true' },
+    Labels: { ...spec.labels, [AGENT_ID_LABEL]: spec.agentId, [TENANT_LABEL]: spec.tenantId, [MANAGED_LABEL]: 'true', ...(o.instanceId ? { [INSTANCE_LABEL]: o.instanceId } : {}) },
     Tty: false,
     OpenStdin: false,
     AttachStdin: false,

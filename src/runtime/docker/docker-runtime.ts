@@ -6,6 +6,7 @@ import { ConflictError, NotFoundError } from '../../domain/errors.js';
 import {
   AGENT_ID_LABEL,
   ImageNotFoundError,
+  INSTANCE_LABEL,
   MANAGED_LABEL,
   type ContainerSpec,
   type LogLine,
@@ -274,13 +275,20 @@ export class DockerRuntime implements Runtime {
    * undefined, and the exit code is parsed from Docker's "Exited (137) ..." status
    * text. Call `inspect` for the detail of one container.
    */
+  /** Label filter selecting the containers this installation owns. */
+  private ownedLabelFilter(): string[] {
+    const filter = [`${MANAGED_LABEL}=true`];
+    if (this.security.instanceId) filter.push(`${INSTANCE_LABEL}=${this.security.instanceId}`);
+    return filter;
+  }
+
   async list(signal?: AbortSignal): Promise<ObservedContainer[]> {
     const entries = await this.request<DockerListEntry[]>(
       'list',
       {
         path: '/containers/json?',
         method: 'GET',
-        options: { all: true, filters: { label: [`${MANAGED_LABEL}=true`] } },
+        options: { all: true, filters: { label: this.ownedLabelFilter() } },
         statusCodes: { 200: true },
       },
       signal,
@@ -372,7 +380,7 @@ export class DockerRuntime implements Runtime {
             method: 'GET',
             options: {
               since: dockerSinceParam(resumeFromMs),
-              filters: { type: ['container'], label: [`${MANAGED_LABEL}=true`] },
+              filters: { type: ['container'], label: this.ownedLabelFilter() },
             },
             statusCodes: { 200: true },
           },

@@ -1,0 +1,89 @@
+import type { Phase } from '../../domain/agent.js';
+import { ForbiddenError } from '../../domain/errors.js';
+import type { NodeAllocation } from '../../domain/node.js';
+import type { Principal } from '../../services/agent-service.js';
+import type { Store } from '../../store/store.js';
+import type { NodePoolService } from '../../nodes/node-pool-service.js';
+import { toNodeResponse } from '../../nodes/node-mapper.js';
+import type { RouteRegistry } from '../route-registry.js';
+import { DrainResponse, NodeDetail, NodeIdParams, NodeList, NodeResponse } from '../schemas/node-schema.js';
+
+export interface NodeRouteDeps {
+  nodes: NodePoolService;
+  /** What is counted on a node (SchedulerPlacer.allocationOf). */
+  allocationOf: (nodeId: string) => NodeAllocation;
+  store: Store;
+}
+
+function requirePlatformAdmin(principal: Principal, action: string): void {
+  if (principal.role !== 'platform-admin') {
+    throw new ForbiddenError(`${action} needs the platform-admin role; you are ${principal.role}`, { role: principal.role });
+  }
+}
+
+/** Nodes: list, describe, cordon, uncordon, drain. Reads are open to every role; changes need platform-admin. */
+export function registerNodeRoutes(routes: RouteRegistry, d: NodeRouteDeps): void {
+  const view = (id: string) => toNodeResponse(d.nodes.node(id), d.nodes.condition(id), d.nodes.info(id), d.allocationOf(id));
+
+  routes.add(
+    { method: 'GET', url: '/api/v1/nodes', summary: 'List nodes: capacity, allocation, conditions', tags: ['nodes'], responses: { 200: NodeList } },
+    async () => ({ items: d.nodes.nodes().map((n) => view(n.id)) }),
+  );
+
+  routes.add(
+    { method: 'GET', url: '/api/v1/nodes/:id', summary: 'Get a node and the live agents on it', tags: ['nodes'], params: NodeIdParams, responses: { 200: NodeDetail } },
+    async ({ params, principal }) => {
+      const node = view(params.id);
+      const agentList: { id: string; tenantId: string; name: string; phase: Phase }[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await d.store.listAgents({
+          node: params.id,
+          phase: ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'],
+          tenantId: principal.role === 'platform-admin' ? undefined : principal.tenantId,
+          limit: 1000,
+          cursor,
+        });
+        for (const a of page.items) agentList.push({ id: a.id, tenantId: a.tenantId, name: a.name, phase: a.status.phase });
+        cursor = page.nextCursor;
+      } while (cursor);
+      return { ...node, agentList };
+    },
+  );
+
+  for (const action of ['cordon', 'uncordon'] as const) {
+    routes.add(
+      {
+        method: 'POST',
+        url: `/api/v1/nodes/:id/${action}`,
+        summary: action === 'cordon' ? 'Cordon a node: no new agents; running ones stay' : 'Uncordon a node: schedulable again (also clears the unhealthy mark)',
+        tags: ['nodes'],
+        params: NodeIdParams,
+        responses: { 200: NodeResponse },
+      },
+      async ({ params, principal }) => {
+        requirePlatformAdmin(principal, `${action} node`);
+        if (action === 'cordon') await d.nodes.cordon(params.id, principal.subject);
+        else await d.nodes.uncordon(params.id, principal.subject);
+        return view(params.id);
+      },
+    );
+  }
+
+  routes.add(
+    {
+      method: 'POST',
+      url: '/api/v1/nodes/:id/drain',
+      summary: 'Drain a node: cordon it and move its restartable agents (OnFailure, Always) elsewhere; Never agents run to completion',
+      tags: ['nodes'],
+      params: NodeIdParams,
+      responses: { 202: DrainResponse },
+    },
+    async ({ params, principal, reply }) => {
+      requirePlatformAdmin(principal, 'drain node');
+      const result = await d.nodes.drain(params.id, principal.subject, routes.closing);
+      void reply.status(202);
+      return { node: params.id, cordoned: true as const, ...result };
+    },
+  );
+}
