@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import path from 'node:path';
+import { hostname } from 'node:os';
 
 /**
  * All configuration, parsed once from the environment into a frozen object.
@@ -38,6 +39,10 @@ const Env = z.object({
   AGENT_PLATFORM_NODE_UNHEALTHY_COOLDOWN_MS: z.coerce.number().int().min(1000).default(300_000),
   AGENT_PLATFORM_SCHEDULER_SAMPLING: z.enum(['true', 'false']).default('true'),
   AGENT_PLATFORM_SCHEDULER_PERCENTAGE_OF_NODES_TO_SCORE: z.coerce.number().int().min(0).max(100).default(0),
+  AGENT_PLATFORM_REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  AGENT_PLATFORM_REDIS_PREFIX: z.string().min(1).default('agent-platform:'),
+  AGENT_PLATFORM_LEASE_TTL_MS: z.coerce.number().int().min(500).default(5_000),
+  AGENT_PLATFORM_REPLICA_ID: z.string().min(1).max(200).regex(/^\S+$/, 'must not contain spaces').optional(),
   DOCKER_HOST: z.string().optional(),
 });
 
@@ -90,6 +95,18 @@ export interface Config {
   schedulerSampling: boolean;
   /** Percent of nodes to find when sampling; 0 = adaptive, max(5, 50 - nodes/125) as kube-scheduler. */
   schedulerPercentageOfNodesToScore: number;
+  /**
+   * Redis shared by the replicas of one installation. Set: the work queue and events go
+   * through Redis (RedisBus) and a leader lease picks the one replica that runs the
+   * controllers; every replica serves the API. Unset: one process, in-memory bus.
+   */
+  redisUrl?: string | undefined;
+  /** Prefix of every Redis key and channel; the replicas of one installation share it. */
+  redisPrefix: string;
+  /** Leader lease TTL: a dead leader is replaced after at most about this long (plus a quarter). */
+  leaseTtlMs: number;
+  /** This replica's name in the lease and logs; default hostname-pid. */
+  replicaId: string;
 }
 
 export class ConfigError extends Error {
@@ -141,6 +158,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     nodeUnhealthyCooldownMs: e.AGENT_PLATFORM_NODE_UNHEALTHY_COOLDOWN_MS,
     schedulerSampling: e.AGENT_PLATFORM_SCHEDULER_SAMPLING === 'true',
     schedulerPercentageOfNodesToScore: e.AGENT_PLATFORM_SCHEDULER_PERCENTAGE_OF_NODES_TO_SCORE,
+    redisUrl: e.AGENT_PLATFORM_REDIS_URL,
+    redisPrefix: e.AGENT_PLATFORM_REDIS_PREFIX,
+    leaseTtlMs: e.AGENT_PLATFORM_LEASE_TTL_MS,
+    replicaId: e.AGENT_PLATFORM_REPLICA_ID ?? `${hostname()}-${process.pid}`,
     ...overrides,
   });
 }

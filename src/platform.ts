@@ -6,15 +6,17 @@ import type { Config } from './config.js';
 import { systemClock, type Clock } from './domain/clock.js';
 import type { Logger } from './domain/logger.js';
 import { MemoryBus } from './bus/memory-bus.js';
+import { RedisBus } from './bus/redis-bus.js';
+import { LeaderElector } from './ha/leader-elector.js';
+import { RedisLeaderLease } from './ha/redis-leader-lease.js';
+import { registerLeaderRoutes } from './api/routes/leader-routes.js';
 import type { Bus } from './bus/bus.js';
 import { openStore } from './store/open-store.js';
 import type { Store } from './store/store.js';
-import { DockerRuntime } from './runtime/docker/docker-runtime.js';
 import type { Runtime } from './runtime/runtime.js';
 import { RuntimeRegistry } from './runtime/runtime-registry.js';
 import { AgentController } from './controllers/agent-controller.js';
 import { EventRecorder } from './controllers/event-recorder.js';
-import { SingleNodePlacer } from './controllers/single-node-placer.js';
 import type { Placer } from './controllers/placer.js';
 import { AgentService } from './services/agent-service.js';
 import { createApp } from './api/app.js';
@@ -28,6 +30,13 @@ import { UsageSampler } from './metrics/usage-sampler.js';
 import { NodeStatusPoller } from './metrics/node-status-poller.js';
 import { instrumentRuntime } from './metrics/instrumented-runtime.js';
 import { createDockerUsageCollector } from './metrics/docker-usage-collector.js';
+import { Scheduler } from './scheduler/index.js';
+import { loadNodePool } from './nodes/node-config.js';
+import { buildNodePool } from './nodes/node-definitions.js';
+import { NodeEvictor } from './nodes/node-evictor.js';
+import { NodePoolService } from './nodes/node-pool-service.js';
+import { SchedulerPlacer } from './nodes/scheduler-placer.js';
+import { registerNodeRoutes } from './api/routes/node-routes.js';
 
 export interface PlatformOverrides {
   store?: Store;
@@ -44,6 +53,10 @@ export interface Platform {
   store: Store;
   bus: Bus;
   runtimes: RuntimeRegistry;
+  /** Nodes: heartbeats, conditions, cordon/drain. */
+  nodes: NodePoolService;
+  /** The placer in use (a SchedulerPlacer unless overridden). */
+  placer: Placer;
   controller: AgentController;
   agents: AgentService;
   /** Prometheus metrics (own registry) served at GET /metrics. */
@@ -52,6 +65,8 @@ export interface Platform {
   usage: UsageSampler;
   /** Set only when this start generated the admin token (print it once). */
   generatedAdminToken?: string | undefined;
+  /** Whether this replica runs the controllers now (always true without Redis). */
+  isLeader(): boolean;
   /** Starts controllers and listens; returns the bound address. */
   start(): Promise<string>;
   close(): Promise<void>;
@@ -68,13 +83,46 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   // One id per installation (per store): containers carry it, so two platforms on one
   // Docker host never sweep each other's containers as orphans.
   const instanceId = await store.putSettingIfAbsent('platform_instance_id', randomBytes(8).toString('hex'));
-  const bus = overrides.bus ?? new MemoryBus();
+  // With Redis, replicas share the work queue and events, and a leader lease picks the
+  // one that runs the controllers (claims outlive a dead leader by 3 TTLs at most).
+  const bus =
+    overrides.bus ??
+    (config.redisUrl
+      ? new RedisBus({ url: config.redisUrl, prefix: config.redisPrefix, claimTtlMs: 3 * config.leaseTtlMs, logger: logger.child({ component: 'redis-bus' }) })
+      : new MemoryBus());
+  if (bus instanceof RedisBus) await bus.ready();
   const metrics = new PlatformMetrics();
-  const runtimes = new RuntimeRegistry(
-    (overrides.runtimes ?? [new DockerRuntime({ nodeId: config.nodeName, dockerHost: config.dockerHost, defaultSecurity: { instanceId } })]).map((r) => instrumentRuntime(r, metrics)),
-  );
-  const placer = overrides.placer ?? new SingleNodePlacer(config.nodeName);
+  const nodeEntries = loadNodePool({ AGENT_PLATFORM_NODES_FILE: config.nodesFile, AGENT_PLATFORM_NODES: config.nodesJson, nodeName: config.nodeName, dockerHost: config.dockerHost });
+  const nodePool = buildNodePool(nodeEntries, { defaultDockerHost: config.dockerHost, runtimes: overrides.runtimes, dockerSecurity: { instanceId } });
+  const instrumented = new Map(nodePool.runtimes.map((r) => [r.nodeId, instrumentRuntime(r, metrics)]));
+  const runtimes = new RuntimeRegistry([...instrumented.values()]);
   const events = new EventRecorder(store, bus, clock);
+  let schedulerPlacer: SchedulerPlacer | undefined;
+  let releaseAgent: (agentId: string) => void = () => undefined;
+  const nodes = new NodePoolService({
+    store,
+    bus,
+    clock,
+    logger: logger.child({ component: 'node-pool' }),
+    events,
+    evictor: new NodeEvictor({ store, bus, clock, logger: logger.child({ component: 'node-evictor' }), events, runtimes, release: (id) => releaseAgent(id), stopGraceMs: config.stopGraceMs }),
+    nodes: nodePool.definitions.map((d) => ({ ...d, runtime: instrumented.get(d.id) ?? d.runtime })),
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    graceMs: config.nodeGraceMs,
+    unhealthyFailureThreshold: config.nodeUnhealthyFailures,
+    unhealthyWindowMs: config.nodeUnhealthyWindowMs,
+    unhealthyCooldownMs: config.nodeUnhealthyCooldownMs,
+  });
+  if (!overrides.placer) {
+    schedulerPlacer = new SchedulerPlacer({
+      nodes,
+      scheduler: new Scheduler({ sampling: config.schedulerSampling, percentageOfNodesToScore: config.schedulerPercentageOfNodesToScore }),
+      bus,
+      logger: logger.child({ component: 'scheduler' }),
+    });
+  }
+  const placer: Placer = overrides.placer ?? schedulerPlacer!;
+  releaseAgent = (id) => placer.release(id);
   const agents = new AgentService(store, bus, clock, events, { cpu: config.defaultCpu, memory: config.defaultMemory });
   const controller = new AgentController({
     store,
@@ -126,6 +174,32 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   registerAgentRoutes(routes, { agents, store, runtimes, deleteWaitMs: 15_000, usage: (id) => usage.latest(id) });
   registerMetricsRoutes(routes, { metrics, sampler: usage, agents, metricsToken: config.metricsToken });
   registerEventRoutes(routes, { store, bus });
+  const lease = config.redisUrl ? new RedisLeaderLease({ url: config.redisUrl, prefix: config.redisPrefix, ttlMs: config.leaseTtlMs, logger: logger.child({ component: 'leader-lease' }) }) : undefined;
+  const elector = lease
+    ? new LeaderElector({
+        lease,
+        replicaId: config.replicaId,
+        logger: logger.child({ component: 'leader-elector' }),
+        // Only the leader runs controllers; its books are rebuilt at the start of each term,
+        // since another replica led in between.
+        lead: async (signal) => {
+          if (schedulerPlacer) await schedulerPlacer.rebuild(store, signal);
+          controller.start(signal);
+        },
+      })
+    : undefined;
+  registerLeaderRoutes(routes, {
+    status: async (signal) => {
+      if (!lease || !elector) return { replicaId: config.replicaId, mode: 'single' as const, leader: true };
+      const term = elector.term();
+      const holder = await lease.holder(signal).then(
+        (h) => h ?? null,
+        () => undefined,
+      );
+      return { replicaId: config.replicaId, mode: 'lease' as const, leader: term !== undefined, fencingToken: term?.fencingToken, ...(holder !== undefined ? { holder } : {}) };
+    },
+  });
+  registerNodeRoutes(routes, { nodes, store, allocationOf: (id) => schedulerPlacer?.allocationOf(id) ?? { cpuMillicores: 0, memoryMiB: 0, agents: 0, gpuIds: [] } });
   await finish();
 
   let pruneTimer: NodeJS.Timeout | undefined;
@@ -134,13 +208,28 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     store,
     bus,
     runtimes,
+    nodes,
+    placer,
     controller,
     agents,
     metrics,
     usage,
     generatedAdminToken: admin.generated,
+    isLeader: () => elector?.isLeader() ?? true,
     async start() {
-      controller.start();
+      // Nodes first (one heartbeat round, so answering nodes are Ready), then the books
+      // (agents already bound), then the controller that places new agents.
+      await nodes.start();
+      if (elector) {
+        // Several replicas: the controllers start when (and while) this one leads.
+        elector.start();
+      } else {
+        if (schedulerPlacer) {
+          const adopted = await schedulerPlacer.rebuild(store);
+          if (adopted > 0) logger.info({ agents: adopted }, 'allocation rebuilt from the store');
+        }
+        controller.start();
+      }
       usage.start();
       nodeStatus.start();
       pruneTimer = setInterval(() => {
@@ -151,13 +240,19 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     },
     async close() {
       clearInterval(pruneTimer);
+      // Gives the lease up, so another replica leads at once instead of after one TTL.
+      await elector?.stop();
       await controller.stop();
+      await nodes.stop();
+      schedulerPlacer?.close();
       unsubscribeOom();
       await usage.stop();
       await nodeStatus.stop();
       await app.close();
       await bus.close();
+      await lease?.close();
       await runtimes.close();
+      await nodePool.close();
       await store.close();
     },
   };

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { InputError } from '../domain/errors.js';
 import type { Principal } from '../services/agent-service.js';
 import { ErrorResponse } from './schemas/common-schema.js';
+import { requirePermission, type Permission } from '../tenancy/roles.js';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -14,6 +15,12 @@ export interface RouteDef<P extends z.ZodType, Q extends z.ZodType, B extends z.
   tags: string[];
   /** Default true: needs a bearer token. */
   auth?: boolean;
+  /**
+   * What the caller's role must allow (src/tenancy/roles.ts); checked centrally before
+   * the handler: 403 FORBIDDEN "missing permission agents:write (role viewer)". An
+   * authenticated route without one is for platform admins only ("platform:admin").
+   */
+  permission?: Permission;
   params?: P;
   query?: Q;
   body?: B;
@@ -74,6 +81,7 @@ export class RouteRegistry {
       url: def.url,
       handler: async (request, reply) => {
         const principal = def.auth === false ? anonymous : await this.authenticate(request);
+        if (def.auth !== false) requirePermission(principal.role, def.permission ?? 'platform:admin');
         const params = def.params ? parseInput(def.params, request.params, 'path') : (request.params as z.output<P>);
         const query = def.query ? parseInput(def.query, request.query ?? {}, 'query') : (request.query as z.output<Q>);
         let body = request.body as z.output<B>;
@@ -122,6 +130,7 @@ export class RouteRegistry {
       (paths[path] ??= {})[def.method.toLowerCase()] = {
         summary: def.summary,
         tags: def.tags,
+        ...(def.auth !== false ? { 'x-permission': def.permission ?? 'platform:admin' } : {}),
         ...(def.auth === false ? { security: [] } : {}),
         ...(parameters.length ? { parameters } : {}),
         ...(def.body ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(def.body, 'input') } } } } : {}),

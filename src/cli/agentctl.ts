@@ -13,6 +13,7 @@ import { registerDescribeCommand } from './commands/describe-command.js';
 import { registerGetCommand } from './commands/get-command.js';
 import { registerLifecycleCommands } from './commands/lifecycle-commands.js';
 import { registerLogsCommand } from './commands/logs-command.js';
+import { registerNodeCommands } from './commands/node-commands.js';
 import { registerVersionCommand } from './commands/version-command.js';
 import { registerWaitCommand } from './commands/wait-command.js';
 
@@ -76,6 +77,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   registerLogsCommand(program, ctx);
   registerLifecycleCommands(program, ctx);
   registerDeleteCommand(program, ctx);
+  registerNodeCommands(program, ctx);
   registerWaitCommand(program, ctx);
   registerVersionCommand(program, ctx);
 

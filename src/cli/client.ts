@@ -2,6 +2,7 @@ import { NotFoundError, UnavailableError, InputError } from '../domain/errors.js
 import { ApiError } from './api-error.js';
 import type { AgentJson, AgentListJson, CreateAgentBody, EventJson } from './api-types.js';
 import { formatDurationMs } from './duration.js';
+import type { DrainResultJson, NodeDetailJson, NodeJson } from './node-types.js';
 
 /** Options for {@link PlatformClient}. */
 export interface PlatformClientOptions {
@@ -186,6 +187,27 @@ export class PlatformClient {
   async listAgentEvents(id: string, signal?: AbortSignal): Promise<EventJson[]> {
     const res = await this.request('GET', `/api/v1/agents/${encodeURIComponent(id)}/events`, { signal });
     return ((await res.json()) as { items: EventJson[] }).items;
+  }
+
+  async listNodes(signal?: AbortSignal): Promise<NodeJson[]> {
+    const res = await this.request('GET', '/api/v1/nodes', { signal });
+    return ((await res.json()) as { items: NodeJson[] }).items;
+  }
+
+  async getNode(id: string, signal?: AbortSignal): Promise<NodeDetailJson> {
+    const res = await this.request('GET', `/api/v1/nodes/${encodeURIComponent(id)}`, { signal });
+    return (await res.json()) as NodeDetailJson;
+  }
+
+  /** POST /api/v1/nodes/{id}/cordon | uncordon; returns the node. */
+  async setNodeCordon(id: string, cordoned: boolean, signal?: AbortSignal): Promise<NodeJson> {
+    const res = await this.request('POST', `/api/v1/nodes/${encodeURIComponent(id)}/${cordoned ? 'cordon' : 'uncordon'}`, { signal });
+    return (await res.json()) as NodeJson;
+  }
+
+  async drainNode(id: string, signal?: AbortSignal): Promise<DrainResultJson> {
+    const res = await this.request('POST', `/api/v1/nodes/${encodeURIComponent(id)}/drain`, { signal });
+    return (await res.json()) as DrainResultJson;
   }
 
   /** GET /health (no auth); returns the parsed body, or its text when it is not JSON. */

@@ -49,8 +49,25 @@ export class AgentController {
 
   constructor(private readonly d: AgentControllerDeps) {}
 
-  start(): void {
-    const signal = this.abort.signal;
+  /**
+   * Consumes the bus, watches the runtimes and resyncs until stop() or until `signal`
+   * aborts (leadership lost: every reconcile in flight sees its signal abort). May be
+   * called again after a stop (leadership regained).
+   */
+  start(signal?: AbortSignal): void {
+    this.abort.abort();
+    this.abort = new AbortController();
+    if (signal) {
+      const own = this.abort;
+      if (signal.aborted) own.abort();
+      else signal.addEventListener('abort', () => own.abort(), { once: true });
+    }
+    const signalOfRun = this.abort.signal;
+    if (signalOfRun.aborted) return;
+    this.startRun(signalOfRun);
+  }
+
+  private startRun(signal: AbortSignal): void {
     this.d.bus.consume((key, sig) => this.reconcileKey(key, sig), this.d.concurrency, signal);
     for (const runtime of this.d.runtimes.all()) {
       runtime.watch((ev) => this.d.bus.enqueue(ev.agentId), signal);
@@ -114,6 +131,11 @@ export class AgentController {
       this.failures.delete(agentId);
       if (requeueAfterMs !== undefined) this.d.bus.enqueue(agentId, requeueAfterMs);
     } catch (err) {
+      if (signal.aborted) {
+        // Stopped (leadership lost) mid-reconcile: not a failure; whoever runs next looks again.
+        this.d.bus.enqueue(agentId);
+        return;
+      }
       this.d.metrics?.observeReconcile(err instanceof VersionConflictError ? 'conflict' : 'error', (performance.now() - startedMs) / 1000);
       if (err instanceof VersionConflictError) {
         this.d.bus.enqueue(agentId);
@@ -159,6 +181,8 @@ export class AgentController {
     else await this.emit(current, decision.events);
 
     for (const action of decision.actions) {
+      // A deposed leader stops before its next step rather than after it.
+      signal?.throwIfAborted();
       switch (action.type) {
         case 'schedule':
           return this.schedule(current, signal);

@@ -30,6 +30,35 @@ export interface Resources {
   memoryLimitMiB: number;
 }
 
+/** Sandboxes an agent can run in, weakest first: runc shares the host kernel, gvisor does not. */
+export const ISOLATION_CLASSES = ['runc', 'gvisor'] as const;
+export type IsolationClass = (typeof ISOLATION_CLASSES)[number];
+
+/**
+ * Where an agent may connect. `none`: loopback only. `allowlist`: only the listed
+ * destinations, through the platform's audited egress proxy (rules as src/egress/allowlist.ts
+ * parses them). `open`: unrestricted (platform admins only).
+ */
+export type NetworkPolicy = { mode: 'none' } | { mode: 'allowlist'; allow: string[] } | { mode: 'open' };
+
+/** A container port the platform makes reachable on the node's loopback address. */
+export interface ExposedPort {
+  port: number;
+}
+
+/** Where an exposed port can be reached (on the node running the agent). */
+export interface AgentEndpoint {
+  port: number;
+  hostIp: string;
+  hostPort: number;
+}
+
+/** An environment value taken from a tenant secret when the container is built. */
+export interface SecretEnvRef {
+  /** Secret name in the agent's tenant. */
+  name: string;
+}
+
 export interface Toleration {
   key?: string | undefined;
   operator?: 'Equal' | 'Exists' | undefined;
@@ -57,6 +86,14 @@ export interface AgentSpec {
   topologySpread?: TopologySpreadConstraint[] | undefined;
   /** Stop the agent once it has run this long (Failed, reason DeadlineExceeded). */
   timeoutSeconds?: number | undefined;
+  /** Isolation class asked for; absent: runc (a configured minimum may raise it). */
+  isolation?: IsolationClass | undefined;
+  /** Egress policy; absent: `{mode: "none"}`. */
+  network?: NetworkPolicy | undefined;
+  /** Container ports published on the node's 127.0.0.1. */
+  expose?: ExposedPort[] | undefined;
+  /** Environment variables whose values are tenant secrets (never stored in plaintext here). */
+  secretEnv?: Record<string, SecretEnvRef> | undefined;
 }
 
 export interface AgentStatus {
@@ -76,6 +113,10 @@ export interface AgentStatus {
   finishedAt?: number | undefined;
   /** While in backoff: when the next start may happen (ms epoch). */
   nextAttemptAt?: number | undefined;
+  /** Isolation class the running container actually got. */
+  isolation?: IsolationClass | undefined;
+  /** Where the exposed ports of the running container are reachable. */
+  endpoints?: AgentEndpoint[] | undefined;
 }
 
 export interface Agent {

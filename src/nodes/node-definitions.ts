@@ -1,5 +1,5 @@
 import type { Runtime } from '../runtime/runtime.js';
-import { DockerRuntime } from '../runtime/docker/docker-runtime.js';
+import { DockerRuntime, type DockerRuntimeOptions } from '../runtime/docker/docker-runtime.js';
 import { SimulatedCluster } from '../runtime/simulated/simulated-cluster.js';
 import { gpuDevicesOf } from '../runtime/simulated/node-shape.js';
 import { DEFAULT_MAX_AGENTS, type DockerNodeSpec, type NodePoolEntry } from './node-config.js';
@@ -25,7 +25,15 @@ export interface BuiltNodePool {
  * a unix socket without configured GPUs: that is this host's own engine. Other unix-socket
  * daemons on the same host (test setups) would otherwise claim the same devices twice.
  */
-export function buildNodePool(entries: readonly NodePoolEntry[], options: { defaultDockerHost?: string | undefined; runtimes?: Runtime[] | undefined } = {}): BuiltNodePool {
+export function buildNodePool(
+  entries: readonly NodePoolEntry[],
+  options: {
+    defaultDockerHost?: string | undefined;
+    runtimes?: Runtime[] | undefined;
+    /** Lock-down settings of every Docker node (instance id, OCI runtime, ...). */
+    dockerSecurity?: DockerRuntimeOptions['defaultSecurity'];
+  } = {},
+): BuiltNodePool {
   const clusters: SimulatedCluster[] = [];
   const definitions: NodeDefinition[] = [];
   let discoveryClaimed = false;
@@ -59,7 +67,7 @@ export function buildNodePool(entries: readonly NodePoolEntry[], options: { defa
   for (const entry of entries) {
     if (entry.driver === 'docker') {
       const host = entry.dockerHost ?? options.defaultDockerHost;
-      definitions.push(dockerDef(new DockerRuntime({ nodeId: entry.id, dockerHost: host }), entry, host));
+      definitions.push(dockerDef(new DockerRuntime({ nodeId: entry.id, dockerHost: host, defaultSecurity: options.dockerSecurity }), entry, host));
       continue;
     }
     const shape = { cpuMillicores: entry.shape.cpuMillicores, memoryMiB: entry.shape.memoryMiB, gpus: entry.shape.gpus };

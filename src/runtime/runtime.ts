@@ -9,6 +9,9 @@
  * control plane `list()` finds every container the platform owns.
  */
 
+import type { NodeAffinity } from '../domain/affinity.js';
+import type { Toleration } from '../domain/agent.js';
+
 export const AGENT_ID_LABEL = 'io.agent-platform.agent-id';
 export const TENANT_LABEL = 'io.agent-platform.tenant';
 export const MANAGED_LABEL = 'io.agent-platform.managed';
@@ -41,6 +44,33 @@ export interface ContainerSpec {
   /** GPU device ids granted on this node (empty: none). */
   gpuDeviceIds: string[];
   labels: Record<string, string>;
+  /**
+   * Isolation class: "gvisor" asks for the gVisor sandbox (Kubernetes: RuntimeClass
+   * "gvisor"). Runtimes that do not read it use runc.
+   * @default "runc"
+   */
+  runtimeClass?: 'runc' | 'gvisor' | undefined;
+  /** Wall-clock limit of one run in seconds (Kubernetes: activeDeadlineSeconds). */
+  timeoutSeconds?: number | undefined;
+  /**
+   * Network to attach the container to (Docker: a network name, e.g. the platform's
+   * internal egress network, or "bridge" for open egress). Undefined: no network at all,
+   * loopback only.
+   * @default undefined
+   */
+  networkName?: string | undefined;
+  /**
+   * Placement hints for runtimes that place containers themselves (Kubernetes passes
+   * them to kube-scheduler); single-node runtimes ignore them.
+   */
+  placement?: ContainerPlacement | undefined;
+}
+
+/** Node constraints, with Kubernetes' meaning; see src/domain/affinity.ts. */
+export interface ContainerPlacement {
+  nodeSelector?: Record<string, string> | undefined;
+  tolerations?: Toleration[] | undefined;
+  affinity?: NodeAffinity | undefined;
 }
 
 export type ContainerState = 'created' | 'running' | 'exited' | 'dead' | 'paused' | 'restarting' | 'removing';

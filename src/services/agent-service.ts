@@ -70,6 +70,8 @@ export class AgentService {
       priority: req.priority ?? 0,
       nodeSelector: req.nodeSelector ?? {},
       tolerations: req.tolerations ?? [],
+      ...(req.affinity !== undefined ? { affinity: req.affinity } : {}),
+      ...(req.topologySpread !== undefined ? { topologySpread: req.topologySpread } : {}),
       timeoutSeconds: req.timeoutSeconds,
     };
   }

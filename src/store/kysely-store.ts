@@ -7,7 +7,48 @@ import { GroupCommitQueue, type GroupCommitOptions } from './group-commit-queue.
 import { MIGRATIONS, applyMigrations, type Migration } from './migrations.js';
 import { agentFromRow, eventFromRow, newAgentRow, nodeStateFromRow, nodeStateRow } from './row-mapping.js';
 import type { AgentsTable, Database } from './schema.js';
-import type { AgentFilter, AgentPage, AgentUpdate, CreateAgentResult, EventFilter, IdempotencyInput, NewAgent, NodeState, Store } from './store.js';
+import type { EgressAuditFilter, StoredEgressAudit, StoredSecret } from './store.js';
+import type { EgressAuditRecord } from '../egress/egress-audit.js';
+import type {
+  AccruingAgent,
+  AgentFilter,
+  AgentPage,
+  AgentUpdate,
+  ApiKeyRecord,
+  AuditFilter,
+  AuditRecord,
+  CreateAgentResult,
+  EventFilter,
+  IdempotencyInput,
+  NewAgent,
+  NewTenant,
+  NodeState,
+  Store,
+  Tenant,
+  TenantPatch,
+  TenantQuotaState,
+  UsageAccrual,
+  UsageFilter,
+  UsageRecord,
+} from './store.js';
+import {
+  QUOTA_EXCEEDED_REASON,
+  admitNewAgent,
+  admitQueued,
+  apiKeyFromRow,
+  apiKeyRow,
+  applyTransition,
+  auditFromRow,
+  limitColumns,
+  lockQuotaRow,
+  quotaStateFromRow,
+  releaseDeleted,
+  tenantExists,
+  tenantFromRows,
+  tenantNotFound,
+  usageFromRow,
+  usageRow,
+} from './tenancy-queries.js';
 import type { StoreDialect } from './store-dialect.js';
 
 const DEFAULT_PAGE_SIZE = 100;
@@ -69,10 +110,14 @@ export class KyselyStore implements Store {
 
   createAgent(agent: NewAgent, idempotency?: IdempotencyInput): Promise<CreateAgentResult> {
     return this.#guard(async () => {
-      const row = newAgentRow(agent);
+      const fresh = newAgentRow(agent);
       if (!idempotency) {
-        await this.#write((db) => this.#insertAgent(db, row), 'single');
-        return { agent: agentFromRow(row), created: true };
+        return this.#write(async (trx) => {
+          // Quota first: the tenant's row lock serialises admissions (tenancy-queries.ts).
+          const row = await admitNewAgent(trx, this.#dialect.kind, fresh, agent.createdAt);
+          await this.#insertAgent(trx, row);
+          return { agent: agentFromRow(row), created: true };
+        }, 'transaction');
       }
       return this.#write(async (trx) => {
         const keyWhere = { tenantId: agent.tenantId, key: idempotency.key };
@@ -93,6 +138,7 @@ export class KyselyStore implements Store {
             .onConflict((oc) => oc.columns(['tenant_id', 'key']).doNothing())
             .executeTakeFirst();
           if (Number(claim.numInsertedOrUpdatedRows ?? 0n) > 0) {
+            const row = await admitNewAgent(trx, this.#dialect.kind, fresh, agent.createdAt);
             await this.#insertAgent(trx, row);
             return { agent: agentFromRow(row), created: true };
           }
@@ -184,6 +230,28 @@ export class KyselyStore implements Store {
         set.phase = update.status.phase;
         set.node = update.status.node ?? null;
       }
+      const status = update.status;
+      if (status !== undefined) {
+        // A status change may take or release quota and close a billed interval: read the
+        // row (locked on PostgreSQL), then compare-and-set, all in one transaction.
+        return this.#write(async (trx) => {
+          const select = trx.selectFrom('agents').selectAll().where('id', '=', id);
+          const old = await (this.#dialect.kind === 'postgres' ? select.forUpdate() : select).executeTakeFirst();
+          if (!old) throw agentNotFound(id);
+          if (Number(old.version) !== expectedVersion) throw new VersionConflictError(id, expectedVersion);
+          const transition = await applyTransition(trx, this.#dialect.kind, old, status, update.updatedAt);
+          const row = await trx
+            .updateTable('agents')
+            .set((eb) => ({ ...set, ...transition.set, version: eb('version', '+', 1) }))
+            .where('id', '=', id)
+            .where('version', '=', expectedVersion)
+            .returningAll()
+            .executeTakeFirst();
+          if (!row) throw new VersionConflictError(id, expectedVersion);
+          if (transition.usage) await trx.insertInto('usage_ledger').values(transition.usage).execute();
+          return agentFromRow(row);
+        }, 'transaction');
+      }
       return this.#write(async (db) => {
         // One statement is the compare-and-set: no transaction, no lock held across awaits.
         const row = await db
@@ -204,8 +272,12 @@ export class KyselyStore implements Store {
   deleteAgent(id: string): Promise<void> {
     return this.#guard(() =>
       this.#write(async (trx) => {
+        const select = trx.selectFrom('agents').selectAll().where('id', '=', id);
+        const old = await (this.#dialect.kind === 'postgres' ? select.forUpdate() : select).executeTakeFirst();
         await trx.deleteFrom('idempotency_keys').where('agent_id', '=', id).execute();
+        if (!old) return;
         await trx.deleteFrom('agents').where('id', '=', id).execute();
+        await releaseDeleted(trx, this.#dialect.kind, old);
       }, 'transaction'),
     );
   }
@@ -293,6 +365,329 @@ export class KyselyStore implements Store {
     });
   }
 
+  // ---- tenancy ------------------------------------------------------------------------
+
+  createTenant(tenant: NewTenant): Promise<Tenant> {
+    return this.#guard(() =>
+      this.#write(async (trx) => {
+        try {
+          await trx.insertInto('tenants').values({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt, updated_at: tenant.createdAt }).execute();
+        } catch (err) {
+          if (this.#dialect.isUniqueViolation(err)) throw tenantExists(tenant.id);
+          throw err;
+        }
+        // The quota row may exist already (agents created before the tenant record): keep its counters.
+        const limits = { admission: tenant.admission, ...limitColumns(tenant.quota, true) };
+        await trx
+          .insertInto('tenant_quotas')
+          .values({ tenant_id: tenant.id, ...limits })
+          .onConflict((oc) => oc.column('tenant_id').doUpdateSet(limits))
+          .execute();
+        return this.#readTenant(trx, tenant.id) as Promise<Tenant>;
+      }, 'transaction'),
+    );
+  }
+
+  getTenant(id: string): Promise<Tenant | undefined> {
+    return this.#guard(() => this.#readTenant(this.#db, id));
+  }
+
+  listTenants(): Promise<Tenant[]> {
+    return this.#guard(async () => {
+      const tenants = await this.#db.selectFrom('tenants').selectAll().orderBy('id').execute();
+      const quotas = await this.#db.selectFrom('tenant_quotas').selectAll().execute();
+      const byId = new Map(quotas.map((q) => [q.tenant_id, q]));
+      return tenants.map((t) => tenantFromRows(t, byId.get(t.id)));
+    });
+  }
+
+  updateTenant(id: string, patch: TenantPatch): Promise<Tenant> {
+    return this.#guard(() =>
+      this.#write(async (trx) => {
+        const updated = await trx
+          .updateTable('tenants')
+          .set({ updated_at: patch.updatedAt, ...(patch.name !== undefined ? { name: patch.name } : {}) })
+          .where('id', '=', id)
+          .executeTakeFirst();
+        if (Number(updated.numUpdatedRows) === 0) throw tenantNotFound(id);
+        await lockQuotaRow(trx, this.#dialect.kind, id);
+        const set = { ...(patch.admission !== undefined ? { admission: patch.admission } : {}), ...limitColumns(patch.quota ?? {}, false) };
+        if (Object.keys(set).length > 0) await trx.updateTable('tenant_quotas').set(set).where('tenant_id', '=', id).execute();
+        return (await this.#readTenant(trx, id))!;
+      }, 'transaction'),
+    );
+  }
+
+  deleteTenant(id: string): Promise<void> {
+    return this.#guard(() =>
+      this.#write(async (trx) => {
+        // Lock the quota row first: a concurrent create in this tenant waits behind us.
+        await lockQuotaRow(trx, this.#dialect.kind, id);
+        const agent = await trx.selectFrom('agents').select('id').where('tenant_id', '=', id).limit(1).executeTakeFirst();
+        if (agent) throw new ConflictError('TENANT_HAS_AGENTS', `tenant "${id}" still has agents; delete them first or use ?cascade=true`, { tenantId: id });
+        await trx.deleteFrom('api_keys').where('tenant_id', '=', id).execute();
+        await trx.deleteFrom('tenant_quotas').where('tenant_id', '=', id).execute();
+        await trx.deleteFrom('tenants').where('id', '=', id).execute();
+      }, 'transaction'),
+    );
+  }
+
+  getTenantQuota(tenantId: string): Promise<TenantQuotaState> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('tenant_quotas').selectAll().where('tenant_id', '=', tenantId).executeTakeFirst();
+      return quotaStateFromRow(tenantId, row);
+    });
+  }
+
+  createApiKey(key: ApiKeyRecord): Promise<void> {
+    return this.#guard(async () => {
+      await this.#write((db) => db.insertInto('api_keys').values(apiKeyRow(key)).execute(), 'single');
+    });
+  }
+
+  getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? apiKeyFromRow(row) : undefined;
+    });
+  }
+
+  listApiKeys(tenantId: string): Promise<ApiKeyRecord[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db.selectFrom('api_keys').selectAll().where('tenant_id', '=', tenantId).orderBy('created_at', 'desc').orderBy('id').execute();
+      return rows.map(apiKeyFromRow);
+    });
+  }
+
+  revokeApiKey(tenantId: string, id: string, revokedAt: number): Promise<boolean> {
+    return this.#guard(async () => {
+      const r = await this.#write(
+        (db) => db.updateTable('api_keys').set({ revoked_at: revokedAt }).where('id', '=', id).where('tenant_id', '=', tenantId).where('revoked_at', 'is', null).executeTakeFirst(),
+        'single',
+      );
+      return Number(r.numUpdatedRows) > 0;
+    });
+  }
+
+  listQueuedAgents(tenantId?: string, limit = 1000): Promise<Agent[]> {
+    return this.#guard(async () => {
+      let q = this.#db.selectFrom('agents').selectAll().where('phase', '=', 'Pending').where('holds_quota', '=', 0).where('desired', '=', 'running');
+      if (tenantId !== undefined) q = q.where('tenant_id', '=', tenantId);
+      const rows = await q.orderBy('created_at').orderBy('id').limit(pageSize(limit)).execute();
+      return rows.map(agentFromRow).filter((a) => a.status.reason === QUOTA_EXCEEDED_REASON);
+    });
+  }
+
+  admitQueuedAgent(id: string, now: number): Promise<Agent | undefined> {
+    return this.#guard(() =>
+      this.#write(async (trx) => {
+        const select = trx.selectFrom('agents').selectAll().where('id', '=', id);
+        const old = await (this.#dialect.kind === 'postgres' ? select.forUpdate() : select).executeTakeFirst();
+        if (!old || Number(old.holds_quota) === 1 || old.phase !== 'Pending' || old.desired !== 'running') return undefined;
+        if (agentFromRow(old).status.reason !== QUOTA_EXCEEDED_REASON) return undefined;
+        const status = await admitQueued(trx, this.#dialect.kind, old);
+        if (status === undefined) return undefined;
+        const row = await trx
+          .updateTable('agents')
+          .set((eb) => ({ status, holds_quota: 1, updated_at: now, version: eb('version', '+', 1) }))
+          .where('id', '=', id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return agentFromRow(row);
+      }, 'transaction'),
+    );
+  }
+
+  listAccruingAgents(afterId?: string, limit = 1000): Promise<AccruingAgent[]> {
+    return this.#guard(async () => {
+      let q = this.#db.selectFrom('agents').selectAll().where('phase', '=', 'Running').where('accrued_until', 'is not', null);
+      if (afterId !== undefined) q = q.where('id', '>', afterId);
+      const rows = await q.orderBy('id').limit(pageSize(limit)).execute();
+      return rows.map((r) => ({ agent: agentFromRow(r), accruedUntil: Number(r.accrued_until) }));
+    });
+  }
+
+  accrueUsage(steps: UsageAccrual[]): Promise<number> {
+    if (steps.length === 0) return Promise.resolve(0);
+    return this.#guard(() =>
+      this.#write(async (trx) => {
+        let applied = 0;
+        for (const step of steps) {
+          const moved = await trx
+            .updateTable('agents')
+            .set({ accrued_until: step.accruedUntil })
+            .where('id', '=', step.agentId)
+            .where('phase', '=', 'Running')
+            .where('accrued_until', '=', step.expectedAccruedUntil)
+            .executeTakeFirst();
+          if (Number(moved.numUpdatedRows) === 0) continue;
+          applied++;
+          if (step.record) await trx.insertInto('usage_ledger').values(usageRow(step.record)).execute();
+        }
+        return applied;
+      }, 'transaction'),
+    );
+  }
+
+  listUsage(filter: UsageFilter): Promise<UsageRecord[]> {
+    return this.#guard(async () => {
+      let q = this.#db.selectFrom('usage_ledger').selectAll();
+      if (filter.tenantId !== undefined) q = q.where('tenant_id', '=', filter.tenantId);
+      if (filter.fromMs !== undefined) q = q.where('end_ms', '>', filter.fromMs);
+      if (filter.toMs !== undefined) q = q.where('start_ms', '<', filter.toMs);
+      const rows = await q.orderBy('start_ms').orderBy('id').execute();
+      return rows.map(usageFromRow);
+    });
+  }
+
+  appendAudit(record: AuditRecord): Promise<void> {
+    return this.#guard(async () => {
+      await this.#write(
+        (db) =>
+          db
+            .insertInto('audit_log')
+            .values({
+              time: record.time,
+              request_id: record.requestId,
+              subject: record.subject,
+              role: record.role,
+              tenant_id: record.tenantId,
+              method: record.method,
+              route: record.route,
+              target_id: record.targetId ?? null,
+              status: record.status,
+            })
+            .execute(),
+        'single',
+      );
+    });
+  }
+
+  listAudit(filter: AuditFilter): Promise<AuditRecord[]> {
+    return this.#guard(async () => {
+      let q = this.#db.selectFrom('audit_log').selectAll();
+      if (filter.tenantId !== undefined) q = q.where('tenant_id', '=', filter.tenantId);
+      if (filter.sinceMs !== undefined) q = q.where('time', '>=', filter.sinceMs);
+      if (filter.beforeId !== undefined) q = q.where('id', '<', filter.beforeId);
+      const rows = await q.orderBy('id', 'desc').limit(pageSize(filter.limit)).execute();
+      return rows.map(auditFromRow);
+    });
+  }
+
+  async #readTenant(db: Kysely<Database>, id: string): Promise<Tenant | undefined> {
+    const t = await db.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!t) return undefined;
+    const q = await db.selectFrom('tenant_quotas').selectAll().where('tenant_id', '=', id).executeTakeFirst();
+    return tenantFromRows(t, q);
+  }
+
+  // ---- secrets and egress audit (src/security) ----------------------------------------
+
+  putSecret(secret: StoredSecret): Promise<StoredSecret> {
+    return this.#guard(async () => {
+      const row = {
+        tenant_id: secret.tenantId,
+        name: secret.name,
+        key_id: secret.keyId,
+        ciphertext: secret.ciphertext,
+        created_at: secret.createdAt,
+        updated_at: secret.updatedAt,
+      };
+      return this.#write(async (db) => {
+        await db
+          .insertInto('secrets')
+          .values(row)
+          .onConflict((oc) => oc.columns(['tenant_id', 'name']).doUpdateSet({ key_id: row.key_id, ciphertext: row.ciphertext, updated_at: row.updated_at }))
+          .execute();
+        const stored = await db.selectFrom('secrets').selectAll().where('tenant_id', '=', row.tenant_id).where('name', '=', row.name).executeTakeFirstOrThrow();
+        return secretFromRow(stored);
+      }, 'transaction');
+    });
+  }
+
+  getSecret(tenantId: string, name: string): Promise<StoredSecret | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('secrets').selectAll().where('tenant_id', '=', tenantId).where('name', '=', name).executeTakeFirst();
+      return row ? secretFromRow(row) : undefined;
+    });
+  }
+
+  listSecrets(tenantId?: string): Promise<StoredSecret[]> {
+    return this.#guard(async () => {
+      let query = this.#db.selectFrom('secrets').selectAll();
+      if (tenantId !== undefined) query = query.where('tenant_id', '=', tenantId);
+      const rows = await query.orderBy('tenant_id').orderBy('name').execute();
+      return rows.map(secretFromRow);
+    });
+  }
+
+  deleteSecret(tenantId: string, name: string): Promise<boolean> {
+    return this.#guard(async () => {
+      const result = await this.#write((db) => db.deleteFrom('secrets').where('tenant_id', '=', tenantId).where('name', '=', name).executeTakeFirst(), 'single');
+      return Number(result.numDeletedRows) > 0;
+    });
+  }
+
+  appendEgressAudit(records: readonly EgressAuditRecord[]): Promise<void> {
+    return this.#guard(async () => {
+      if (records.length === 0) return;
+      const rows = records.map((r) => {
+        const { time, agentId, tenantId, sourceIp, method, host, port, decision, reason, bytesUp, bytesDown, durationMs, ...rest } = r;
+        return {
+          time,
+          agent_id: agentId,
+          tenant_id: tenantId,
+          source_ip: sourceIp,
+          method,
+          host,
+          port,
+          decision,
+          reason,
+          detail: Object.keys(rest).length > 0 ? JSON.stringify(rest) : null,
+          bytes_up: bytesUp,
+          bytes_down: bytesDown,
+          duration_ms: durationMs,
+        };
+      });
+      await this.#write(async (db) => {
+        await db.insertInto('egress_audit').values(rows).execute();
+      }, 'single');
+    });
+  }
+
+  listEgressAudit(filter: EgressAuditFilter): Promise<StoredEgressAudit[]> {
+    return this.#guard(async () => {
+      let query = this.#db.selectFrom('egress_audit').selectAll();
+      if (filter.agentId !== undefined) query = query.where('agent_id', '=', filter.agentId);
+      if (filter.tenantId !== undefined) query = query.where('tenant_id', '=', filter.tenantId);
+      if (filter.afterId !== undefined) query = query.where('id', '>', filter.afterId);
+      const rows = await query.orderBy('id').limit(pageSize(filter.limit)).execute();
+      return rows.map((row) => ({
+        id: Number(row.id),
+        time: Number(row.time),
+        agentId: row.agent_id,
+        tenantId: row.tenant_id,
+        sourceIp: row.source_ip,
+        method: row.method as EgressAuditRecord['method'],
+        host: row.host,
+        port: row.port === null ? null : Number(row.port),
+        decision: row.decision as EgressAuditRecord['decision'],
+        reason: row.reason as EgressAuditRecord['reason'],
+        ...(row.detail !== null ? (JSON.parse(row.detail) as Partial<EgressAuditRecord>) : {}),
+        bytesUp: Number(row.bytes_up),
+        bytesDown: Number(row.bytes_down),
+        durationMs: Number(row.duration_ms),
+      }));
+    });
+  }
+
+  pruneEgressAudit(beforeMs: number): Promise<number> {
+    return this.#guard(async () => {
+      const result = await this.#write((db) => db.deleteFrom('egress_audit').where('time', '<', beforeMs).executeTakeFirst(), 'single');
+      return Number(result.numDeletedRows);
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -374,3 +769,12 @@ function pageSize(limit: number | undefined): number {
 const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 const constraintOf = (err: unknown): string =>
   typeof err === 'object' && err !== null && 'constraint' in err ? String((err as { constraint: unknown }).constraint) : '';
+
+const secretFromRow = (row: { tenant_id: string; name: string; key_id: string; ciphertext: string; created_at: number; updated_at: number }): StoredSecret => ({
+  tenantId: row.tenant_id,
+  name: row.name,
+  keyId: row.key_id,
+  ciphertext: row.ciphertext,
+  createdAt: Number(row.created_at),
+  updatedAt: Number(row.updated_at),
+});

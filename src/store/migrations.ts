@@ -92,6 +92,144 @@ export const MIGRATIONS: readonly Migration[] = [
         .execute();
     },
   },
+  {
+    id: '0003_tenancy',
+    async up(db, ctx) {
+      await db.schema
+        .createTable('tenants')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      // Limits and exact used counters in one row per tenant: admission locks this row and
+      // changes it in the same transaction as the agent, so the counters never drift.
+      // A null limit is unlimited. Rows appear on demand for tenants without a record.
+      await db.schema
+        .createTable('tenant_quotas')
+        .addColumn('tenant_id', 'text', (c) => c.primaryKey())
+        .addColumn('admission', 'text', (c) => c.notNull().defaultTo('reject'))
+        .addColumn('limit_cpu', 'bigint')
+        .addColumn('limit_memory', 'bigint')
+        .addColumn('limit_gpu', 'bigint')
+        .addColumn('limit_agents', 'bigint')
+        .addColumn('limit_running', 'bigint')
+        .addColumn('max_agent_cpu', 'bigint')
+        .addColumn('max_agent_memory', 'bigint')
+        .addColumn('max_agent_gpu', 'bigint')
+        .addColumn('used_cpu', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('used_memory', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('used_gpu', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('used_agents', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('used_running', 'bigint', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('secret_sha256', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('api_keys_tenant_idx').on('api_keys').column('tenant_id').execute();
+      // holds_quota: whether the agent's requests are counted in its tenant's used_*;
+      // flipped in the same transaction as the phase change, so release is exact and idempotent.
+      // accrued_until: how far the usage ledger has billed the current Running interval.
+      await db.schema.alterTable('agents').addColumn('holds_quota', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('agents').addColumn('accrued_until', 'bigint').execute();
+      await db.schema
+        .createTable('usage_ledger')
+        .addColumn('id', ctx.autoIncrementType, (c) => (ctx.kind === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey()))
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('agent_id', 'text', (c) => c.notNull())
+        .addColumn('agent_name', 'text', (c) => c.notNull())
+        .addColumn('labels', 'text', (c) => c.notNull())
+        .addColumn('start_ms', 'bigint', (c) => c.notNull())
+        .addColumn('end_ms', 'bigint', (c) => c.notNull())
+        .addColumn('cpu_millicores', 'bigint', (c) => c.notNull())
+        .addColumn('memory_mib', 'bigint', (c) => c.notNull())
+        .addColumn('gpu', 'bigint', (c) => c.notNull())
+        .addColumn('used_cpu_us', 'bigint')
+        .execute();
+      await db.schema.createIndex('usage_ledger_tenant_start_idx').on('usage_ledger').columns(['tenant_id', 'start_ms']).execute();
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('id', ctx.autoIncrementType, (c) => (ctx.kind === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey()))
+        .addColumn('time', 'bigint', (c) => c.notNull())
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('method', 'text', (c) => c.notNull())
+        .addColumn('route', 'text', (c) => c.notNull())
+        .addColumn('target_id', 'text')
+        .addColumn('status', 'integer', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('audit_log_tenant_idx').on('audit_log').columns(['tenant_id', 'id']).execute();
+
+      // Existing data: the bootstrap admin's tenant, and counters for the agents already there.
+      const now = Date.now();
+      await db.insertInto('tenants').values({ id: 'default', name: 'default', created_at: now, updated_at: now }).execute();
+      const agents = (await db.selectFrom('agents').select(['id', 'tenant_id', 'phase', 'spec']).execute()) as { id: string; tenant_id: string; phase: string; spec: string }[];
+      const used = new Map<string, { cpu: number; memory: number; gpu: number; agents: number; running: number }>([['default', { cpu: 0, memory: 0, gpu: 0, agents: 0, running: 0 }]]);
+      for (const a of agents) {
+        const u = used.get(a.tenant_id) ?? { cpu: 0, memory: 0, gpu: 0, agents: 0, running: 0 };
+        used.set(a.tenant_id, u);
+        u.agents += 1;
+        if (['Succeeded', 'Failed', 'Stopped'].includes(a.phase)) continue;
+        const r = (JSON.parse(a.spec) as { resources: { cpuMillicores: number; memoryMiB: number; gpu: number } }).resources;
+        u.cpu += r.cpuMillicores;
+        u.memory += r.memoryMiB;
+        u.gpu += r.gpu;
+        u.running += 1;
+        await db.updateTable('agents').set({ holds_quota: 1, ...(a.phase === 'Running' ? { accrued_until: now } : {}) }).where('id', '=', a.id).execute();
+      }
+      for (const [tenantId, u] of used) {
+        await db
+          .insertInto('tenant_quotas')
+          .values({ tenant_id: tenantId, used_cpu: u.cpu, used_memory: u.memory, used_gpu: u.gpu, used_agents: u.agents, used_running: u.running })
+          .execute();
+      }
+    },
+  },
+  {
+    id: '0004_secrets_egress_audit',
+    async up(db, ctx) {
+      await db.schema
+        .createTable('secrets')
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('ciphertext', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('secrets_pk', ['tenant_id', 'name'])
+        .execute();
+      await db.schema
+        .createTable('egress_audit')
+        .addColumn('id', ctx.autoIncrementType, (c) => (ctx.kind === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey()))
+        .addColumn('time', 'bigint', (c) => c.notNull())
+        .addColumn('agent_id', 'text')
+        .addColumn('tenant_id', 'text')
+        .addColumn('source_ip', 'text', (c) => c.notNull())
+        .addColumn('method', 'text', (c) => c.notNull())
+        .addColumn('host', 'text', (c) => c.notNull())
+        .addColumn('port', 'integer')
+        .addColumn('decision', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('detail', 'text')
+        .addColumn('bytes_up', 'bigint', (c) => c.notNull())
+        .addColumn('bytes_down', 'bigint', (c) => c.notNull())
+        .addColumn('duration_ms', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('egress_audit_agent_idx').on('egress_audit').columns(['agent_id', 'id']).execute();
+      await db.schema.createIndex('egress_audit_time_idx').on('egress_audit').column('time').execute();
+    },
+  },
 ];
 
 /**

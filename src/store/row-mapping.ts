@@ -20,6 +20,9 @@ export function newAgentRow(agent: NewAgent): AgentsTable {
     created_at: agent.createdAt,
     updated_at: agent.createdAt,
     version: 1,
+    // Set by admission in the same transaction (tenancy); a new agent is never Running.
+    holds_quota: 0,
+    accrued_until: null,
   };
 }
 

@@ -1,3 +1,4 @@
+import type { EgressAuditRecord } from '../egress/egress-audit.js';
 import type { Agent, AgentStatus, DesiredState, AgentSpec, Phase } from '../domain/agent.js';
 import type { NewPlatformEvent, PlatformEvent } from '../domain/event.js';
 import type { Taint } from '../domain/node.js';
@@ -83,6 +84,173 @@ export interface NodeState {
   updatedAt: number;
 }
 
+
+/** Roles a principal (API key or the bootstrap token) can have; see src/tenancy/roles.ts. */
+export type Role = 'platform-admin' | 'tenant-admin' | 'member' | 'viewer';
+
+/** What a tenant does with a create that does not fit its quota. */
+export type AdmissionMode = 'reject' | 'queue';
+
+/**
+ * Quota limits of a tenant; an absent (undefined) limit is unlimited. Totals count the
+ * requests of agents that hold quota (admitted, not terminal); `agents` counts records.
+ */
+export interface QuotaLimits {
+  cpuMillicores?: number | undefined;
+  memoryMiB?: number | undefined;
+  gpu?: number | undefined;
+  /** Agent records, whatever their phase (terminal ones included, until deleted). */
+  agents?: number | undefined;
+  /** Live agents holding quota (admitted and not Succeeded, Failed or Stopped). */
+  running?: number | undefined;
+  /** Largest request of a single agent. */
+  maxAgentCpuMillicores?: number | undefined;
+  maxAgentMemoryMiB?: number | undefined;
+  maxAgentGpu?: number | undefined;
+}
+
+/** Exact counters, maintained in the same transactions that change agents. */
+export interface QuotaUsed {
+  cpuMillicores: number;
+  memoryMiB: number;
+  gpu: number;
+  agents: number;
+  running: number;
+}
+
+export interface TenantQuotaState {
+  tenantId: string;
+  admission: AdmissionMode;
+  limits: QuotaLimits;
+  used: QuotaUsed;
+}
+
+export interface Tenant {
+  id: string;
+  name: string;
+  admission: AdmissionMode;
+  quota: QuotaLimits;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewTenant {
+  id: string;
+  name: string;
+  admission: AdmissionMode;
+  quota: QuotaLimits;
+  createdAt: number;
+}
+
+/** A partial tenant update; a quota field set to null removes that limit. */
+export interface TenantPatch {
+  name?: string | undefined;
+  admission?: AdmissionMode | undefined;
+  quota?: { [K in keyof QuotaLimits]?: number | null } | undefined;
+  updatedAt: number;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  tenantId: string;
+  name: string;
+  role: Role;
+  /** sha256 hex of the secret part; the secret itself is never stored. */
+  secretSha256: string;
+  createdAt: number;
+  createdBy: string;
+  expiresAt?: number | undefined;
+  revokedAt?: number | undefined;
+}
+
+/**
+ * One closed interval of an agent's Running time: the resources it held (requests) from
+ * `startMs` to `endMs`. Quantities (core-seconds, ...) and prices are derived at read time.
+ */
+export interface UsageRecord {
+  id?: number | undefined;
+  tenantId: string;
+  agentId: string;
+  agentName: string;
+  labels: Record<string, string>;
+  startMs: number;
+  endMs: number;
+  cpuMillicores: number;
+  memoryMiB: number;
+  gpu: number;
+  /** CPU time the container used in the interval, in microseconds; undefined when unknown. */
+  usedCpuMicros?: number | undefined;
+}
+
+export interface UsageFilter {
+  tenantId?: string | undefined;
+  /** Records overlapping [fromMs, toMs). */
+  fromMs?: number | undefined;
+  toMs?: number | undefined;
+}
+
+/** One accrual step of the usage meter: close [expectedAccruedUntil, record.endMs]. */
+export interface UsageAccrual {
+  agentId: string;
+  /** The agent's accrued_until as the meter read it (compare-and-set). */
+  expectedAccruedUntil: number;
+  /** Where accrued_until moves to (>= record.endMs; later when a clock jump was skipped). */
+  accruedUntil: number;
+  /** Absent when nothing is billed (e.g. a skipped clock jump). */
+  record?: UsageRecord | undefined;
+}
+
+/** A Running agent and where its accrual stands. */
+export interface AccruingAgent {
+  agent: Agent;
+  accruedUntil: number;
+}
+
+export interface AuditRecord {
+  id?: number | undefined;
+  time: number;
+  requestId: string;
+  subject: string;
+  role: string;
+  tenantId: string;
+  method: string;
+  route: string;
+  targetId?: string | undefined;
+  status: number;
+}
+
+export interface AuditFilter {
+  tenantId?: string | undefined;
+  sinceMs?: number | undefined;
+  /** Only records with a smaller id (paging backwards, newest first). */
+  beforeId?: number | undefined;
+  limit?: number | undefined;
+}
+
+/** A tenant secret as stored: sealed, never plaintext (src/security/secret-service.ts). */
+export interface StoredSecret {
+  tenantId: string;
+  name: string;
+  /** Id of the key that sealed it; see src/security/secret-cipher.ts. */
+  keyId: string;
+  ciphertext: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** An egress proxy audit record with its store id. */
+export interface StoredEgressAudit extends EgressAuditRecord {
+  id: number;
+}
+
+export interface EgressAuditFilter {
+  agentId?: string | undefined;
+  tenantId?: string | undefined;
+  /** Only records with a greater id (paging forward, oldest first). */
+  afterId?: number | undefined;
+  limit?: number | undefined;
+}
+
 /**
  * Persistent state of the platform. Adapters: SQLite (embedded default) and
  * PostgreSQL, both through Kysely with the same migrations. No driver type crosses
@@ -102,6 +270,14 @@ export interface Store {
    * same (tenant, key) is returned with `created: false`; the same key with a different
    * request hash throws ConflictError(IDEMPOTENCY_KEY_REUSED). Atomic: concurrent calls
    * with one key create exactly one agent.
+   *
+   * Admission happens in the same transaction, against the tenant's quota row (locked on
+   * PostgreSQL; SQLite has one writer): a create that does not fit throws
+   * ForbiddenError(QUOTA_EXCEEDED), or, for a tenant with admission "queue", is stored
+   * Pending with reason QuotaExceeded, holding no quota until admitQueuedAgent. A replay
+   * of an idempotent create is not admitted again. updateAgent releases an agent's quota
+   * when it becomes Succeeded, Failed or Stopped and takes it again when it leaves such a
+   * phase (start), throwing QUOTA_EXCEEDED then when it does not fit; deleteAgent releases it.
    */
   createAgent(agent: NewAgent, idempotency?: IdempotencyInput): Promise<CreateAgentResult>;
   getAgent(id: string): Promise<Agent | undefined>;
@@ -136,6 +312,70 @@ export interface Store {
   getSetting(key: string): Promise<string | undefined>;
   /** Sets only when absent; returns the value now stored (first writer wins). */
   putSettingIfAbsent(key: string, value: string): Promise<string>;
+
+
+  // ---- tenancy (src/tenancy) -------------------------------------------------------
+  /** Throws ConflictError(TENANT_EXISTS). Creates the tenant's quota row too. */
+  createTenant(tenant: NewTenant): Promise<Tenant>;
+  getTenant(id: string): Promise<Tenant | undefined>;
+  /** Ordered by id. */
+  listTenants(): Promise<Tenant[]>;
+  /** Throws NotFoundError(TENANT_NOT_FOUND). */
+  updateTenant(id: string, patch: TenantPatch): Promise<Tenant>;
+  /**
+   * Removes the tenant, its API keys and its quota row in one transaction (usage and audit
+   * records stay). Throws ConflictError(TENANT_HAS_AGENTS) while it has agent records.
+   * No error if absent.
+   */
+  deleteTenant(id: string): Promise<void>;
+  /** Limits and exact used counters; a tenant without a quota row reads as unlimited and unused. */
+  getTenantQuota(tenantId: string): Promise<TenantQuotaState>;
+
+  createApiKey(key: ApiKeyRecord): Promise<void>;
+  getApiKey(id: string): Promise<ApiKeyRecord | undefined>;
+  /** Newest first, revoked ones included. */
+  listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;
+  /** Sets revokedAt; false when the key does not exist in that tenant (or is revoked already). */
+  revokeApiKey(tenantId: string, id: string, revokedAt: number): Promise<boolean>;
+
+  /** Pending agents waiting for quota (queue admission), any order; at most `limit` (default 1000). */
+  listQueuedAgents(tenantId?: string, limit?: number): Promise<Agent[]>;
+  /**
+   * Admits a queued agent if it fits now: takes its quota and sets status reason
+   * "Admitted", atomically. Returns the updated agent, or undefined when it still does not
+   * fit, is no longer queued, or is gone.
+   */
+  admitQueuedAgent(id: string, now: number): Promise<Agent | undefined>;
+
+  /** Running agents with their accrual position, for the usage meter (paged by agent id). */
+  listAccruingAgents(afterId?: string, limit?: number): Promise<AccruingAgent[]>;
+  /**
+   * Applies accrual steps, each atomically: moves the agent's accrued_until from the
+   * expected value (compare-and-set, so two replicas or a restarted meter never bill an
+   * interval twice) and appends the record. Returns how many steps applied.
+   */
+  accrueUsage(steps: UsageAccrual[]): Promise<number>;
+  /** Ordered by startMs, then id. */
+  listUsage(filter: UsageFilter): Promise<UsageRecord[]>;
+
+  appendAudit(record: AuditRecord): Promise<void>;
+  /** Newest first. */
+  listAudit(filter: AuditFilter): Promise<AuditRecord[]>;
+
+  // ---- secrets and egress audit (src/security) ----------------------------------------
+  /** Inserts or replaces a tenant's secret (keeps createdAt of an existing one); returns the stored row. */
+  putSecret(secret: Omit<StoredSecret, 'createdAt'> & { createdAt: number }): Promise<StoredSecret>;
+  getSecret(tenantId: string, name: string): Promise<StoredSecret | undefined>;
+  /** Ordered by name; every tenant when tenantId is undefined (key rotation). */
+  listSecrets(tenantId?: string): Promise<StoredSecret[]>;
+  /** False when it did not exist. */
+  deleteSecret(tenantId: string, name: string): Promise<boolean>;
+  /** Appends egress proxy audit records (one batch, one write). */
+  appendEgressAudit(records: readonly EgressAuditRecord[]): Promise<void>;
+  /** Oldest first. */
+  listEgressAudit(filter: EgressAuditFilter): Promise<StoredEgressAudit[]>;
+  /** Deletes records older than the given time; returns how many. */
+  pruneEgressAudit(beforeMs: number): Promise<number>;
 
   close(): Promise<void>;
 }

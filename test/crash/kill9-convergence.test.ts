@@ -276,7 +276,7 @@ if (!dockerReady) {
               return items.length === 50 && items.every((a) => a.status.phase === 'Running') ? items : undefined;
             },
             180_000,
-            async () => phaseSummary(await api.list()),
+            async () => `${phaseSummary(await api.list())}\nplatform output:\n${platform.output()}`,
           );
           expect(agents.map((a) => a.id).sort()).toEqual([...ids].sort());
 
@@ -361,7 +361,8 @@ if (!dockerReady) {
               return done ? { byAgent, agents, ms: Date.now() - readyAt } : undefined;
             },
             30_000,
-            async () => `${phaseSummary(await api.list())}; containers by agent: ${JSON.stringify([...(await managedContainers(daemon.docker))].map(([a, cs]) => [a, cs.map((c) => c.State)]))}`,
+            async () =>
+              `${phaseSummary(await api.list())}; containers by agent: ${JSON.stringify([...(await managedContainers(daemon.docker))].map(([a, cs]) => [a, cs.map((c) => c.State)]))}\nplatform output:\n${platform.output()}`,
           );
           console.info(`[${store.name}] orphan removed ${orphanGoneMs} ms and victim running again ${converged.ms} ms after ready (resync ${RESYNC_INTERVAL_MS} ms, restart back-off 1 s)`);
 

@@ -92,12 +92,13 @@ describe.skipIf(!hasDocker || !hasPrometheus)('Prometheus scrapes the platform (
     throw new Error(`timed out waiting for ${expr}; last result ${JSON.stringify(last)}`);
   }
 
-  /** Rate of the ground-truth counter over (endMs - windowMs, endMs], from the readings nearest the ends. */
-  function truthRate(endMs: number, windowMs: number): number {
-    const nearest = (t: number) => truth.reduce((best, r) => (Math.abs(r.atMs - t) < Math.abs(best.atMs - t) ? r : best));
-    const a = nearest(endMs - windowMs);
-    const b = nearest(endMs);
-    return (b.cpuSeconds - a.cpuSeconds) / ((b.atMs - a.atMs) / 1000);
+  /** The ground-truth counter at time t, interpolated between the two readings around it. */
+  function truthAt(t: number): number {
+    const after = truth.findIndex((r) => r.atMs >= t);
+    if (after <= 0) throw new Error(`no ground-truth readings around ${new Date(t).toISOString()}`);
+    const a = truth[after - 1]!;
+    const b = truth[after]!;
+    return a.cpuSeconds + ((b.cpuSeconds - a.cpuSeconds) * (t - a.atMs)) / (b.atMs - a.atMs);
   }
 
   beforeAll(async () => {
@@ -182,19 +183,27 @@ describe.skipIf(!hasDocker || !hasPrometheus)('Prometheus scrapes the platform (
     // The counter is never ahead of the kernel's (it is a cached cgroup reading).
     expect(counter).toBeLessThanOrEqual(cgroupCpuSeconds(busy.status.containerId!) + 1e-6);
 
+    // rate() over 5 s is the increase between the first and last sample in the window,
+    // extrapolated to its edges: so the ground truth is the kernel's rate between the
+    // timestamps of those two samples (the sampler's own, exported with each value).
     const nowSec = Date.now() / 1000;
     const comparisons: { prometheus: number; truth: number }[] = [];
     for (const back of [2, 3, 4, 5, 6]) {
       const at = nowSec - back;
       const r = await query(`rate(${selector}[5s])`, at);
       expect(r, `rate at now-${back}s`).toHaveLength(1);
-      comparisons.push({ prometheus: Number(r[0]!.value[1]), truth: truthRate(at * 1000, 5_000) });
+      const raw = (await query(`${selector}[5s]`, at)) as unknown as { values: [number, string][] }[];
+      const samples = raw[0]!.values;
+      expect(samples.length, `samples in the window at now-${back}s`).toBeGreaterThanOrEqual(3);
+      const firstMs = samples[0]![0] * 1000;
+      const lastMs = samples.at(-1)![0] * 1000;
+      comparisons.push({ prometheus: Number(r[0]!.value[1]), truth: (truthAt(lastMs) - truthAt(firstMs)) / ((lastMs - firstMs) / 1000) });
     }
     const errors = comparisons.map((c) => Math.abs(c.prometheus - c.truth) / c.truth);
     const truthCores = median(comparisons.map((c) => c.truth));
     const promCores = median(comparisons.map((c) => c.prometheus));
     console.info(`busy agent: Prometheus rate ${promCores.toFixed(3)} cores, cgroup ${truthCores.toFixed(3)} cores; relative errors ${errors.map((e) => e.toFixed(3)).join(' ')}`);
-    expect(median(errors), JSON.stringify(comparisons)).toBeLessThanOrEqual(0.1);
+    expect(Math.max(...errors), JSON.stringify(comparisons)).toBeLessThanOrEqual(0.1);
     // The CFS quota holds it at 0.5; on a contended machine it may get less, never more.
     expect(truthCores).toBeLessThanOrEqual(0.55);
     if (truthCores >= 0.45) expect(Math.abs(promCores - 0.5)).toBeLessThanOrEqual(0.05);

@@ -31,6 +31,7 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       url: '/api/v1/agents',
       summary: 'Create an agent',
       tags: ['agents'],
+      permission: 'agents:write',
       body: CreateAgentRequest,
       responses: { 201: AgentResponse, 200: AgentResponse },
       extraHeaders: [{ name: 'Idempotency-Key', description: 'The same key returns the same agent; never a second container' }],
@@ -54,6 +55,7 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       url: '/api/v1/agents',
       summary: 'List agents (filter by phase, label, name; paginated)',
       tags: ['agents'],
+      permission: 'agents:read',
       query: ListAgentsQuery.extend({ name: z.string().max(63).optional() }),
       responses: { 200: AgentList },
     },
@@ -64,7 +66,7 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
   );
 
   routes.add(
-    { method: 'GET', url: '/api/v1/agents/:id', summary: 'Get an agent', tags: ['agents'], params: IdParams, responses: { 200: AgentResponse } },
+    { method: 'GET', url: '/api/v1/agents/:id', summary: 'Get an agent', tags: ['agents'], permission: 'agents:read', params: IdParams, responses: { 200: AgentResponse } },
     async ({ params, principal }) => {
       const agent = toAgentResponse(await d.agents.get(principal, params.id));
       const usage = d.usage?.(agent.id);
@@ -78,6 +80,7 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       url: '/api/v1/agents/:id',
       summary: 'Delete an agent from any phase: removes its container, then its record',
       tags: ['agents'],
+      permission: 'agents:write',
       params: IdParams,
       responses: { 200: z.object({ id: z.string(), deleted: z.literal(true) }), 202: AgentResponse },
     },
@@ -96,6 +99,7 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
         url: `/api/v1/agents/:id/${action}`,
         summary: action === 'stop' ? 'Stop an agent (SIGTERM, then SIGKILL after the grace period)' : 'Start a stopped or finished agent again',
         tags: ['agents'],
+        permission: 'agents:write',
         params: IdParams,
         responses: { 200: AgentResponse },
       },
@@ -109,6 +113,7 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       url: '/api/v1/agents/:id/events',
       summary: 'Events of an agent, oldest first',
       tags: ['agents'],
+      permission: 'agents:read',
       params: IdParams,
       responses: { 200: EventList },
     },
@@ -125,6 +130,7 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       url: '/api/v1/agents/:id/logs',
       summary: 'Logs (stdout and stderr) of an agent; follow=true streams until the container ends',
       tags: ['agents'],
+      permission: 'agents:read',
       params: IdParams,
       query: LogsQuery,
       responses: { 200: { description: 'Log lines', contentType: 'text/plain' } },

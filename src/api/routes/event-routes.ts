@@ -32,7 +32,7 @@ const EventsQuery = z.strictObject({
 /** Platform events: a query endpoint and a live Server-Sent Events stream. */
 export function registerEventRoutes(routes: RouteRegistry, d: { store: Store; bus: Bus; heartbeatMs?: number }): void {
   routes.add(
-    { method: 'GET', url: '/api/v1/events', summary: 'Events (state changes, scheduling decisions, restarts, OOM kills, node conditions), oldest first', tags: ['events'], query: EventsQuery, responses: { 200: EventList } },
+    { method: 'GET', url: '/api/v1/events', summary: 'Events (state changes, scheduling decisions, restarts, OOM kills, node conditions), oldest first', tags: ['events'], permission: 'events:read', query: EventsQuery, responses: { 200: EventList } },
     async ({ query, principal }) => {
       const items = await d.store.listEvents({
         tenantId: principal.role === 'platform-admin' && query.node ? undefined : principal.tenantId,
@@ -51,6 +51,7 @@ export function registerEventRoutes(routes: RouteRegistry, d: { store: Store; bu
       url: '/api/v1/events/stream',
       summary: 'Live events as Server-Sent Events; resumes after Last-Event-ID',
       tags: ['events'],
+      permission: 'events:read',
       query: EventsQuery.omit({ limit: true }),
       responses: { 200: { description: 'text/event-stream of Event objects', contentType: 'text/event-stream' } },
     },

@@ -13,7 +13,7 @@ export function registerHealthRoutes(routes: RouteRegistry, d: { store: Store; r
   routes.add({ method: 'GET', url: '/health', summary: 'Liveness: the process answers', tags: ['health'], auth: false, responses: { 200: Health } }, async () => ({ status: 'ok' as const }));
 
   routes.add(
-    { method: 'GET', url: '/ready', summary: 'Readiness: store and every runtime reachable; 503 names the failing part', tags: ['health'], auth: false, responses: { 200: Ready, 503: Ready } },
+    { method: 'GET', url: '/ready', summary: 'Readiness: the store and at least one node runtime reachable; 503 names the failing part', tags: ['health'], auth: false, responses: { 200: Ready, 503: Ready } },
     async ({ reply, request }) => {
       const checks: Record<string, { ok: boolean; error?: string }> = {};
       const timeout = AbortSignal.timeout(3_000);
@@ -27,7 +27,11 @@ export function registerHealthRoutes(routes: RouteRegistry, d: { store: Store; r
       };
       await Promise.all([check('store', () => d.store.ping()), ...d.runtimes.all().map((r) => check(`runtime:${r.nodeId}`, () => r.ping(timeout)))]);
       const failing = Object.entries(checks).filter(([, c]) => !c.ok);
-      if (failing.length) {
+      // One dead node out of many is a node condition (NotReady), not a control plane
+      // that cannot serve: readiness fails on the store, or when no node answers at all.
+      const runtimeChecks = Object.entries(checks).filter(([n]) => n.startsWith('runtime:'));
+      const noNodeAnswers = runtimeChecks.length > 0 && runtimeChecks.every(([, c]) => !c.ok);
+      if (!checks.store?.ok || noNodeAnswers) {
         void reply.status(503);
         return {
           status: 'not ready' as const,

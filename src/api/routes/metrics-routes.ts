@@ -83,6 +83,7 @@ export function registerMetricsRoutes(routes: RouteRegistry, d: MetricsRouteDeps
       url: '/api/v1/agents/:id/metrics',
       summary: 'CPU and memory history of an agent, sampled from its container (kept in memory for the retention period)',
       tags: ['agents'],
+      permission: 'agents:read',
       params: z.strictObject({ id: Id }),
       query: RangeQuery,
       responses: { 200: AgentMetricsResponse },

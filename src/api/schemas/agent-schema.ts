@@ -33,6 +33,30 @@ export const Toleration = z.strictObject({
   effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
 });
 
+const NodeSelectorRequirement = z.strictObject({
+  key: LabelKey,
+  operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+  values: z.array(LabelValue).max(64).optional(),
+});
+const NodeSelectorTerm = z.strictObject({ matchExpressions: z.array(NodeSelectorRequirement).min(1).max(32) });
+
+/** Node affinity, as Kubernetes' requiredDuringScheduling / preferredDuringScheduling (no Gt/Lt). */
+export const NodeAffinityInput = z
+  .strictObject({
+    required: z.array(NodeSelectorTerm).max(16).optional().meta({ description: 'The node must match at least one term (terms ORed, expressions ANDed)' }),
+    preferred: z
+      .array(z.strictObject({ weight: z.number().int().min(1).max(100), term: NodeSelectorTerm }))
+      .max(16)
+      .optional()
+      .meta({ description: 'Each matching term adds its weight to the node score' }),
+  })
+  .meta({ id: 'NodeAffinity' });
+
+/** Keep agents with the same labels evenly spread over the values of a node label (DoNotSchedule). */
+export const TopologySpreadInput = z
+  .strictObject({ maxSkew: z.number().int().min(1).max(1000), topologyKey: LabelKey })
+  .meta({ id: 'TopologySpreadConstraint' });
+
 export const ResourcesInput = z
   .strictObject({
     cpu: CpuQuantity.optional(),
@@ -62,6 +86,8 @@ export const CreateAgentRequest = z
     priority: z.number().int().min(-1000000).max(1000000).optional(),
     nodeSelector: z.record(LabelKey, LabelValue).optional(),
     tolerations: z.array(Toleration).max(64).optional(),
+    affinity: NodeAffinityInput.optional(),
+    topologySpread: z.array(TopologySpreadInput).max(8).optional().meta({ description: "Spread over node label domains; agents of the tenant with the same labels count as one group" }),
     timeoutSeconds: z.number().int().min(1).max(31_536_000).optional().meta({ description: 'Stop (Failed, DeadlineExceeded) once it has run this long' }),
   })
   .meta({ id: 'CreateAgentRequest' });
@@ -107,6 +133,8 @@ export const AgentResponse = z
       priority: z.number(),
       nodeSelector: z.record(z.string(), z.string()),
       tolerations: z.array(Toleration),
+      affinity: NodeAffinityInput.optional(),
+      topologySpread: z.array(TopologySpreadInput).optional(),
       timeoutSeconds: z.number().optional(),
     }),
     desiredState: z.enum(['running', 'stopped', 'deleted']),
@@ -116,6 +144,7 @@ export const AgentResponse = z
       message: z.string().optional(),
       node: z.string().optional(),
       containerId: z.string().optional(),
+      gpuIds: z.array(z.string()).optional().meta({ description: 'GPU devices granted on the node' }),
       exitCode: z.number().optional(),
       restarts: z.number(),
       createdAt: Time,

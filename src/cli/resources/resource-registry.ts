@@ -1,9 +1,10 @@
 import { InputError } from '../../domain/errors.js';
 import type { ResourceKind } from '../resource-kind.js';
 import { agentResource } from './agent-resource.js';
+import { nodeResource } from './node-resource.js';
 
 /** Every kind `get` and `describe` know. Add nodes, tenants, ... here. */
-export const RESOURCE_KINDS: readonly ResourceKind[] = [agentResource];
+export const RESOURCE_KINDS: readonly ResourceKind[] = [agentResource, nodeResource];
 
 /** Finds a kind by plural, singular or short name, case-insensitively. */
 export function findResourceKind(word: string): ResourceKind {

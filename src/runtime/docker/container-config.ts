@@ -30,6 +30,19 @@ export interface ContainerConfigOptions {
    */
   ociRuntime?: string | undefined;
   /**
+   * OCI runtime for `runtimeClass: "gvisor"` without a network (registered by
+   * scripts/ensure-gvisor.sh with --network=none: the sandbox has loopback only).
+   * @default "runsc"
+   */
+  gvisorRuntime: string;
+  /**
+   * OCI runtime for `runtimeClass: "gvisor"` attached to a network (registered with
+   * --network=host: the sandbox uses the container's namespace, so Docker's internal network
+   * and the host's iptables rules apply as for runc).
+   * @default "runsc-net"
+   */
+  gvisorNetworkRuntime: string;
+  /**
    * json-file log rotation: a chatty agent cannot fill the node's disk.
    * @default "10m"
    */
@@ -50,6 +63,8 @@ export const DEFAULT_CONTAINER_CONFIG_OPTIONS: Readonly<ContainerConfigOptions> 
   nofileLimit: 1024,
   networkMode: 'none',
   ociRuntime: undefined,
+  gvisorRuntime: 'runsc',
+  gvisorNetworkRuntime: 'runsc-net',
   logMaxSize: '10m',
   logMaxFiles: 3,
   instanceId: undefined,
@@ -147,7 +162,7 @@ export function buildContainerConfig(spec: ContainerSpec, options: Partial<Conta
     },
     CapDrop: ['ALL'],
     SecurityOpt: ['no-new-privileges'],
-    NetworkMode: o.networkMode,
+    NetworkMode: spec.networkName ?? o.networkMode,
     Privileged: false,
     Ulimits: [{ Name: 'nofile', Soft: o.nofileLimit, Hard: o.nofileLimit }],
     OomKillDisable: false,
@@ -157,6 +172,8 @@ export function buildContainerConfig(spec: ContainerSpec, options: Partial<Conta
     Init: false,
   };
   if (o.ociRuntime !== undefined) hostConfig.Runtime = o.ociRuntime;
+  // The isolation class wins over the node's default runtime: gvisor must never quietly become runc.
+  if (spec.runtimeClass === 'gvisor') hostConfig.Runtime = spec.networkName !== undefined ? o.gvisorNetworkRuntime : o.gvisorRuntime;
   if (spec.gpuDeviceIds.length > 0) {
     hostConfig.DeviceRequests = [{ Driver: 'nvidia', DeviceIDs: [...spec.gpuDeviceIds], Capabilities: [['gpu']] }];
   }

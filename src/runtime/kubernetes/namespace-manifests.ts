@@ -1,0 +1,206 @@
+import type {
+  KubernetesObject,
+  V1Namespace,
+  V1NetworkPolicy,
+  V1ResourceQuota,
+  V1Service,
+} from '@kubernetes/client-node';
+import { formatCpu } from '../../domain/quantity.js';
+import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, containerName } from '../runtime.js';
+import { EGRESS_ALLOWLIST, EGRESS_LABEL, tenantNamespace } from './kube-names.js';
+
+/** A tenant's quota in base units; mirrored into a ResourceQuota and a LimitRange. */
+export interface TenantQuota {
+  cpuMillicores: number;
+  memoryMiB: number;
+  gpu: number;
+  /** Agents (Pods that have not ended) at the same time. */
+  agents: number;
+}
+
+/** Where allowlist agents may connect: the platform's egress proxy. */
+export interface EgressProxyTarget {
+  /** The proxy's address range, e.g. "10.96.12.7/32" (a Service IP) or a node subnet. */
+  cidr: string;
+  port: number;
+}
+
+/** One agent that serves ports inside the cluster. */
+export interface ExposedAgent {
+  agentId: string;
+  ports: { name?: string | undefined; port: number; targetPort?: number | undefined; protocol?: 'TCP' | 'UDP' | undefined }[];
+}
+
+/** Input of buildNamespaceManifests; everything but the tenant is optional. */
+export interface NamespaceManifestOptions {
+  tenantId: string;
+  /** @default tenantNamespace(tenantId) */
+  namespace?: string | undefined;
+  /** No quota: no ResourceQuota and no LimitRange. */
+  quota?: TenantQuota | undefined;
+  /** No proxy: allowlist agents get no egress at all (not even DNS). */
+  egressProxy?: EgressProxyTarget | undefined;
+  /**
+   * Labels of the cluster DNS Pods in kube-system.
+   * @default { "k8s-app": "kube-dns" } (CoreDNS keeps that label)
+   */
+  dnsPodLabels?: Record<string, string> | undefined;
+  /** Agents that get a Service and an ingress rule for their ports. */
+  expose?: ExposedAgent[] | undefined;
+  instanceId?: string | undefined;
+}
+
+/** Names of the objects, so the runtime can update them in place. */
+export const QUOTA_NAME = 'agent-platform-quota';
+export const LIMIT_RANGE_NAME = 'agent-platform-limits';
+export const DEFAULT_DENY_POLICY = 'default-deny';
+export const EGRESS_PROXY_POLICY = 'allow-egress-proxy';
+
+/** Default container limits the LimitRange hands to a Pod that names none (never the platform's own Pods). */
+const DEFAULT_CPU_MILLICORES = 500;
+const DEFAULT_MEMORY_MIB = 256;
+
+/**
+ * Everything a tenant namespace holds besides agent Pods (pure), in apply order: the
+ * Namespace, its ResourceQuota and LimitRange (when a quota is given), a default-deny
+ * NetworkPolicy for ingress and egress, the egress-proxy policy for allowlist agents
+ * (DNS to kube-dns on 53 UDP/TCP plus the proxy's CIDR and port), and per exposed agent
+ * a ClusterIP Service with a NetworkPolicy that admits its ports.
+ *
+ * NetworkPolicies are enforced only by a CNI plugin that implements them (Calico,
+ * Cilium, ...); on a cluster without one they are accepted and ignored.
+ */
+export function buildNamespaceManifests(options: NamespaceManifestOptions): KubernetesObject[] {
+  const namespace = options.namespace ?? tenantNamespace(options.tenantId);
+  const common: Record<string, string> = { [MANAGED_LABEL]: 'true', [TENANT_LABEL]: options.tenantId };
+  if (options.instanceId) common[INSTANCE_LABEL] = options.instanceId;
+  const meta = (name: string): { name: string; namespace: string; labels: Record<string, string> } => ({ name, namespace, labels: { ...common } });
+
+  const out: KubernetesObject[] = [];
+  const ns: V1Namespace = {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: {
+      name: namespace,
+      labels: {
+        ...common,
+        'kubernetes.io/metadata.name': namespace,
+        // The admission controller then rejects any Pod weaker than the restricted profile,
+        // whoever creates it.
+        'pod-security.kubernetes.io/enforce': 'restricted',
+        'pod-security.kubernetes.io/enforce-version': 'latest',
+      },
+    },
+  };
+  out.push(ns);
+
+  if (options.quota) {
+    const q = options.quota;
+    const quota: V1ResourceQuota = {
+      apiVersion: 'v1',
+      kind: 'ResourceQuota',
+      metadata: meta(QUOTA_NAME),
+      spec: {
+        hard: {
+          'requests.cpu': formatCpu(q.cpuMillicores),
+          'requests.memory': `${q.memoryMiB}Mi`,
+          'limits.memory': `${q.memoryMiB}Mi`,
+          'requests.nvidia.com/gpu': String(q.gpu),
+          pods: String(q.agents),
+        },
+      },
+    };
+    out.push(quota);
+    // Written in wire form: client-node's V1LimitRangeItem spells "default" as "_default"
+    // and only its serializer translates it; the adapter sends plain JSON.
+    const limitRange: KubernetesObject & { spec: { limits: Record<string, unknown>[] } } = {
+      apiVersion: 'v1',
+      kind: 'LimitRange',
+      metadata: meta(LIMIT_RANGE_NAME),
+      spec: {
+        limits: [
+          {
+            type: 'Container',
+            // No single container may exceed the whole tenant's quota.
+            max: { cpu: formatCpu(q.cpuMillicores), memory: `${q.memoryMiB}Mi` },
+            default: { cpu: formatCpu(Math.min(DEFAULT_CPU_MILLICORES, q.cpuMillicores)), memory: `${Math.min(DEFAULT_MEMORY_MIB, q.memoryMiB)}Mi` },
+            defaultRequest: { cpu: formatCpu(Math.max(1, Math.floor(Math.min(DEFAULT_CPU_MILLICORES, q.cpuMillicores) / 5))), memory: `${Math.min(DEFAULT_MEMORY_MIB, q.memoryMiB)}Mi` },
+          },
+        ],
+      },
+    };
+    out.push(limitRange);
+  }
+
+  const defaultDeny: V1NetworkPolicy = {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: meta(DEFAULT_DENY_POLICY),
+    spec: { podSelector: {}, policyTypes: ['Ingress', 'Egress'] },
+  };
+  out.push(defaultDeny);
+
+  if (options.egressProxy) {
+    const dnsLabels = options.dnsPodLabels ?? { 'k8s-app': 'kube-dns' };
+    const proxyPolicy: V1NetworkPolicy = {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: meta(EGRESS_PROXY_POLICY),
+      spec: {
+        podSelector: { matchLabels: { [EGRESS_LABEL]: EGRESS_ALLOWLIST } },
+        policyTypes: ['Egress'],
+        egress: [
+          {
+            to: [
+              {
+                namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+                podSelector: { matchLabels: { ...dnsLabels } },
+              },
+            ],
+            ports: [
+              { protocol: 'UDP', port: 53 },
+              { protocol: 'TCP', port: 53 },
+            ],
+          },
+          { to: [{ ipBlock: { cidr: options.egressProxy.cidr } }], ports: [{ protocol: 'TCP', port: options.egressProxy.port }] },
+        ],
+      },
+    };
+    out.push(proxyPolicy);
+  }
+
+  for (const exposed of options.expose ?? []) {
+    if (exposed.ports.length === 0) continue;
+    const name = containerName(exposed.agentId);
+    const selector = { [AGENT_ID_LABEL]: exposed.agentId };
+    const service: V1Service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { ...meta(name), labels: { ...common, [AGENT_ID_LABEL]: exposed.agentId } },
+      spec: {
+        type: 'ClusterIP',
+        selector,
+        ports: exposed.ports.map((p, i) => ({
+          name: p.name ?? `port-${i}`,
+          port: p.port,
+          targetPort: p.targetPort ?? p.port,
+          protocol: p.protocol ?? 'TCP',
+        })),
+      },
+    };
+    out.push(service);
+    const ingress: V1NetworkPolicy = {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { ...meta(`allow-ingress-${name}`.slice(0, 253)), labels: { ...common, [AGENT_ID_LABEL]: exposed.agentId } },
+      spec: {
+        podSelector: { matchLabels: selector },
+        policyTypes: ['Ingress'],
+        // From anywhere in the cluster, but only to the exposed ports.
+        ingress: [{ ports: exposed.ports.map((p) => ({ protocol: p.protocol ?? 'TCP', port: p.targetPort ?? p.port })) }],
+      },
+    };
+    out.push(ingress);
+  }
+  return out;
+}
