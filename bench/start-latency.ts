@@ -18,9 +18,8 @@
  * silent, random port). Its store and Docker runtime are wrapped in a tracer, so the
  * report also says where the platform's time goes, step by step.
  *
- * --private-daemon starts a dockerd of its own for the run (root only). Use it on a
- * shared machine: the platform's orphan sweep removes every managed container its
- * store does not know, including those of tests running against the same daemon.
+ * --private-daemon starts a dockerd of its own for the run (root only), so that other
+ * work on the machine's daemon (tests creating containers) does not queue with ours.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -157,7 +156,7 @@ async function main(): Promise<void> {
     teardown.push(daemon.stop);
     dockerHost = daemon.dockerHost;
   } else {
-    process.stderr.write('note: sharing the Docker daemon; the platform removes managed containers it does not own (use --private-daemon next to running tests)\n');
+    process.stderr.write('note: sharing the Docker daemon with whatever else uses it (--private-daemon starts one for this run)\n');
   }
   const endpoint = parseDockerHost(dockerHost);
   const docker = endpoint.kind === 'unix' ? new Docker({ socketPath: endpoint.socketPath }) : new Docker({ host: endpoint.host, port: endpoint.port });

@@ -43,6 +43,20 @@ const Env = z.object({
   AGENT_PLATFORM_REDIS_PREFIX: z.string().min(1).default('agent-platform:'),
   AGENT_PLATFORM_LEASE_TTL_MS: z.coerce.number().int().min(500).default(5_000),
   AGENT_PLATFORM_REPLICA_ID: z.string().min(1).max(200).regex(/^\S+$/, 'must not contain spaces').optional(),
+  AGENT_PLATFORM_RATE_LIMIT_RPS: z.coerce.number().min(0).default(50),
+  AGENT_PLATFORM_RATE_LIMIT_BURST: z.coerce.number().int().min(1).default(100),
+  AGENT_PLATFORM_RATE_CARD: z.string().optional(),
+  AGENT_PLATFORM_RATE_CARD_FILE: z.string().optional(),
+  AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
+  AGENT_PLATFORM_USAGE_MAX_STEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
+  AGENT_PLATFORM_ADMISSION_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000),
+  AGENT_PLATFORM_MIN_ISOLATION: z.enum(['runc', 'gvisor']).default('runc'),
+  AGENT_PLATFORM_SECRET_KEY: z.string().optional(),
+  AGENT_PLATFORM_SECRET_KEY_FILE: z.string().optional(),
+  AGENT_PLATFORM_SECRET_KEYS_OLD: z.string().optional(),
+  AGENT_PLATFORM_EGRESS_PROXY_PORT: z.coerce.number().int().min(0).max(65535).default(3128),
+  AGENT_PLATFORM_EGRESS_FIREWALL: z.enum(['true', 'false']).default('true'),
+  AGENT_PLATFORM_EGRESS_HOSTS_FILE: z.string().optional(),
   DOCKER_HOST: z.string().optional(),
 });
 
@@ -107,6 +121,32 @@ export interface Config {
   leaseTtlMs: number;
   /** This replica's name in the lease and logs; default hostname-pid. */
   replicaId: string;
+  /** Sustained requests per second per API key (token bucket refill); 0 disables rate limits. Shared through Redis when redisUrl is set. */
+  rateLimitRps: number;
+  /** Token bucket size per API key: requests allowed at once after a quiet spell. */
+  rateLimitBurst: number;
+  /** Rate card JSON (src/tenancy/rate-card.ts); wins over rateCardFile. Unset with no file: usage is free. */
+  rateCard?: string | undefined;
+  rateCardFile?: string | undefined;
+  /** How often the usage meter closes Running intervals into the ledger (the most a bill lags). */
+  usageAccrualIntervalMs: number;
+  /** Longest interval one accrual bills; longer gaps are clock jumps (or outages) and are skipped beyond this. */
+  usageMaxStepMs: number;
+  /** Fallback interval of the admission queue (releases trigger it at once). */
+  admissionIntervalMs: number;
+  /** Weakest isolation class any agent gets (gvisor: every agent is sandboxed, whatever it asks). */
+  minIsolation: 'runc' | 'gvisor';
+  /** base64 of 32 bytes: the key that seals secrets; wins over secretKeyFile. Neither: a key file generated in the data dir. */
+  secretKey?: string | undefined;
+  secretKeyFile?: string | undefined;
+  /** Comma-separated base64 keys that only decrypt (rotation; see docs/security.md). */
+  secretKeysOld?: string | undefined;
+  /** Port of the egress proxy on the agent network's gateway (0: any free port). */
+  egressProxyPort: number;
+  /** Install host iptables rules so agents reach nothing on the host but the proxy. */
+  egressFirewall: boolean;
+  /** /etc/hosts-format file the egress proxy consults before DNS (answers vetted like DNS). */
+  egressHostsFile?: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -162,6 +202,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisPrefix: e.AGENT_PLATFORM_REDIS_PREFIX,
     leaseTtlMs: e.AGENT_PLATFORM_LEASE_TTL_MS,
     replicaId: e.AGENT_PLATFORM_REPLICA_ID ?? `${hostname()}-${process.pid}`,
+    rateLimitRps: e.AGENT_PLATFORM_RATE_LIMIT_RPS,
+    rateLimitBurst: e.AGENT_PLATFORM_RATE_LIMIT_BURST,
+    rateCard: e.AGENT_PLATFORM_RATE_CARD,
+    rateCardFile: e.AGENT_PLATFORM_RATE_CARD_FILE,
+    usageAccrualIntervalMs: e.AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS,
+    usageMaxStepMs: e.AGENT_PLATFORM_USAGE_MAX_STEP_MS,
+    admissionIntervalMs: e.AGENT_PLATFORM_ADMISSION_INTERVAL_MS,
+    minIsolation: e.AGENT_PLATFORM_MIN_ISOLATION,
+    secretKey: e.AGENT_PLATFORM_SECRET_KEY,
+    secretKeyFile: e.AGENT_PLATFORM_SECRET_KEY_FILE,
+    secretKeysOld: e.AGENT_PLATFORM_SECRET_KEYS_OLD,
+    egressProxyPort: e.AGENT_PLATFORM_EGRESS_PROXY_PORT,
+    egressFirewall: e.AGENT_PLATFORM_EGRESS_FIREWALL === 'true',
+    egressHostsFile: e.AGENT_PLATFORM_EGRESS_HOSTS_FILE,
     ...overrides,
   });
 }

@@ -37,6 +37,18 @@ import { NodeEvictor } from './nodes/node-evictor.js';
 import { NodePoolService } from './nodes/node-pool-service.js';
 import { SchedulerPlacer } from './nodes/scheduler-placer.js';
 import { registerNodeRoutes } from './api/routes/node-routes.js';
+import { registerTenantRoutes } from './api/routes/tenant-routes.js';
+import { registerUsageRoutes } from './api/routes/usage-routes.js';
+import { registerAuditRoutes } from './api/routes/audit-routes.js';
+import { ApiKeyService } from './tenancy/api-key-service.js';
+import { TenantService } from './tenancy/tenant-service.js';
+import { AdmissionQueue } from './tenancy/admission.js';
+import { UsageMeter, cpuCountersFrom } from './tenancy/usage-meter.js';
+import { AuditLog } from './tenancy/audit-log.js';
+import { RateCard } from './tenancy/rate-card.js';
+import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './tenancy/rate-limiter.js';
+import { tenantAwareAuthenticate } from './tenancy/tenant-context.js';
+import { buildSecurity, type Security, type SecurityOverrides } from './security/build-security.js';
 
 export interface PlatformOverrides {
   store?: Store;
@@ -46,6 +58,8 @@ export interface PlatformOverrides {
   placer?: Placer;
   /** Pino destination (tests pass a stream or set level "silent"). */
   logStream?: NodeJS.WritableStream;
+  /** Egress proxy test knobs (hosts file); see src/security/build-security.ts. */
+  security?: SecurityOverrides;
 }
 
 export interface Platform {
@@ -65,6 +79,10 @@ export interface Platform {
   usage: UsageSampler;
   /** Set only when this start generated the admin token (print it once). */
   generatedAdminToken?: string | undefined;
+  /** Secrets, sandbox hooks and the agents' egress network (src/security). */
+  security: Security;
+  /** Tenants, API keys, quota queue, usage metering, audit (src/tenancy). */
+  tenancy: { tenants: TenantService; apiKeys: ApiKeyService; admission: AdmissionQueue; meter: UsageMeter; audit: AuditLog; rateCard: RateCard };
   /** Whether this replica runs the controllers now (always true without Redis). */
   isLeader(): boolean;
   /** Starts controllers and listens; returns the bound address. */
@@ -124,6 +142,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   const placer: Placer = overrides.placer ?? schedulerPlacer!;
   releaseAgent = (id) => placer.release(id);
   const agents = new AgentService(store, bus, clock, events, { cpu: config.defaultCpu, memory: config.defaultMemory });
+  const security = await buildSecurity({ config, store, clock, logger, events, agents, instanceId, runtimes: nodePool.runtimes, overrides: overrides.security });
   const controller = new AgentController({
     store,
     bus,
@@ -137,6 +156,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     concurrency: config.reconcileConcurrency,
     resyncIntervalMs: config.resyncIntervalMs,
     metrics,
+    sandbox: security.sandbox,
   });
   // Docker nodes are sampled from this machine's cgroup files (stats API as fallback);
   // other drivers (simulated) have no containers to sample.
@@ -164,16 +184,41 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
 
   const admin = await bootstrapAdminToken(store, config.adminToken);
   const auth = new Authenticator(admin.hash);
+  // Tenancy: API keys resolve after the bootstrap token; rate limits, X-Tenant and the
+  // audit log wrap authentication. Meter and queue are safe on every replica (their store
+  // writes compare-and-set), so they run on each, leader or not.
+  const apiKeys = new ApiKeyService(store, clock);
+  auth.addResolver(apiKeys.resolve);
+  const bucket = { ratePerSecond: config.rateLimitRps, burst: config.rateLimitBurst };
+  const rateLimiter: RateLimiter | undefined =
+    config.rateLimitRps > 0 ? (config.redisUrl ? new RedisRateLimiter(config.redisUrl, bucket, `${config.redisPrefix}ratelimit:`) : new MemoryRateLimiter(bucket)) : undefined;
+  const rateCard = RateCard.load(config.rateCard, config.rateCardFile);
+  const audit = new AuditLog(store, clock, logger.child({ component: 'audit' }));
+  const tenants = new TenantService(store, clock, agents);
+  const admission = new AdmissionQueue({ store, bus, clock, events, intervalMs: config.admissionIntervalMs, logger: logger.child({ component: 'admission' }) });
+  const meter = new UsageMeter({
+    store,
+    clock,
+    intervalMs: config.usageAccrualIntervalMs,
+    maxStepMs: config.usageMaxStepMs,
+    cpuCounter: cpuCountersFrom(() => usage.current()),
+    logger: logger.child({ component: 'usage-meter' }),
+  });
   const { app, routes, finish } = await createApp({
     logger: pinoLogger,
     bodyLimitBytes: config.bodyLimitBytes,
-    authenticate: auth.authenticate,
+    authenticate: tenantAwareAuthenticate({ authenticate: auth.authenticate, store, limiter: rateLimiter }),
     observeRequest: (method, route, status, seconds) => metrics.observeHttpRequest(method, route, status, seconds),
   });
   registerHealthRoutes(routes, { store, runtimes });
   registerAgentRoutes(routes, { agents, store, runtimes, deleteWaitMs: 15_000, usage: (id) => usage.latest(id) });
   registerMetricsRoutes(routes, { metrics, sampler: usage, agents, metricsToken: config.metricsToken });
   registerEventRoutes(routes, { store, bus });
+  app.addHook('onResponse', audit.onResponse);
+  registerTenantRoutes(routes, { tenants, keys: apiKeys, clock, deleteWaitMs: 15_000 });
+  registerUsageRoutes(routes, { tenants, store, rateCard, clock });
+  registerAuditRoutes(routes, { audit });
+  security.registerRoutes(routes);
   const lease = config.redisUrl ? new RedisLeaderLease({ url: config.redisUrl, prefix: config.redisPrefix, ttlMs: config.leaseTtlMs, logger: logger.child({ component: 'leader-lease' }) }) : undefined;
   const elector = lease
     ? new LeaderElector({
@@ -215,6 +260,8 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     metrics,
     usage,
     generatedAdminToken: admin.generated,
+    security,
+    tenancy: { tenants, apiKeys, admission, meter, audit, rateCard },
     isLeader: () => elector?.isLeader() ?? true,
     async start() {
       // Nodes first (one heartbeat round, so answering nodes are Ready), then the books
@@ -232,8 +279,11 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
       }
       usage.start();
       nodeStatus.start();
+      admission.start();
+      meter.start();
       pruneTimer = setInterval(() => {
         store.pruneEvents(clock.now() - config.eventRetentionMs).catch((err: unknown) => logger.warn({ err }, 'event pruning failed'));
+        store.pruneEgressAudit(clock.now() - config.eventRetentionMs).catch((err: unknown) => logger.warn({ err }, 'egress audit pruning failed'));
       }, 3600_000);
       pruneTimer.unref();
       return app.listen({ port: config.port, host: config.host });
@@ -246,6 +296,9 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
       await nodes.stop();
       schedulerPlacer?.close();
       unsubscribeOom();
+      await admission.stop();
+      await meter.stop();
+      await rateLimiter?.close();
       await usage.stop();
       await nodeStatus.stop();
       await app.close();
@@ -253,6 +306,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
       await lease?.close();
       await runtimes.close();
       await nodePool.close();
+      await security.close();
       await store.close();
     },
   };

@@ -2,6 +2,8 @@ import type { Agent } from '../domain/agent.js';
 import type { PlatformEvent } from '../domain/event.js';
 import { formatCpu, formatMemory } from '../domain/quantity.js';
 import type { AgentResponse } from './schemas/agent-schema.js';
+import { joinEnv } from '../security/env-refs.js';
+import { networkPolicyOf } from '../security/network-policy.js';
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
 
@@ -18,7 +20,7 @@ export function toAgentResponse(a: Agent): AgentResponse {
       image: a.spec.image,
       command: a.spec.command,
       args: a.spec.args,
-      env: a.spec.env,
+      env: joinEnv(a.spec),
       ...(a.spec.workingDir !== undefined ? { workingDir: a.spec.workingDir } : {}),
       resources: {
         cpu: formatCpu(r.cpuMillicores),
@@ -38,6 +40,9 @@ export function toAgentResponse(a: Agent): AgentResponse {
       ...(a.spec.affinity !== undefined ? { affinity: a.spec.affinity } : {}),
       ...(a.spec.topologySpread !== undefined ? { topologySpread: a.spec.topologySpread } : {}),
       ...(a.spec.timeoutSeconds !== undefined ? { timeoutSeconds: a.spec.timeoutSeconds } : {}),
+      ...(a.spec.isolation !== undefined ? { isolation: a.spec.isolation } : {}),
+      network: networkPolicyOf(a.spec.network),
+      ...(a.spec.expose !== undefined ? { expose: a.spec.expose } : {}),
     },
     desiredState: a.desired,
     status: {
@@ -53,6 +58,8 @@ export function toAgentResponse(a: Agent): AgentResponse {
       ...(s.startedAt !== undefined ? { startedAt: iso(s.startedAt)! } : {}),
       ...(s.finishedAt !== undefined ? { finishedAt: iso(s.finishedAt)! } : {}),
       ...(s.nextAttemptAt !== undefined ? { nextAttemptAt: iso(s.nextAttemptAt)! } : {}),
+      ...(s.isolation !== undefined ? { isolation: s.isolation } : {}),
+      ...(s.endpoints !== undefined ? { endpoints: s.endpoints } : {}),
     },
     createdAt: iso(a.createdAt)!,
     updatedAt: iso(a.updatedAt)!,

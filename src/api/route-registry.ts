@@ -21,6 +21,12 @@ export interface RouteDef<P extends z.ZodType, Q extends z.ZodType, B extends z.
    * authenticated route without one is for platform admins only ("platform:admin").
    */
   permission?: Permission;
+  /**
+   * Runs after the path parameters are parsed and before query and body are: a route
+   * scoped to an object (a tenant) refuses another tenant's one with 404 here, so
+   * validation errors cannot tell a caller anything about objects it may not see.
+   */
+  scope?: (principal: Principal, params: z.output<P>) => Promise<unknown>;
   params?: P;
   query?: Q;
   body?: B;
@@ -83,6 +89,7 @@ export class RouteRegistry {
         const principal = def.auth === false ? anonymous : await this.authenticate(request);
         if (def.auth !== false) requirePermission(principal.role, def.permission ?? 'platform:admin');
         const params = def.params ? parseInput(def.params, request.params, 'path') : (request.params as z.output<P>);
+        if (def.scope) await def.scope(principal, params);
         const query = def.query ? parseInput(def.query, request.query ?? {}, 'query') : (request.query as z.output<Q>);
         let body = request.body as z.output<B>;
         if (def.body) {

@@ -16,6 +16,7 @@ import { registerLogsCommand } from './commands/logs-command.js';
 import { registerNodeCommands } from './commands/node-commands.js';
 import { registerVersionCommand } from './commands/version-command.js';
 import { registerWaitCommand } from './commands/wait-command.js';
+import { registerUsageCommand } from './commands/usage-command.js';
 
 interface GlobalOptions {
   server?: string;
@@ -79,6 +80,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   registerDeleteCommand(program, ctx);
   registerNodeCommands(program, ctx);
   registerWaitCommand(program, ctx);
+  registerUsageCommand(program, ctx);
   registerVersionCommand(program, ctx);
 
   try {

@@ -210,6 +210,22 @@ export class PlatformClient {
     return (await res.json()) as DrainResultJson;
   }
 
+  /** GET /api/v1/whoami: the caller's subject, tenant and role. */
+  async whoami(signal?: AbortSignal): Promise<{ subject: string; tenantId: string; role: string }> {
+    const res = await this.request('GET', '/api/v1/whoami', { signal });
+    return (await res.json()) as { subject: string; tenantId: string; role: string };
+  }
+
+  /** GET /api/v1/tenants/{id}/usage; `csv` asks for text/csv and returns the text, else the parsed JSON. */
+  async getUsage(tenantId: string, query: Record<string, string | undefined>, options: { csv?: boolean; signal?: AbortSignal | undefined } = {}): Promise<unknown> {
+    const res = await this.request('GET', `/api/v1/tenants/${encodeURIComponent(tenantId)}/usage`, {
+      query,
+      headers: options.csv ? { accept: 'text/csv' } : undefined,
+      signal: options.signal,
+    });
+    return options.csv ? res.text() : ((await res.json()) as unknown);
+  }
+
   /** GET /health (no auth); returns the parsed body, or its text when it is not JSON. */
   async health(signal?: AbortSignal): Promise<unknown> {
     const res = await this.request('GET', '/health', { signal });

@@ -7,10 +7,12 @@ import type { Bus } from '../bus/bus.js';
 import type { Store } from '../store/store.js';
 import { ImageNotFoundError, containerName, type ContainerSpec, type ObservedContainer, type Runtime } from '../runtime/runtime.js';
 import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
+import { QUOTA_EXCEEDED_REASON } from '../tenancy/quota.js';
 import { decide, type Decision, type DecisionConfig, type DecisionEvent } from './agent-decision.js';
 import type { Placer } from './placer.js';
 import type { EventRecorder } from './event-recorder.js';
 import type { ControllerMetrics } from '../metrics/controller-metrics.js';
+import { SandboxSetupError, type ContainerHooks } from '../security/agent-sandbox.js';
 
 export interface ContainerDefaults {
   pidsLimit: number;
@@ -33,6 +35,8 @@ export interface AgentControllerDeps {
   resyncIntervalMs: number;
   /** Reconcile and scheduling durations; optional. */
   metrics?: ControllerMetrics | undefined;
+  /** Isolation class, network, egress registration and secrets of containers (src/security); optional. */
+  sandbox?: ContainerHooks | undefined;
 }
 
 /** Retry delay after an unexpected error in a reconcile: 100 ms doubling to 30 s. */
@@ -152,6 +156,9 @@ export class AgentController {
   async reconcile(agentId: string, signal?: AbortSignal): Promise<number | undefined> {
     const agent = await this.d.store.getAgent(agentId);
     if (!agent) return undefined;
+    // Waiting for quota (tenant admission "queue"): the admission queue admits it (reason
+    // changes to Admitted) and queues it again; until then there is nothing to do.
+    if (agent.status.phase === 'Pending' && agent.status.reason === QUOTA_EXCEEDED_REASON && agent.desired === 'running') return undefined;
     // An agent bound to a node is counted there even when no place() of this process bound
     // it (restart, or started again on its old node); no-op when counted already.
     if (agent.status.node !== undefined && !isTerminal(agent.status.phase) && agent.desired !== 'deleted') this.d.placer.adopt?.(agent);
@@ -169,8 +176,10 @@ export class AgentController {
       }
     }
     const now = this.d.clock.now();
-    const decision = decide(agent, observed, now, this.d.decision);
-    return this.execute(agent, decision, runtime, log, signal);
+    const sandboxStatus = await this.d.sandbox?.observe(agent, observed, signal);
+    const seen = sandboxStatus ? await this.writeStatus(agent, { ...agent.status, ...sandboxStatus }, []) : agent;
+    const decision = decide(seen, observed, now, this.d.decision);
+    return this.execute(seen, decision, runtime, log, signal);
   }
 
   private async execute(agent: Agent, decision: Decision, runtime: Runtime | undefined, log: Logger, signal?: AbortSignal): Promise<number | undefined> {
@@ -192,22 +201,25 @@ export class AgentController {
           try {
             let containerId = current.status.containerId;
             if (action.type === 'createAndStart' || !containerId) {
-              containerId = await runtime.create(this.containerSpec(current), signal);
+              const spec = this.containerSpec(current);
+              containerId = await runtime.create(this.d.sandbox ? await this.d.sandbox.prepare(current, spec, signal) : spec, signal);
             }
             await runtime.start(containerId, signal);
+            const sandboxStatus = (await this.d.sandbox?.started(current, containerId, signal)) ?? {};
             const now = this.d.clock.now();
             current = await this.writeStatus(
               current,
-              { ...current.status, phase: 'Running', reason: 'Started', message: `running on node ${current.status.node}`, containerId, startedAt: now, phaseSince: now, finishedAt: undefined, nextAttemptAt: undefined },
+              { ...current.status, phase: 'Running', reason: 'Started', message: `running on node ${current.status.node}`, containerId, startedAt: now, phaseSince: now, finishedAt: undefined, nextAttemptAt: undefined, ...sandboxStatus },
               [{ type: 'Normal', reason: 'Started', message: `container ${containerId.slice(0, 12)} started on node ${current.status.node}` }],
             );
             log.info({ containerId }, 'agent running');
             return current.spec.timeoutSeconds !== undefined ? current.spec.timeoutSeconds * 1000 : undefined;
           } catch (err) {
-            if (err instanceof ImageNotFoundError) {
+            if (err instanceof ImageNotFoundError || err instanceof SandboxSetupError) {
               const now = this.d.clock.now();
-              await this.writeStatus(current, { ...current.status, phase: 'Failed', reason: 'ImageNotFound', message: err.message, finishedAt: now, phaseSince: now }, [
-                { type: 'Warning', reason: 'ImageNotFound', message: err.message },
+              const reason = err instanceof SandboxSetupError ? err.reason : 'ImageNotFound';
+              await this.writeStatus(current, { ...current.status, phase: 'Failed', reason, message: err.message, finishedAt: now, phaseSince: now }, [
+                { type: 'Warning', reason, message: err.message },
               ]);
               this.d.placer.release(current.id);
               return undefined;
@@ -224,6 +236,7 @@ export class AgentController {
           break;
         case 'deleteRecord':
           await this.d.store.deleteAgent(current.id);
+          await this.d.sandbox?.forget(current.id);
           this.d.placer.release(current.id);
           await this.d.events.record({ tenantId: current.tenantId, objectKind: 'Agent', objectId: current.id, type: 'Normal', reason: 'Deleted', message: `agent ${current.name} deleted` });
           log.info({}, 'agent deleted');

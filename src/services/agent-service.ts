@@ -7,6 +7,8 @@ import type { Bus } from '../bus/bus.js';
 import type { AgentFilter, AgentPage, Store } from '../store/store.js';
 import type { EventRecorder } from '../controllers/event-recorder.js';
 import type { CreateAgentRequest } from '../api/schemas/agent-schema.js';
+import { QUOTA_EXCEEDED_REASON } from '../tenancy/quota.js';
+import { splitEnv } from '../security/env-refs.js';
 
 export interface Principal {
   /** Who: "admin" for the bootstrap token, else an API key id. */
@@ -36,6 +38,8 @@ export function newAgentId(): string {
 export class AgentService {
   private readonly defaultCpuMillicores: number;
   private readonly defaultMemoryMiB: number;
+  /** Checks and normalises the security fields of a new spec (src/security/spec-admission.ts); set by the wiring. */
+  specAdmission?: ((principal: Principal, spec: AgentSpec) => Promise<AgentSpec>) | undefined;
 
   constructor(
     private readonly store: Store,
@@ -62,7 +66,7 @@ export class AgentService {
       image: req.image,
       command: req.command ?? [],
       args: req.args ?? [],
-      env: req.env ?? {},
+      ...splitEnv(req.env),
       workingDir: req.workingDir,
       resources: { cpuMillicores: cpu, memoryMiB: memory, gpu: r.gpu ?? 0, cpuLimitMillicores: cpuLimit, memoryLimitMiB: memoryLimit },
       restartPolicy: req.restartPolicy ?? 'Never',
@@ -73,11 +77,14 @@ export class AgentService {
       ...(req.affinity !== undefined ? { affinity: req.affinity } : {}),
       ...(req.topologySpread !== undefined ? { topologySpread: req.topologySpread } : {}),
       timeoutSeconds: req.timeoutSeconds,
+      ...(req.isolation !== undefined ? { isolation: req.isolation } : {}),
+      ...(req.network !== undefined ? { network: req.network } : {}),
+      ...(req.expose !== undefined && req.expose.length > 0 ? { expose: req.expose } : {}),
     };
   }
 
   async create(principal: Principal, req: CreateAgentRequest, idempotencyKey?: string, rawBody?: unknown): Promise<{ agent: Agent; created: boolean }> {
-    const spec = this.toSpec(req);
+    const spec = this.specAdmission ? await this.specAdmission(principal, this.toSpec(req)) : this.toSpec(req);
     const now = this.clock.now();
     const requestHash = createHash('sha256').update(JSON.stringify(rawBody ?? req)).digest('hex');
     const { agent, created } = await this.store.createAgent(
@@ -95,6 +102,11 @@ export class AgentService {
     );
     if (created) {
       await this.events.record({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: 'Normal', reason: 'Created', message: `agent ${agent.name} created (image ${spec.image})` });
+      // Admission (quota) happened in the store, in the insert's transaction; a tenant in
+      // queue mode gets the agent back Pending with reason QuotaExceeded.
+      if (agent.status.reason === QUOTA_EXCEEDED_REASON) {
+        await this.events.record({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: 'Warning', reason: 'QuotaExceeded', message: agent.status.message ?? 'waiting for quota' });
+      }
     }
     // Queue even on a replay: the first request may have died before it got this far.
     this.bus.enqueue(agent.id);

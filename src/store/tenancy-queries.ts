@@ -1,7 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import { isTerminal, type AgentStatus, type Resources } from '../domain/agent.js';
 import { ConflictError, NotFoundError } from '../domain/errors.js';
-import { applyLive, excessMessage, findExcess, isQueueable, quotaExceededError, quotaRequestOf } from '../tenancy/quota.js';
+import { QUOTA_EXCEEDED_REASON, applyLive, excessMessage, findExcess, isQueueable, quotaExceededError, quotaRequestOf } from '../tenancy/quota.js';
 import { accrualStep } from '../tenancy/usage-ledger.js';
 import type { AgentsTable, ApiKeysTable, AuditLogTable, Database, TenantQuotasTable, TenantsTable, UsageLedgerTable } from './schema.js';
 import type { AdmissionMode, ApiKeyRecord, AuditRecord, QuotaLimits, QuotaUsed, Role, Tenant, TenantQuotaState, UsageRecord } from './store.js';
@@ -12,8 +12,7 @@ import type { AdmissionMode, ApiKeyRecord, AuditRecord, QuotaLimits, QuotaUsed, 
  * quota functions must run inside the transaction that changes the agent.
  */
 
-/** Reason on a Pending agent waiting for quota (queue admission); the controller leaves it alone. */
-export const QUOTA_EXCEEDED_REASON = 'QuotaExceeded';
+export { QUOTA_EXCEEDED_REASON };
 
 type Db = Kysely<Database>;
 

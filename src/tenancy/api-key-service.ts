@@ -43,7 +43,7 @@ export class ApiKeyService {
       throw new ForbiddenError('only platform admins create platform-admin keys');
     }
     const now = this.clock.now();
-    if (input.expiresAt !== undefined && input.expiresAt <= now) throw new InputError('expiresAt must be in the future', { field: 'expiresAt' });
+    if (input.expiresAt !== undefined && input.expiresAt <= now) throw new InputError('expiresAt must be in the future', { field: 'expiresAt' }, 'EXPIRES_AT_IN_PAST');
     const id = newKeyId();
     const secret = randomBytes(32).toString('hex');
     const record: ApiKeyRecord = {

@@ -3,6 +3,9 @@ import { ForbiddenError } from '../domain/errors.js';
 import { formatCpu, formatMemory } from '../domain/quantity.js';
 import type { QuotaLimits, QuotaUsed } from '../store/store.js';
 
+/** Reason on a Pending agent waiting for quota (admission "queue"); the controller leaves it alone. */
+export const QUOTA_EXCEEDED_REASON = 'QuotaExceeded';
+
 /** The quota resources a request can exceed, as named in QUOTA_EXCEEDED details. */
 export type QuotaResource = 'cpu' | 'memory' | 'gpu' | 'agents' | 'running' | 'perAgent.cpu' | 'perAgent.memory' | 'perAgent.gpu';
 

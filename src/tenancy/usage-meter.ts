@@ -143,3 +143,22 @@ export class UsageMeter {
     }
   }
 }
+
+/**
+ * A cpuCounter over the usage sampler's latest round (`views`, a new array per round):
+ * indexed once per round, so a meter tick costs one map lookup per agent.
+ */
+export function cpuCountersFrom(
+  views: () => readonly { agentId: string; usage?: { containerId: string; cpuUsageSeconds: number } | undefined }[],
+): (agentId: string) => CpuCounter | undefined {
+  let indexed: readonly unknown[] | undefined;
+  let index = new Map<string, CpuCounter>();
+  return (agentId) => {
+    const current = views();
+    if (current !== indexed) {
+      indexed = current;
+      index = new Map(current.flatMap((v) => (v.usage ? [[v.agentId, { containerId: v.usage.containerId, cpuUsageSeconds: v.usage.cpuUsageSeconds }] as const] : [])));
+    }
+    return index.get(agentId);
+  };
+}

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type Docker from 'dockerode';
-import { AGENT_ID_LABEL, MANAGED_LABEL, TENANT_LABEL } from '../../src/runtime/runtime.js';
+import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL } from '../../src/runtime/runtime.js';
 import { ensureBusyboxImage, BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { isCI, requireDocker } from '../helpers/require-docker.js';
 import { freePort, startPlatformProcess, type PlatformProcess } from './platform-process.js';
@@ -15,9 +15,9 @@ import { createScratchDatabase, probePostgres, type ScratchDatabase } from './sc
 /**
  * Issue 2: kill -9 of the platform at any point converges after a restart: no lost
  * agent, no duplicate container, no orphan. The platform runs as a real child process
- * (`node --import tsx src/main.ts serve`) against a private dockerd, because its orphan
- * sweep removes every managed container its own store does not know, which would
- * destroy containers of other tests sharing a daemon (and theirs would destroy ours).
+ * (`node --import tsx src/main.ts serve`) against a private dockerd, because the
+ * test asserts on every managed container of the daemon (no stranger, no duplicate),
+ * which needs a daemon no other test writes to at the same time.
  * AGENT_PLATFORM_CRASH_DOCKER_HOST names a dedicated daemon to use instead.
  */
 
@@ -121,7 +121,14 @@ const phaseSummary = (agents: AgentBody[]): string => {
   return `${agents.length} agents: ${[...counts].map(([k, n]) => `${k}=${n}`).join(', ')}`;
 };
 
-const agentBody = (name: string): Record<string, unknown> => ({ name, image: BUSYBOX_IMAGE, command: ['sh', '-c', 'sleep 300'], restartPolicy: 'Always' });
+// Small requests: 50 of them must fit the node's capacity as the scheduler counts it (2 CPUs here).
+const agentBody = (name: string): Record<string, unknown> => ({
+  name,
+  image: BUSYBOX_IMAGE,
+  command: ['sh', '-c', 'sleep 300'],
+  restartPolicy: 'Always',
+  resources: { cpu: '10m', memory: '16Mi' },
+});
 
 if (!dockerReady) {
   describe.skip('kill -9 convergence (needs Docker and a private dockerd: root + dockerd binary)', () => {
@@ -330,13 +337,17 @@ if (!dockerReady) {
           // While the platform is down: one agent's container vanishes, a stranger appears.
           const victim = created[0]!;
           const victimOldContainer = containerOf.get(victim)!;
+          // The orphan carries this installation's instance label, as a container the
+          // platform made for an agent whose record is gone would: the sweep looks only
+          // at its own installation's containers.
+          const instanceId = (await daemon.docker.getContainer(victimOldContainer).inspect()).Config.Labels[INSTANCE_LABEL];
           await daemon.docker.getContainer(victimOldContainer).remove({ force: true, v: true });
           const orphanAgentId = `gone${randomBytes(8).toString('hex')}`;
           const orphan = await daemon.docker.createContainer({
             name: `orphan-${orphanAgentId}`,
             Image: BUSYBOX_IMAGE,
             Cmd: ['sleep', '300'],
-            Labels: { [MANAGED_LABEL]: 'true', [AGENT_ID_LABEL]: orphanAgentId, [TENANT_LABEL]: 'default' },
+            Labels: { [MANAGED_LABEL]: 'true', [AGENT_ID_LABEL]: orphanAgentId, [TENANT_LABEL]: 'default', ...(instanceId !== undefined ? { [INSTANCE_LABEL]: instanceId } : {}) },
             HostConfig: { NetworkMode: 'none' },
           });
           await orphan.start();

@@ -19,9 +19,8 @@ export interface PrivateDockerDaemon {
 
 /**
  * Whether this process can start a private dockerd (root and a dockerd binary).
- * The platform's orphan sweep removes every managed container its store does not
- * know, so a crash test must not share a daemon with other tests running at the
- * same time: each run gets a daemon of its own.
+ * Tests and benchmarks that look at every container of a daemon (or measure it)
+ * should not share it with other tests running at the same time.
  */
 export function canStartPrivateDaemon(): boolean {
   return process.getuid?.() === 0 && ['/usr/sbin/dockerd', '/usr/bin/dockerd', '/usr/local/bin/dockerd'].some((p) => existsSync(p));

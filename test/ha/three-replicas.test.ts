@@ -102,7 +102,8 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number
   }
 }
 
-const agentBody = (name: string): Record<string, unknown> => ({ name, image: BUSYBOX_IMAGE, command: ['sh', '-c', 'sleep 300'], restartPolicy: 'Always' });
+// Small requests: 31 agents must fit the 2-core node's CPU (the default is 100m each).
+const agentBody = (name: string): Record<string, unknown> => ({ name, image: BUSYBOX_IMAGE, command: ['sh', '-c', 'sleep 300'], restartPolicy: 'Always', resources: { cpu: '10m', memory: '16Mi' } });
 
 const phaseSummary = (agents: AgentBody[]): string => {
   const counts = new Map<string, number>();
@@ -279,6 +280,7 @@ if (!ready) {
         let killedAt = 0;
         let takeover: Promise<{ replica: Replica; ms: number }> | undefined;
         let rr = 0;
+        let retriedAfterError = 0;
         const alive = (): Replica[] => replicas.filter((r) => r.alive);
 
         const createWithRetry = async (i: number): Promise<void> => {
@@ -308,6 +310,7 @@ if (!ready) {
               }
             } catch {
               // Connection reset or refused: the replica died under us; retry elsewhere, same key.
+              retriedAfterError++;
             }
             await sleep(100);
           }
@@ -326,7 +329,7 @@ if (!ready) {
         await leader.process.exited;
 
         const { replica: newLeader, ms: takeoverMs } = await takeover!;
-        console.info(`[ha] leader ${leader.id} killed after ${Math.ceil(AGENTS / 3)} acks; ${newLeader.id} leads ${takeoverMs} ms later (lease TTL ${LEASE_TTL_MS} ms)`);
+        console.info(`[ha] leader ${leader.id} killed after ${Math.ceil(AGENTS / 3)} acks; ${newLeader.id} leads ${takeoverMs} ms later (lease TTL ${LEASE_TTL_MS} ms); ${retriedAfterError} request(s) retried after a connection error`);
         expect(newLeader).not.toBe(leader);
         expect(takeoverMs).toBeLessThanOrEqual(TAKEOVER_LIMIT_MS);
 
@@ -371,7 +374,7 @@ if (!ready) {
         // Still one leader among the survivors.
         const statuses = await Promise.all(alive().map(leaderStatus));
         expect(statuses.filter((s) => s?.leader)).toHaveLength(1);
-        expect(statuses.every((s) => s?.holder?.replicaId === newLeader.id)).toBe(true);
+        expect(statuses.every((s) => s?.holder?.replicaId === newLeader.id), `${JSON.stringify(statuses)}\n${alive().map((r) => `${r.id}:\n${r.process.output()}`).join('\n')}`).toBe(true);
       },
       300_000,
     );

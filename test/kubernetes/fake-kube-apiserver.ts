@@ -953,7 +953,10 @@ export class FakeKubeApiServer {
     let status = 0;
     const next = (i: number): void => {
       if (proc.ended) return;
-      if (i >= steps.length) return this.terminate(pod, proc, status, startedMs);
+      if (i >= steps.length) {
+        this.terminate(pod, proc, status, startedMs);
+        return;
+      }
       const step = steps[i]!;
       switch (step.kind) {
         case 'echo':
@@ -965,7 +968,8 @@ export class FakeKubeApiServer {
           status = step.code;
           return next(i + 1);
         case 'exit':
-          return this.terminate(pod, proc, step.code, startedMs);
+          this.terminate(pod, proc, step.code, startedMs);
+          return;
         case 'sleep': {
           status = 0;
           if (!Number.isFinite(step.ms)) return;

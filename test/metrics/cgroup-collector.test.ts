@@ -123,8 +123,11 @@ describe.skipIf(!hasDocker)('CgroupCollector on real Docker containers', () => {
     const apiTruth = cpuRate(first.apiTruth, second.apiTruth);
     expect(cgroupRate).toBeGreaterThan(cgroupTruth * 0.9);
     expect(cgroupRate).toBeLessThan(cgroupTruth * 1.1);
-    expect(apiRate).toBeGreaterThan(apiTruth * 0.9);
-    expect(apiRate).toBeLessThan(apiTruth * 1.1);
+    // The Docker API answers on its own ~1 s collector tick, so its sample time is
+    // uncertain by a scheduling delay that grows with host load: the fallback gets a
+    // looser band than the cgroup path, which is what the platform normally uses.
+    expect(apiRate).toBeGreaterThan(apiTruth * 0.75);
+    expect(apiRate).toBeLessThan(apiTruth * 1.25);
     // The quota caps the loop at 0.5 cores whatever else happens.
     expect(cgroupRate).toBeLessThan(0.55);
     expect(apiRate).toBeLessThan(0.55);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Principal } from '../../services/agent-service.js';
 import type { ApiKeyRecord, QuotaLimits, Tenant } from '../../store/store.js';
 import type { ApiKeyService } from '../../tenancy/api-key-service.js';
 import type { TenantService } from '../../tenancy/tenant-service.js';
@@ -89,6 +90,8 @@ function toKeyResponse(k: ApiKeyRecord, now: number): z.output<typeof ApiKeyResp
 
 /** Tenants (platform admin), their quota view and API keys (tenant admin), and whoami. */
 export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps): void {
+  // Another tenant's id is 404 before the body is even validated.
+  const scope = (principal: Principal, params: { id: string }): Promise<unknown> => d.tenants.visible(principal, params.id);
   routes.add(
     { method: 'GET', url: '/api/v1/whoami', summary: 'The caller: subject, tenant and role', tags: ['tenants'], permission: 'agents:read', responses: { 200: WhoAmI } },
     async ({ principal }) => ({ subject: principal.subject, tenantId: principal.tenantId, role: principal.role }),
@@ -109,7 +112,8 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
   );
 
   routes.add(
-    { method: 'GET', url: '/api/v1/tenants/:id', summary: 'Get a tenant', tags: ['tenants'], permission: 'tenants:read', params: TenantParams, responses: { 200: TenantResponse } },
+    { method: 'GET', url: '/api/v1/tenants/:id', summary: 'Get a tenant', tags: ['tenants'], permission: 'tenants:read', params: TenantParams,
+      scope, responses: { 200: TenantResponse } },
     async ({ params, principal }) => toTenantResponse(await d.tenants.visible(principal, params.id)),
   );
 
@@ -121,6 +125,7 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
       tags: ['tenants'],
       permission: 'tenants:write',
       params: TenantParams,
+      scope,
       body: PatchTenantRequest,
       responses: { 200: TenantResponse },
     },
@@ -136,6 +141,7 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
       tags: ['tenants'],
       permission: 'tenants:write',
       params: TenantParams,
+      scope,
       query: z.strictObject({ cascade: z.enum(['true', 'false']).optional() }),
       responses: { 200: z.object({ id: z.string(), deleted: z.literal(true) }), 202: z.object({ id: z.string(), deleted: z.literal(false), agentsRemaining: z.number() }) },
     },
@@ -155,6 +161,7 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
       tags: ['tenants'],
       permission: 'quota:read',
       params: TenantParams,
+      scope,
       responses: { 200: QuotaResponse },
     },
     async ({ params, principal }) => d.tenants.quota(principal, params.id),
@@ -168,6 +175,7 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
       tags: ['tenants'],
       permission: 'keys:write',
       params: TenantParams,
+      scope,
       body: CreateKeyRequest,
       responses: { 201: CreatedApiKeyResponse },
     },
@@ -180,7 +188,8 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
   );
 
   routes.add(
-    { method: 'GET', url: '/api/v1/tenants/:id/keys', summary: 'List API keys (no secrets)', tags: ['tenants'], permission: 'keys:read', params: TenantParams, responses: { 200: ApiKeyList } },
+    { method: 'GET', url: '/api/v1/tenants/:id/keys', summary: 'List API keys (no secrets)', tags: ['tenants'], permission: 'keys:read', params: TenantParams,
+      scope, responses: { 200: ApiKeyList } },
     async ({ params, principal }) => {
       await d.tenants.visible(principal, params.id);
       const now = d.clock.now();
@@ -196,6 +205,7 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
       tags: ['tenants'],
       permission: 'keys:write',
       params: KeyParams,
+      scope,
       responses: { 200: z.object({ id: z.string(), revoked: z.literal(true) }) },
     },
     async ({ params, principal }) => {

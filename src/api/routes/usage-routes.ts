@@ -72,6 +72,7 @@ export function registerUsageRoutes(routes: RouteRegistry, d: UsageRouteDeps): v
       tags: ['tenants'],
       permission: 'usage:read',
       params: z.strictObject({ id: TenantId }),
+      scope: (principal, params) => d.tenants.visible(principal, params.id),
       query: UsageQuery,
       responses: { 200: UsageResponse },
     },

@@ -3,6 +3,7 @@ import { PHASES, RESTART_POLICIES, SCHEDULING_POLICIES } from '../../domain/agen
 import { parseCpuMillicores, parseMemoryMiB } from '../../domain/quantity.js';
 import { DomainError } from '../../domain/errors.js';
 import { Labels, LabelKey, LabelValue } from './common-schema.js';
+import { AgentEndpointResponse, EnvValueInput, EnvValueResponse, ExposeInput, IsolationInput, NetworkPolicyInput } from './secret-schema.js';
 
 /** Kubernetes quantity parsed with `parse`; the error names the field. */
 function quantity(parse: (v: string | number, field: string) => number, example: string) {
@@ -77,7 +78,7 @@ export const CreateAgentRequest = z
       .regex(/^[a-zA-Z0-9][a-zA-Z0-9._\-/:@]*$/, 'must be an image reference like "repo/name:tag"'),
     command: z.array(z.string().max(65536)).max(256).optional(),
     args: z.array(z.string().max(65536)).max(1024).optional(),
-    env: z.record(EnvName, z.string().max(131072)).optional(),
+    env: z.record(EnvName, EnvValueInput).optional().meta({ description: 'Values are strings or {"secretRef": "<secret name>"} (resolved only into the container)' }),
     workingDir: z.string().startsWith('/', 'must be an absolute path').max(4096).optional(),
     resources: ResourcesInput.optional(),
     restartPolicy: z.enum(RESTART_POLICIES).optional().meta({ description: 'Default Never' }),
@@ -89,6 +90,9 @@ export const CreateAgentRequest = z
     affinity: NodeAffinityInput.optional(),
     topologySpread: z.array(TopologySpreadInput).max(8).optional().meta({ description: "Spread over node label domains; agents of the tenant with the same labels count as one group" }),
     timeoutSeconds: z.number().int().min(1).max(31_536_000).optional().meta({ description: 'Stop (Failed, DeadlineExceeded) once it has run this long' }),
+    isolation: IsolationInput.optional(),
+    network: NetworkPolicyInput.optional(),
+    expose: ExposeInput.optional(),
   })
   .meta({ id: 'CreateAgentRequest' });
 export type CreateAgentRequest = z.output<typeof CreateAgentRequest>;
@@ -116,7 +120,7 @@ export const AgentResponse = z
       image: z.string(),
       command: z.array(z.string()),
       args: z.array(z.string()),
-      env: z.record(z.string(), z.string()),
+      env: z.record(z.string(), EnvValueResponse),
       workingDir: z.string().optional(),
       resources: z.object({
         cpu: z.string(),
@@ -136,6 +140,9 @@ export const AgentResponse = z
       affinity: NodeAffinityInput.optional(),
       topologySpread: z.array(TopologySpreadInput).optional(),
       timeoutSeconds: z.number().optional(),
+      isolation: IsolationInput.optional(),
+      network: NetworkPolicyInput,
+      expose: z.array(z.object({ port: z.number() })).optional(),
     }),
     desiredState: z.enum(['running', 'stopped', 'deleted']),
     status: z.object({
@@ -151,6 +158,8 @@ export const AgentResponse = z
       startedAt: Time.optional(),
       finishedAt: Time.optional(),
       nextAttemptAt: Time.optional(),
+      isolation: IsolationInput.optional().meta({ description: 'Isolation class the running container actually got' }),
+      endpoints: z.array(AgentEndpointResponse).optional().meta({ description: 'Where exposed ports are reachable (127.0.0.1 of the node)' }),
     }),
     createdAt: Time,
     updatedAt: Time,

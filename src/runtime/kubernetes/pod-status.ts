@@ -16,6 +16,16 @@ const ms = (time: string | undefined): number | undefined => {
   return Number.isNaN(value) ? undefined : value;
 };
 
+/**
+ * Container times from the API have whole seconds: an end time is taken as the end of
+ * its second, so a run never seems to end before it started, nor before a start that
+ * the platform recorded with milliseconds a moment earlier.
+ */
+const endMs = (time: string | undefined): number | undefined => {
+  const value = ms(time);
+  return value === undefined || /\.\d/.test(time!) ? value : value + 999;
+};
+
 const agentStatus = (pod: KubePod): KubeContainerStatus | undefined =>
   pod.status?.containerStatuses?.find((c) => c.name === AGENT_CONTAINER_NAME) ?? pod.status?.containerStatuses?.[0];
 
@@ -52,7 +62,7 @@ export function observedFromPod(pod: KubePod): ObservedContainer {
       exitCode: terminated.exitCode,
       oomKilled: terminated.reason === 'OOMKilled',
       startedAt: ms(terminated.startedAt),
-      finishedAt: ms(terminated.finishedAt),
+      finishedAt: endMs(terminated.finishedAt),
       error: terminated.reason === 'ContainerCannotRun' || terminated.reason === 'StartError' ? terminated.message ?? terminated.reason : undefined,
     };
   }

@@ -1,0 +1,103 @@
+import type { Config } from '../config.js';
+import type { Clock } from '../domain/clock.js';
+import type { Logger } from '../domain/logger.js';
+import type { EventRecorder } from '../controllers/event-recorder.js';
+import type { AgentService } from '../services/agent-service.js';
+import type { Store } from '../store/store.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { DockerRuntime } from '../runtime/docker/docker-runtime.js';
+import { formatDockerEndpoint, parseDockerHost } from '../runtime/docker/docker-host.js';
+import type { RouteRegistry } from '../api/route-registry.js';
+import { registerSecretRoutes } from '../api/routes/secret-routes.js';
+import { registerAgentNetworkRoutes } from '../api/routes/agent-network-routes.js';
+import { AgentNetworkManager } from './agent-network-manager.js';
+import { AgentSandbox } from './agent-sandbox.js';
+import { HostFirewall } from './host-firewall.js';
+import { loadSecretCipher } from './secret-keyring.js';
+import { SecretService } from './secret-service.js';
+import { createSpecAdmission } from './spec-admission.js';
+import { StoreAuditSink } from './store-audit-sink.js';
+
+/** Test-only knobs of the egress proxy (never from the environment). */
+export interface SecurityOverrides {
+  /** Hosts file the proxy consults first (tests map names to local servers). */
+  egressHostsFile?: string | undefined;
+  /** FOR TESTS ONLY: trust the hosts file's answers (e.g. 127.0.0.1); see EgressProxyOptions. */
+  trustEgressHostsFile?: boolean | undefined;
+  /**
+   * Nodes that run on this machine's Docker, when the runtimes are wrapped (test scoping) and
+   * cannot be recognised as local DockerRuntimes. @default detected
+   */
+  egressNodeIds?: readonly string[] | undefined;
+}
+
+/** The security layer of one platform process, wired. */
+export interface Security {
+  secrets: SecretService;
+  sandbox: AgentSandbox;
+  /** Undefined when no node is the local Docker host. */
+  network: AgentNetworkManager | undefined;
+  auditSink: StoreAuditSink;
+  registerRoutes(routes: RouteRegistry): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds secrets, the sandbox hooks of the controller, and the egress network for the nodes
+ * that run on this machine's Docker (the proxy must run beside the containers it serves).
+ */
+export async function buildSecurity(d: {
+  config: Readonly<Config>;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  events: EventRecorder;
+  agents: AgentService;
+  instanceId: string;
+  runtimes: readonly Runtime[];
+  overrides?: SecurityOverrides | undefined;
+}): Promise<Security> {
+  const { config, store, clock, logger } = d;
+  const cipher = loadSecretCipher({ key: config.secretKey, keyFile: config.secretKeyFile, oldKeys: config.secretKeysOld, dataDir: config.dataDir, logger: logger.child({ component: 'secrets' }) });
+  const secrets = new SecretService(store, cipher, clock);
+  const auditSink = new StoreAuditSink(store, { logger: logger.child({ component: 'egress-audit' }) });
+  const localDocker = formatDockerEndpoint(parseDockerHost(config.dockerHost));
+  const localNodes = new Set(
+    d.overrides?.egressNodeIds ?? d.runtimes.filter((r) => r instanceof DockerRuntime && formatDockerEndpoint(r.endpoint) === localDocker).map((r) => r.nodeId),
+  );
+  let network: AgentNetworkManager | undefined;
+  if (localNodes.size > 0) {
+    const firewall = new HostFirewall();
+    const firewallReady = config.egressFirewall && (await firewall.available());
+    if (config.egressFirewall && !firewallReady) logger.warn({}, 'iptables is not usable: agent networks get no host firewall (AGENT_PLATFORM_EGRESS_FIREWALL)');
+    network = new AgentNetworkManager({
+      instanceId: d.instanceId,
+      dockerHost: config.dockerHost,
+      proxyOptions: {
+        auditSink,
+        logger: logger.child({ component: 'egress-proxy' }),
+        ...((d.overrides?.egressHostsFile ?? config.egressHostsFile) !== undefined ? { hostsFile: d.overrides?.egressHostsFile ?? config.egressHostsFile } : {}),
+        ...(d.overrides?.trustEgressHostsFile === true ? { trustHostsFile: true } : {}),
+      },
+      proxyPort: config.egressProxyPort,
+      firewall: firewallReady ? firewall : false,
+      logger: logger.child({ component: 'agent-network' }),
+    });
+  }
+  const sandbox = new AgentSandbox({ secrets, network, servesNode: (id) => localNodes.has(id), platformMinimum: config.minIsolation, logger: logger.child({ component: 'sandbox' }) });
+  d.agents.specAdmission = createSpecAdmission(secrets);
+  return {
+    secrets,
+    sandbox,
+    network,
+    auditSink,
+    registerRoutes(routes) {
+      registerSecretRoutes(routes, { secrets });
+      registerAgentNetworkRoutes(routes, { agents: d.agents, store, clock, events: d.events, sandbox });
+    },
+    async close() {
+      await network?.close();
+      await auditSink.close();
+    },
+  };
+}
