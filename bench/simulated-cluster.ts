@@ -261,6 +261,7 @@ async function platformPhase(spec: Extract<PhaseSpec, { kind: 'platform' }>): Pr
         }
       }
       const peaks = memory.stop();
+      if (process.env.BENCH_HEAP_SNAPSHOT) (await import('node:v8')).writeHeapSnapshot(process.env.BENCH_HEAP_SNAPSHOT);
       const toRunning: number[] = [];
       let lastRunning = 0;
       load.ids.forEach((id, i) => {

@@ -108,10 +108,14 @@ export class LeaderElector {
     const { lease, replicaId } = this.o;
     const ttl = lease.ttlMs;
     const term = new AbortController();
+    let lastRenewSentMs = acquiredAtMs;
+    let renewInFlightSinceMs: number | undefined;
     const endTerm = (why: string, warn: boolean): void => {
       if (term.signal.aborted) return;
       this.current = undefined;
-      (warn ? this.logger.warn : this.logger.info).call(this.logger, { fencingToken, replicaId }, `leadership ends: ${why}`);
+      const now = Date.now();
+      const timing = { msSinceLastRenewalSent: now - lastRenewSentMs, ...(renewInFlightSinceMs !== undefined ? { renewalPendingMs: now - renewInFlightSinceMs } : {}) };
+      (warn ? this.logger.warn : this.logger.info).call(this.logger, { fencingToken, replicaId, ...timing }, `leadership ends: ${why}`);
       term.abort();
     };
     const onStop = (): void => endTerm('stopping', false);
@@ -144,14 +148,20 @@ export class LeaderElector {
       await sleep(this.renewIntervalMs, term.signal);
       if (term.signal.aborted) break;
       const sentAtMs = Date.now();
+      renewInFlightSinceMs = sentAtMs;
       try {
         // Raced with the term: a renewal that hangs must not keep this replica leading.
         const ours = await untilAborted(lease.renew(replicaId, fencingToken, term.signal), term.signal);
         if (ours === false) endTerm('the lease was taken over', true);
-        else if (!term.signal.aborted) armWatchdog(sentAtMs);
+        else if (!term.signal.aborted) {
+          lastRenewSentMs = sentAtMs;
+          armWatchdog(sentAtMs);
+        }
       } catch (err) {
         // Keep trying until the watchdog says the lease may have lapsed.
         if (!term.signal.aborted) this.logger.warn({ err, fencingToken }, 'renewing the leader lease failed; retrying');
+      } finally {
+        renewInFlightSinceMs = undefined;
       }
     }
     clearTimeout(watchdog);

@@ -25,7 +25,13 @@ import { probePostgres } from '../crash/scratch-database.js';
  */
 
 const ADMIN_TOKEN = `ha-${randomBytes(12).toString('hex')}`;
-const LEASE_TTL_MS = 2_000;
+/**
+ * Short, for a quick takeover; not shorter: on this 2-core machine, starting 30 containers
+ * while three replicas and vitest run can stall a replica's event loop for a second, and
+ * a leader that misses its renewal deadline steps down (correctly, but then the test
+ * measures a second election).
+ */
+const LEASE_TTL_MS = 3_000;
 const TAKEOVER_LIMIT_MS = 10_000;
 const AGENTS = 30;
 const pgAdminUrl = process.env.AGENT_PLATFORM_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -225,14 +231,15 @@ if (!ready) {
     const createdIds = new Set<string>();
 
     /** Polls the survivors every 50 ms from the kill on; the time until one leads (both it and the lease say so). */
-    async function watchTakeover(killedAtMs: number): Promise<{ replica: Replica; ms: number }> {
+    async function watchTakeover(killedAtMs: number): Promise<{ replica: Replica; ms: number; fencingToken: number | undefined }> {
       const replica = await waitFor(
         () => currentLeader(replicas),
         TAKEOVER_LIMIT_MS + 20_000,
         async () => JSON.stringify(await Promise.all(replicas.filter((r) => r.alive).map(leaderStatus))),
         50,
       );
-      return { replica, ms: Date.now() - killedAtMs };
+      const ms = Date.now() - killedAtMs;
+      return { replica, ms, fencingToken: (await leaderStatus(replica))?.fencingToken };
     }
 
     it('elects exactly one leader; an SSE stream on a follower sees the leader\'s phase changes; DELETE on a follower returns once the leader deleted', async () => {
@@ -328,7 +335,7 @@ if (!ready) {
         expect(killedAt).toBeGreaterThan(0);
         await leader.process.exited;
 
-        const { replica: newLeader, ms: takeoverMs } = await takeover!;
+        const { replica: newLeader, ms: takeoverMs, fencingToken: takeoverToken } = await takeover!;
         console.info(`[ha] leader ${leader.id} killed after ${Math.ceil(AGENTS / 3)} acks; ${newLeader.id} leads ${takeoverMs} ms later (lease TTL ${LEASE_TTL_MS} ms); ${retriedAfterError} request(s) retried after a connection error`);
         expect(newLeader).not.toBe(leader);
         expect(takeoverMs).toBeLessThanOrEqual(TAKEOVER_LIMIT_MS);
@@ -371,10 +378,16 @@ if (!ready) {
         await sleep(3_000);
         await assertContainers();
 
-        // Still one leader among the survivors.
+        // Still exactly one leader among the survivors, and the lease names it. (Normally the
+        // one that took over; a leader that stalls past its renewal deadline steps down, so
+        // a later term is allowed, but reported.)
         const statuses = await Promise.all(alive().map(leaderStatus));
-        expect(statuses.filter((s) => s?.leader)).toHaveLength(1);
-        expect(statuses.every((s) => s?.holder?.replicaId === newLeader.id), `${JSON.stringify(statuses)}\n${alive().map((r) => `${r.id}:\n${r.process.output()}`).join('\n')}`).toBe(true);
+        const leaders = statuses.filter((s) => s?.leader);
+        expect(leaders, JSON.stringify(statuses)).toHaveLength(1);
+        expect(statuses.every((s) => s?.holder?.replicaId === leaders[0]!.replicaId), JSON.stringify(statuses)).toBe(true);
+        if (leaders[0]!.fencingToken !== takeoverToken) {
+          console.warn(`[ha] leadership changed again after the takeover (token ${takeoverToken} -> ${leaders[0]!.fencingToken}):\n${alive().map((r) => `${r.id}:\n${r.process.output()}`).join('\n')}`);
+        }
       },
       300_000,
     );

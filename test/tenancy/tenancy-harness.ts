@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../../src/config.js';
-import { buildPlatform, type Platform } from '../../src/platform.js';
+import { buildPlatform, type Platform, type PlatformOverrides } from '../../src/platform.js';
 import { createScratchDatabase, probePostgres, type ScratchDatabase } from '../crash/scratch-database.js';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -41,7 +41,7 @@ export class TenancyPlatform {
     private readonly db: ScratchDatabase | undefined,
   ) {}
 
-  static async start(kind: StoreKind, env: Record<string, string> = {}): Promise<TenancyPlatform> {
+  static async start(kind: StoreKind, env: Record<string, string> = {}, overrides: PlatformOverrides = {}): Promise<TenancyPlatform> {
     const dataDir = await mkdtemp(join(tmpdir(), 'ap-tenancy-'));
     const db = kind === 'postgres' ? await createScratchDatabase(PG_URL) : undefined;
     const adminToken = `adm_${randomBytes(16).toString('hex')}`;
@@ -60,7 +60,7 @@ export class TenancyPlatform {
       ...(db ? { AGENT_PLATFORM_DATABASE_URL: db.url } : {}),
       ...env,
     });
-    const platform = await buildPlatform(config);
+    const platform = await buildPlatform(config, overrides);
     const address = await platform.start();
     return new TenancyPlatform(platform, address.replace('[::1]', '127.0.0.1'), adminToken, dataDir, db);
   }

@@ -1,0 +1,176 @@
+# Escape attempts, run INSIDE an agent container (python3 - '<json params>').
+# Prints one JSON line: [{"attempt", "blocked", "evidence"}]. "blocked" is decided here from
+# what the attempt observed; the test asserts every attempt is blocked and that the control
+# attempts (which must succeed) did.
+import ctypes, ctypes.util, errno, json, os, socket, sys
+
+P = json.loads(sys.argv[1])
+results = []
+
+
+def record(attempt, blocked, evidence):
+    results.append({"attempt": attempt, "blocked": bool(blocked), "evidence": str(evidence)[:300]})
+
+
+def try_write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("pwned")
+        return False, "wrote " + path
+    except OSError as e:
+        return True, "%s: %s" % (path, e.strerror)
+
+
+for target in ["/pwned", "/etc/pwned", "/usr/pwned", "/etc/passwd"]:
+    record("write " + target, *try_write(target))
+
+# Host files: the container sees its own root, and no host path is mounted.
+host_shadow_prefix = P.get("hostShadowPrefix", "")
+for path in ["/etc/shadow", "/proc/1/root/etc/shadow", "/host/etc/shadow"]:
+    try:
+        data = open(path).read()
+        record("read host " + path, host_shadow_prefix == "" or host_shadow_prefix not in data, "read %d bytes, host shadow line %s" % (len(data), "present" if host_shadow_prefix and host_shadow_prefix in data else "absent"))
+    except OSError as e:
+        record("read host " + path, True, e.strerror)
+
+# Another agent's /data: not mounted here; other containers' processes are not visible.
+secret = P["neighbourSecret"]
+found = []
+# Every writable or mountable place (the image's own /usr is the image, identical for all agents).
+walk = [(r, d, f) for top in ("/data", "/tmp", "/mnt", "/media", "/home", "/root", "/var", "/srv", "/opt", "/run", "/etc", "/host") for (r, d, f) in os.walk(top)]
+for root, dirs, files in walk:
+    for name in files:
+        try:
+            if secret in open(os.path.join(root, name), errors="ignore").read(1 << 16):
+                found.append(os.path.join(root, name))
+        except OSError:
+            pass
+for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+    try:
+        if secret in open("/proc/%s/root/data/secret" % pid).read():
+            found.append("/proc/%s/root/data/secret" % pid)
+    except OSError:
+        pass
+record("read another agent's /data", not found, "found in %s" % found if found else "secret not readable anywhere")
+
+# setuid: a setuid-root python in the image must not give euid 0 (no-new-privileges).
+if os.path.exists("/usr/local/bin/suidpy"):
+    import subprocess
+    out = subprocess.run(["/usr/local/bin/suidpy", "-c", "import os;print(os.geteuid())"], capture_output=True, text=True)
+    record("setuid-root binary", out.stdout.strip() != "0", "euid=%s %s" % (out.stdout.strip(), out.stderr.strip()[:80]))
+    try:
+        os.chmod("/tmp/x", 0o4755) if os.path.exists("/tmp/x") else open("/tmp/x", "w").close() or os.chmod("/tmp/x", 0o4755)
+        st = os.stat("/tmp/x")
+        # /tmp is nosuid: even a set bit cannot take effect; executing from it is noexec too.
+        record("chmod u+s in /tmp", True, "mode %o on a nosuid,noexec tmpfs" % st.st_mode)
+    except OSError as e:
+        record("chmod u+s in /tmp", True, e.strerror)
+
+libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+# Dropped capabilities.
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    record("raw socket (CAP_NET_RAW)", False, "opened a raw socket")
+except OSError as e:
+    record("raw socket (CAP_NET_RAW)", True, e.strerror)
+try:
+    open("/tmp/owned", "w").close()
+    os.chown("/tmp/owned", 0, 0)
+    record("chown to root (CAP_CHOWN)", False, "chowned")
+except OSError as e:
+    record("chown to root (CAP_CHOWN)", True, e.strerror)
+os.makedirs("/tmp/mnt", exist_ok=True)
+rc = libc.mount(b"none", b"/tmp/mnt", b"tmpfs", 0, None)
+record("mount tmpfs (CAP_SYS_ADMIN)", rc != 0, "rc=%d errno=%s" % (rc, errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno())))
+rc = libc.unshare(0x10000000)  # CLONE_NEWUSER then mount would be the classic trick
+record("unshare user namespace", rc != 0, "rc=%d errno=%s" % (rc, errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno())))
+PTRACE_ATTACH = 16
+for label, pid in [("ptrace host process (platform pid %d)" % P["hostPid"], P["hostPid"]), ("ptrace container init (pid 1)", 1)]:
+    if pid == os.getpid():
+        continue
+    rc = libc.ptrace(PTRACE_ATTACH, pid, None, None)
+    err = ctypes.get_errno()
+    comm = ""
+    try:
+        comm = open("/proc/%d/comm" % pid).read().strip()
+    except OSError:
+        pass
+    # Attaching to the host process is impossible when that pid does not exist here (own pid
+    # namespace) or the attach fails; attaching to our own init would need CAP_SYS_PTRACE
+    # under Yama, or is same-uid same-container (not an escape) without Yama.
+    if pid == 1:
+        record(label, rc != 0 or comm != "", "rc=%d errno=%s comm=%r (same uid, same container)" % (rc, errno.errorcode.get(err, err), comm))
+    else:
+        record(label, rc != 0 or comm not in ("node", "dockerd", "containerd"), "rc=%d errno=%s target comm here=%r" % (rc, errno.errorcode.get(err, err), comm))
+    if rc == 0:
+        libc.ptrace(17, pid, None, None)  # PTRACE_DETACH
+
+# Host processes: our pid namespace holds only the agent's own processes.
+comms = []
+for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+    try:
+        comms.append(open("/proc/%s/comm" % pid).read().strip())
+    except OSError:
+        pass
+host_like = [c for c in comms if c in ("dockerd", "containerd", "node", "systemd", "sshd", "postgres", "redis-server", "init")]
+record("see host processes", not host_like and len(comms) < 20, "%d processes: %s" % (len(comms), sorted(set(comms))))
+
+# Docker socket.
+for path in ["/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock"]:
+    record("docker socket " + path, not os.path.exists(path), "exists" if os.path.exists(path) else "absent")
+
+
+def tcp(host, port, timeout=2.0, payload=b""):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((host, port))
+        if payload:
+            s.sendall(payload)
+        data = s.recv(200)
+        return True, data.decode("latin1", "replace")
+    except OSError as e:
+        return False, "%s" % (e.strerror or e)
+    finally:
+        s.close()
+
+
+def via_proxy(target):
+    proxy = P.get("proxy")
+    if not proxy:
+        return None, "no proxy"
+    host, port = proxy
+    ok, data = tcp(host, port, 5.0, ("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode())
+    return ok and " 200 " in data.split("\r\n")[0], data.split("\r\n")[0] if ok else data
+
+
+def direct_and_proxied(name, host, port):
+    ok, data = tcp(host, port)
+    record(name + " direct", not ok, data if not ok else "connected: %r" % data[:60])
+    if P.get("proxy"):
+        allowed, line = via_proxy("%s:%d" % (host, port))
+        record(name + " via proxy", not allowed, line)
+
+
+gw = P.get("gateway")
+if gw:
+    direct_and_proxied("platform API %s:%d" % (gw, P["apiPort"]), gw, P["apiPort"])
+    direct_and_proxied("host service on 0.0.0.0 (%s:%d)" % (gw, P["hostAnyPort"]), gw, P["hostAnyPort"])
+if P.get("neighbourIp"):
+    direct_and_proxied("another agent %s:%d" % (P["neighbourIp"], 8000), P["neighbourIp"], 8000)
+direct_and_proxied("metadata 169.254.169.254:80", "169.254.169.254", 80)
+ok, data = tcp("127.0.0.1", P["hostLoopbackPort"])
+record("host loopback service 127.0.0.1:%d direct" % P["hostLoopbackPort"], not ok or P["hostLoopbackBanner"] not in data, data)
+if P.get("proxy"):
+    allowed, line = via_proxy("127.0.0.1:%d" % P["hostLoopbackPort"])
+    record("host loopback service via proxy", not allowed, line)
+    allowed, line = via_proxy("denied.test:%d" % P["hostLoopbackPort"])
+    record("outside the allowlist (denied.test) via proxy", not allowed, line)
+    ok, data = tcp(P["proxy"][0], P["proxy"][1], 5.0, ("GET http://denied.test:%d/ HTTP/1.1\r\nHost: denied.test:%d\r\n\r\n" % (P["hostLoopbackPort"], P["hostLoopbackPort"])).encode())
+    record("outside the allowlist, plain HTTP via proxy", not (ok and " 200 " in data.split("\r\n")[0]), data.split("\r\n")[0])
+    # Control: the listed destination works (so the denials above are the policy, not a broken network).
+    allowed, line = via_proxy("allowed.test:%d" % P["hostLoopbackPort"])
+    results.append({"attempt": "CONTROL allowlisted allowed.test via proxy", "control": True, "succeeded": bool(allowed), "evidence": line})
+
+print(json.dumps(results))

@@ -1,0 +1,319 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { writeFile, mkdtemp } from 'node:fs/promises';
+import { createServer, connect, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CgroupCollector } from '../../src/metrics/cgroup/cgroup-collector.js';
+import { requireDocker } from '../helpers/require-docker.js';
+import { dockerExec, ensureEscapeImage, EscapeReport, requireGvisor, SecurityPlatform, sleep, uniqueName, type AgentJson } from './security-harness.js';
+
+const hasDocker = await requireDocker();
+const hasGvisor = hasDocker && (await requireGvisor());
+
+const ATTACKS = readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'attacks.py'), 'utf8');
+const PIDS_LIMIT = 64;
+const TMP_MIB = 16;
+const DATA_MIB = 16;
+const REPORT_FILE = join(tmpdir(), 'agent-platform-escape-report.md');
+
+/** A TCP server that greets every connection with `banner` and closes it. */
+async function bannerServer(host: string, banner: string): Promise<{ server: Server; port: number }> {
+  const server = createServer((s) => {
+    s.on('error', () => undefined);
+    // Also answers plain HTTP, so the proxy's GET forwarding has something to forward to.
+    s.once('data', () => s.end(`HTTP/1.1 200 OK\r\nContent-Length: ${banner.length}\r\nConnection: close\r\n\r\n${banner}`));
+    setTimeout(() => s.end(banner), 200).unref();
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+/** Reads up to 64 bytes from host:port (what a client on the node gets). */
+function readBanner(port: number, host = '127.0.0.1', timeoutMs = 3_000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    let data = '';
+    const done = (): void => {
+      s.destroy();
+      resolve(data);
+    };
+    s.setTimeout(timeoutMs, done);
+    s.on('data', (c: Buffer) => {
+      data += c.toString();
+      if (data.includes('\n')) done();
+    });
+    s.on('error', done);
+    s.on('close', done);
+  });
+}
+
+const NEIGHBOUR_SERVER = [
+  'import os, socket',
+  "open('/data/secret', 'w').write(os.environ['NEIGHBOUR_SECRET'])",
+  's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+  "s.bind(('0.0.0.0', 8000)); s.listen(64)",
+  'while True:',
+  '    c, _ = s.accept()',
+  "    c.sendall(b'neighbour-ok\\n'); c.close()",
+].join('\n');
+
+describe.skipIf(!hasDocker)('escape attempts from inside real agent containers', () => {
+  let p: SecurityPlatform;
+  let image: string;
+  let loopback: { server: Server; port: number };
+  let anyAddress: { server: Server; port: number };
+  const loopbackBanner = `host-loopback-${randomBytes(4).toString('hex')}`;
+  const report = new EscapeReport();
+
+  beforeAll(async () => {
+    image = await ensureEscapeImage();
+    loopback = await bannerServer('127.0.0.1', loopbackBanner);
+    anyAddress = await bannerServer('0.0.0.0', 'host-any-address');
+    const dir = await mkdtemp(join(tmpdir(), 'sec-hosts-'));
+    const hostsFile = join(dir, 'hosts');
+    await writeFile(hostsFile, '127.0.0.1 allowed.test denied.test\n');
+    p = await SecurityPlatform.start({
+      hostsFile,
+      env: { AGENT_PLATFORM_PIDS_LIMIT: String(PIDS_LIMIT), AGENT_PLATFORM_TMP_SIZE_MIB: String(TMP_MIB), AGENT_PLATFORM_DATA_SIZE_MIB: String(DATA_MIB) },
+    });
+  }, 300_000);
+
+  afterAll(async () => {
+    const text = report.markdown();
+    await writeFile(REPORT_FILE, text);
+    console.log(`${text}\n(report saved to ${REPORT_FILE})`);
+    await p?.close();
+    loopback?.server.close();
+    anyAddress?.server.close();
+  }, 120_000);
+
+  it('the setuid control works: without no-new-privileges the setuid python gives euid 0', async () => {
+    // Proves the setuid attempt below can fail: the bit is real, only the platform's settings stop it.
+    const { execFile } = await import('node:child_process');
+    const out = await new Promise<string>((resolve) =>
+      execFile('docker', ['run', '--rm', '--network', 'none', '--user', '1000:1000', image, '/usr/local/bin/suidpy', '-c', 'import os;print(os.geteuid())'], (_e, stdout) => resolve(stdout.trim())),
+    );
+    expect(out).toBe('0');
+  }, 60_000);
+
+  for (const isolation of ['runc', 'gvisor'] as const) {
+    describe.skipIf(isolation === 'gvisor' && !hasGvisor)(`isolation ${isolation}`, () => {
+      let neighbour: AgentJson;
+      let attacker: AgentJson;
+      const neighbourSecret = `neighbour-secret-${randomBytes(8).toString('hex')}`;
+      const allowRule = (): string => `allowed.test:${loopback.port}`;
+
+      beforeAll(async () => {
+        const secretName = `nb-${isolation}`;
+        const put = await p.request('POST', '/api/v1/secrets', { name: secretName, value: neighbourSecret });
+        expect(put.status, put.text).toBe(201);
+        const common = { image, isolation, resources: { cpu: '250m', memory: '128Mi' }, network: { mode: 'allowlist', allow: [allowRule()] } };
+        neighbour = await p.create({ ...common, name: uniqueName(`nb-${isolation}`), command: ['python3', '-c', NEIGHBOUR_SERVER], env: { NEIGHBOUR_SECRET: { secretRef: secretName } }, expose: [{ port: 8000 }] });
+        attacker = await p.create({ ...common, name: uniqueName(`atk-${isolation}`), command: ['python3', '-c', 'import time; time.sleep(3600)'] });
+        neighbour = await p.waitFor(neighbour.id, (a) => a.status.phase === 'Running' && (a.status.endpoints?.length ?? 0) > 0, 120_000, 'neighbour running with endpoint');
+        attacker = await p.waitRunning(attacker.id, 120_000);
+        // The neighbour answers on its loopback endpoint before any attack.
+        await expect.poll(() => readBanner(neighbour.status.endpoints![0]!.hostPort), { timeout: 30_000 }).toContain('neighbour-ok');
+      }, 300_000);
+
+      it('reports the class it got and runs with the restricted settings', async () => {
+        expect(attacker.status.isolation).toBe(isolation);
+        const info = await p.docker.getContainer(attacker.status.containerId!).inspect();
+        const hc = info.HostConfig as Record<string, unknown> & { SecurityOpt?: string[]; CapDrop?: string[]; Tmpfs?: Record<string, string>; Ulimits?: { Name: string }[] };
+        expect(hc.Runtime).toBe(isolation === 'gvisor' ? 'runsc-net' : 'runc');
+        expect(hc.Privileged).toBe(false);
+        expect(hc.ReadonlyRootfs).toBe(true);
+        expect(hc.CapDrop).toEqual(['ALL']);
+        expect(hc.CapAdd ?? []).toEqual([]);
+        expect(hc.SecurityOpt).toContain('no-new-privileges');
+        expect((hc.SecurityOpt ?? []).join(' ')).not.toMatch(/unconfined/);
+        expect(hc.PidsLimit).toBe(PIDS_LIMIT);
+        expect(hc.Ulimits?.map((u) => u.Name)).toContain('nofile');
+        expect(hc.Tmpfs?.['/tmp']).toMatch(new RegExp(`size=${TMP_MIB}m`));
+        expect(hc.Tmpfs?.['/data']).toMatch(new RegExp(`size=${DATA_MIB}m`));
+        expect(hc.PidMode ?? '').toBe('');
+        expect(hc.IpcMode).not.toBe('host');
+        expect(hc.UTSMode ?? '').toBe('');
+        expect(hc.UsernsMode ?? '').toBe('');
+        expect(hc.NetworkMode).toBe(p.platform.security.network!.networkName);
+        expect(hc.Binds ?? []).toEqual([]);
+        expect(info.Mounts).toEqual([]);
+        expect(hc.Devices ?? []).toEqual([]);
+        expect(hc.PortBindings ?? {}).toEqual({});
+        expect(info.Config.User).toBe('1000:1000');
+        // The secret reached the neighbour's environment, and the API shows only the reference.
+        expect(neighbour.spec.env.NEIGHBOUR_SECRET).toEqual({ secretRef: `nb-${isolation}` });
+        expect(JSON.stringify(neighbour)).not.toContain(neighbourSecret);
+      });
+
+      it('every escape attempt fails (and the allowlisted control succeeds)', async () => {
+        const info = p.platform.security.network!.current()!;
+        const params = {
+          neighbourSecret,
+          hostShadowPrefix: readFileSync('/etc/shadow', 'utf8').split('\n')[0] ?? '',
+          hostPid: process.pid,
+          gateway: info.gateway,
+          proxy: [info.gateway, Number(new URL(info.proxyUrl).port)],
+          apiPort: p.apiPort,
+          hostAnyPort: anyAddress.port,
+          neighbourIp: await p.containerIp(neighbour.status.containerId!),
+          hostLoopbackPort: loopback.port,
+          hostLoopbackBanner: loopbackBanner,
+        };
+        const run = await dockerExec(attacker.status.containerId!, ['python3', '-', JSON.stringify(params)], ATTACKS, 180_000);
+        expect(run.code, run.stderr).toBe(0);
+        const results = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { attempt: string; blocked?: boolean; control?: boolean; succeeded?: boolean; evidence: string }[];
+        for (const r of results) {
+          if (r.control) report.add(isolation, r.attempt, r.succeeded === true, r.evidence);
+          else report.add(isolation, r.attempt, r.blocked === true, r.evidence);
+        }
+        const escaped = results.filter((r) => !r.control && !r.blocked);
+        expect(escaped, JSON.stringify(escaped, null, 1)).toEqual([]);
+        expect(results.filter((r) => !r.control).length).toBeGreaterThan(25);
+        const control = results.find((r) => r.control);
+        expect(control?.succeeded, control?.evidence).toBe(true);
+        // The neighbour kept its secret and keeps answering.
+        expect(await readBanner(neighbour.status.endpoints![0]!.hostPort)).toContain('neighbour-ok');
+      }, 240_000);
+
+      it('audits every egress attempt: GET /api/v1/agents/{id}/egress', async () => {
+        await p.platform.security.auditSink.flush();
+        const res = await p.request<{ items: { host: string; port: number; decision: string; reason: string; bytesDown: number }[] }>('GET', `/api/v1/agents/${attacker.id}/egress?limit=1000`);
+        expect(res.status, res.text).toBe(200);
+        const items = res.json.items;
+        expect(items.find((r) => r.host === 'allowed.test' && r.decision === 'allow')).toBeDefined();
+        expect(items.find((r) => r.host === 'denied.test' && r.reason === 'not-in-allowlist')).toBeDefined();
+        expect(items.find((r) => r.host === '169.254.169.254' && r.decision === 'deny')).toBeDefined();
+        expect(items.filter((r) => r.decision === 'deny').length).toBeGreaterThanOrEqual(5);
+        // Another agent's audit is not mixed in.
+        const other = await p.request<{ items: unknown[] }>('GET', `/api/v1/agents/${neighbour.id}/egress`);
+        expect(other.json.items).toEqual([]);
+      });
+
+      it('PATCH changes the allowlist of the running agent for new connections', async () => {
+        const probe = `import socket,sys
+s=socket.create_connection(sys.argv[1].split(':')[0:1]+[int(sys.argv[1].split(':')[1])],5)
+s.sendall(('CONNECT denied.test:${loopback.port} HTTP/1.1\\r\\nHost: denied.test\\r\\n\\r\\n').encode())
+print(s.recv(100).decode().split('\\r\\n')[0])`;
+        const proxy = p.platform.security.network!.current()!.proxyUrl.replace('http://', '');
+        const before = await dockerExec(attacker.status.containerId!, ['python3', '-c', probe, proxy]);
+        expect(before.stdout).toMatch(/ 403 /);
+        const patched = await p.request<AgentJson>('PATCH', `/api/v1/agents/${attacker.id}`, { network: { allow: [allowRule(), `denied.test:${loopback.port}`] } });
+        expect(patched.status, patched.text).toBe(200);
+        expect(patched.json.spec.network.allow).toContain(`denied.test:${loopback.port}`);
+        const after = await dockerExec(attacker.status.containerId!, ['python3', '-c', probe, proxy]);
+        expect(after.stdout).toMatch(/ 200 /);
+        // Validation and the mode rule.
+        expect((await p.request('PATCH', `/api/v1/agents/${attacker.id}`, { network: { allow: ['http://bad'] } })).status).toBe(400);
+        expect((await p.request('PATCH', `/api/v1/agents/${attacker.id}`, { network: { mode: 'none' } })).status).toBe(409);
+        expect((await p.request('PATCH', `/api/v1/agents/${attacker.id}`, { privileged: true })).status).toBe(400);
+        await p.request('PATCH', `/api/v1/agents/${attacker.id}`, { network: { allow: [allowRule()] } });
+        const reverted = await dockerExec(attacker.status.containerId!, ['python3', '-c', probe, proxy]);
+        expect(reverted.stdout).toMatch(/ 403 /);
+      }, 120_000);
+
+      it('a fork bomb stops at the pids limit while the platform and the neighbour keep answering', async () => {
+        const bomb = `import os, time, errno
+n = 0; err = 'none'; kids = []
+try:
+    while n < 400:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(8); os._exit(0)
+        kids.append(pid); n += 1
+except OSError as e:
+    err = errno.errorcode.get(e.errno, str(e.errno))
+print(n, err, flush=True)
+time.sleep(4)
+for k in kids: os.kill(k, 9)
+for k in kids: os.waitpid(k, 0)`;
+        let probes: Promise<[number, string]> | undefined;
+        const run = await dockerExec(attacker.status.containerId!, ['python3', '-c', bomb], undefined, 180_000, (out) => {
+          // While the bomb holds every pid it could get: the platform and the neighbour answer.
+          probes ??= out.includes('\n') ? Promise.all([fetch(`${p.baseUrl}/health`).then((r) => r.status), readBanner(neighbour.status.endpoints![0]!.hostPort)]) : undefined;
+        });
+        const [forks, err] = run.stdout.trim().split(/\s+/);
+        report.add(isolation, `fork bomb (pids limit ${PIDS_LIMIT})`, Number(forks) < PIDS_LIMIT, `forked ${forks} then ${err}`);
+        expect(Number(forks)).toBeLessThan(PIDS_LIMIT);
+        expect(err).toBe('EAGAIN');
+        expect(probes).toBeDefined();
+        const [health, banner] = await probes!;
+        report.add(isolation, 'platform /health and neighbour during fork bomb', health === 200 && banner.includes('neighbour-ok'), `health ${health}, neighbour ${JSON.stringify(banner.trim())}`);
+        expect(health).toBe(200);
+        expect(banner).toContain('neighbour-ok');
+      }, 200_000);
+
+      it('filling /tmp and /data stops at the size cap', async () => {
+        const fill = `import errno, os, sys
+path = sys.argv[1]; written = 0; err = 'none'
+try:
+    with open(path, 'wb') as f:
+        while written < 512 << 20:
+            f.write(b'x' * (1 << 20)); f.flush(); os.fsync(f.fileno()); written += 1 << 20
+except OSError as e:
+    err = errno.errorcode.get(e.errno, str(e.errno))
+try:
+    written = max(written, os.path.getsize(path))
+    os.remove(path)
+except OSError:
+    pass
+print(written, err)`;
+        for (const [dir, capMiB] of [['/tmp', TMP_MIB], ['/data', DATA_MIB]] as const) {
+          const run = await dockerExec(attacker.status.containerId!, ['python3', '-c', fill, `${dir}/fill`]);
+          const [bytes, err] = run.stdout.trim().split(/\s+/);
+          const within = Number(bytes) <= capMiB * 2 ** 20;
+          report.add(isolation, `fill ${dir} (cap ${capMiB} MiB)`, within && err === 'ENOSPC', `wrote ${(Number(bytes) / 2 ** 20).toFixed(1)} MiB then ${err}`);
+          expect(run.code, run.stderr).toBe(0);
+          expect(Number(bytes)).toBeLessThanOrEqual(capMiB * 2 ** 20);
+          expect(Number(bytes)).toBeGreaterThan((capMiB / 2) * 2 ** 20);
+          expect(err).toBe('ENOSPC');
+        }
+      }, 120_000);
+
+      it('a memory bomb is OOM-killed without touching its neighbour', async () => {
+        const bomb = await p.create({
+          name: uniqueName(`oom-${isolation}`),
+          image,
+          isolation,
+          resources: { cpu: '250m', memory: '64Mi' },
+          command: ['python3', '-c', 'b = []\nwhile True: b.append(bytearray(4 << 20))'],
+        });
+        const done = await p.waitFor(bomb.id, (a) => ['Failed', 'Succeeded'].includes(a.status.phase), 120_000, 'memory bomb to end');
+        report.add(isolation, 'memory bomb (64 MiB limit)', done.status.phase === 'Failed' && done.status.reason === 'OOMKilled', `${done.status.phase}/${done.status.reason} exit ${done.status.exitCode}`);
+        expect(done.status.phase).toBe('Failed');
+        expect(done.status.reason).toBe('OOMKilled');
+        const nb = await p.get(neighbour.id);
+        expect(nb.status.phase).toBe('Running');
+        expect(await readBanner(nb.status.endpoints![0]!.hostPort)).toContain('neighbour-ok');
+      }, 180_000);
+
+      it('a CPU hog uses no more than its limit (+10%)', async () => {
+        const hog = await p.create({
+          name: uniqueName(`cpu-${isolation}`),
+          image,
+          isolation,
+          resources: { cpu: '500m', memory: '128Mi' },
+          command: ['python3', '-c', 'import multiprocessing as m\ndef spin():\n    while True: pass\nfor _ in range(3): m.Process(target=spin).start()\nspin()'],
+        });
+        const running = await p.waitRunning(hog.id, 120_000);
+        const id = running.status.containerId!;
+        const collector = new CgroupCollector();
+        await sleep(2_000);
+        const first = (await collector.collect([id])).get(id);
+        await sleep(5_000);
+        const second = (await collector.collect([id])).get(id);
+        expect(first, 'cgroup sample').toBeDefined();
+        expect(second, 'cgroup sample').toBeDefined();
+        const cores = (second!.cpuUsageSeconds - first!.cpuUsageSeconds) / ((second!.timestampMs - first!.timestampMs) / 1000);
+        report.add(isolation, 'CPU hog (limit 0.5 cores, 4 busy processes)', cores <= 0.55, `used ${cores.toFixed(3)} cores`);
+        expect(cores).toBeLessThanOrEqual(0.55);
+        // And it really tried: a hog that never ran would pass trivially.
+        expect(cores).toBeGreaterThan(0.3);
+        await p.request('DELETE', `/api/v1/agents/${hog.id}`);
+      }, 180_000);
+    });
+  }
+});

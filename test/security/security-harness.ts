@@ -1,0 +1,247 @@
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { promisify } from 'node:util';
+import Docker from 'dockerode';
+import { loadConfig, type Config } from '../../src/config.js';
+import { buildPlatform, type Platform } from '../../src/platform.js';
+import { DockerRuntime } from '../../src/runtime/docker/docker-runtime.js';
+import { AGENT_ID_LABEL } from '../../src/runtime/runtime.js';
+import { isCI } from '../helpers/require-docker.js';
+import { ScopedRuntime } from '../integration/scoped-runtime.js';
+
+const exec = promisify(execFile);
+
+export const PYTHON_IMAGE = 'agent-samples/simple-python:latest';
+/** PYTHON_IMAGE plus a setuid-root copy of python at /usr/local/bin/suidpy. */
+export const ESCAPE_IMAGE = 'agent-platform/escape-test:latest';
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const uniqueName = (prefix: string): string => `${prefix}-${randomBytes(3).toString('hex')}`;
+
+/**
+ * Whether dockerd has both gVisor runtimes (runsc, runsc-net; scripts/ensure-gvisor.sh).
+ * Without them: skip, or fail when CI=true.
+ */
+export async function requireGvisor(): Promise<boolean> {
+  let runtimes = '';
+  try {
+    runtimes = (await exec('docker', ['info', '-f', '{{json .Runtimes}}'])).stdout;
+  } catch {
+    runtimes = '';
+  }
+  const ok = runtimes.includes('"runsc"') && runtimes.includes('"runsc-net"');
+  if (!ok && isCI) throw new Error('CI=true but dockerd has no runsc/runsc-net runtime; run scripts/ensure-gvisor.sh');
+  return ok;
+}
+
+/** Builds ESCAPE_IMAGE (idempotent; --network none: the build needs no network). */
+export async function ensureEscapeImage(): Promise<string> {
+  try {
+    await exec('docker', ['image', 'inspect', ESCAPE_IMAGE]);
+    return ESCAPE_IMAGE;
+  } catch {
+    // build below
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'escape-image-'));
+  try {
+    await writeFile(join(dir, 'Dockerfile'), [`FROM ${PYTHON_IMAGE}`, 'RUN cp "$(readlink -f /usr/bin/python3)" /usr/local/bin/suidpy && chmod 4755 /usr/local/bin/suidpy', ''].join('\n'));
+    await exec('docker', ['build', '--network', 'none', '-q', '-t', ESCAPE_IMAGE, dir], { timeout: 180_000 });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return ESCAPE_IMAGE;
+}
+
+/** Runs `docker exec` in a container; stdin optional. Never throws on a non-zero exit. */
+export function dockerExec(
+  containerId: string,
+  argv: string[],
+  stdin?: string,
+  timeoutMs = 120_000,
+  onStdout?: (text: string) => void,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('docker', ['exec', ...(stdin !== undefined ? ['-i'] : []), containerId, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+      onStdout?.(stdout);
+    });
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+    if (stdin !== undefined) child.stdin.end(stdin);
+    else child.stdin.end();
+  });
+}
+
+export interface AgentJson {
+  id: string;
+  name: string;
+  spec: Record<string, unknown> & { env: Record<string, unknown>; network: { mode: string; allow?: string[] } };
+  status: {
+    phase: string;
+    reason?: string;
+    message?: string;
+    containerId?: string;
+    exitCode?: number;
+    isolation?: string;
+    endpoints?: { port: number; hostIp: string; hostPort: number }[];
+  };
+}
+
+export interface ApiResponse<T = unknown> {
+  status: number;
+  text: string;
+  json: T;
+}
+
+/** One platform for security tests: real Docker, SQLite, the egress network, a test hosts file. */
+export class SecurityPlatform {
+  readonly docker = new Docker();
+  readonly logs = new PassThrough();
+  logText = '';
+
+  private constructor(
+    readonly platform: Platform,
+    readonly baseUrl: string,
+    readonly apiPort: number,
+    readonly token: string,
+    readonly config: Readonly<Config>,
+    readonly dataDir: string,
+    readonly agentIds: Set<string>,
+  ) {}
+
+  static async start(opts: { env?: Record<string, string>; hostsFile?: string; logLevel?: string } = {}): Promise<SecurityPlatform> {
+    const dataDir = await mkdtemp(join(tmpdir(), 'ap-sec-'));
+    const token = `sec_${randomBytes(16).toString('hex')}`;
+    const config = loadConfig({
+      AGENT_PLATFORM_PORT: '0',
+      // All interfaces on purpose: agents must not reach the API even when it listens everywhere.
+      AGENT_PLATFORM_HOST: '0.0.0.0',
+      AGENT_PLATFORM_LOG_LEVEL: opts.logLevel ?? 'silent',
+      AGENT_PLATFORM_RESYNC_INTERVAL_MS: '500',
+      AGENT_PLATFORM_STOP_GRACE_MS: '1000',
+      AGENT_PLATFORM_START_TIMEOUT_MS: '60000',
+      AGENT_PLATFORM_EGRESS_PROXY_PORT: '0',
+      AGENT_PLATFORM_DATA_DIR: dataDir,
+      AGENT_PLATFORM_ADMIN_TOKEN: token,
+      DOCKER_HOST: process.env.DOCKER_HOST,
+      ...opts.env,
+    });
+    const ids = new Set<string>();
+    const runtime = new ScopedRuntime(new DockerRuntime({ nodeId: config.nodeName, dockerHost: config.dockerHost }), (id) => ids.has(id));
+    const logs = new PassThrough();
+    const platform = await buildPlatform(config, {
+      runtimes: [runtime],
+      logStream: logs,
+      security: { egressHostsFile: opts.hostsFile, trustEgressHostsFile: opts.hostsFile !== undefined, egressNodeIds: [config.nodeName] },
+    });
+    platform.bus.subscribe((e) => {
+      if (e.objectKind === 'Agent') ids.add(e.objectId);
+    });
+    const address = await platform.start();
+    const port = Number(new URL(address.replace('0.0.0.0', '127.0.0.1')).port);
+    const p = new SecurityPlatform(platform, `http://127.0.0.1:${port}`, port, token, config, dataDir, ids);
+    logs.on('data', (c: Buffer) => (p.logText += c.toString()));
+    return p;
+  }
+
+  async request<T = unknown>(method: string, path: string, body?: unknown, token: string | null = this.token): Promise<ApiResponse<T>> {
+    const headers: Record<string, string> = {};
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(this.baseUrl + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    const maybe = json as { id?: unknown } | undefined;
+    if (typeof maybe?.id === 'string') this.agentIds.add(maybe.id);
+    return { status: res.status, text, json: json as T };
+  }
+
+  async create(body: Record<string, unknown>, token?: string): Promise<AgentJson> {
+    const res = await this.request<AgentJson>('POST', '/api/v1/agents', body, token);
+    if (res.status !== 201) throw new Error(`create ${String(body.name)}: ${res.status} ${res.text}`);
+    return res.json;
+  }
+
+  async get(id: string): Promise<AgentJson> {
+    const res = await this.request<AgentJson>('GET', `/api/v1/agents/${id}`);
+    if (res.status !== 200) throw new Error(`GET ${id}: ${res.status} ${res.text}`);
+    return res.json;
+  }
+
+  async waitFor(id: string, until: (a: AgentJson) => boolean, timeoutMs = 60_000, what = 'condition'): Promise<AgentJson> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const a = await this.get(id);
+      if (until(a)) return a;
+      if (Date.now() > deadline) throw new Error(`agent ${id}: timed out waiting for ${what}; status ${JSON.stringify(a.status)}`);
+      await sleep(150);
+    }
+  }
+
+  /** Waits for Running with its egress registration and endpoints in place. */
+  waitRunning(id: string, timeoutMs = 90_000): Promise<AgentJson> {
+    return this.waitFor(id, (a) => a.status.phase === 'Running' && a.status.containerId !== undefined, timeoutMs, 'Running');
+  }
+
+  async containerIp(containerId: string): Promise<string> {
+    const info = await this.docker.getContainer(containerId).inspect();
+    const net = Object.values(info.NetworkSettings.Networks)[0];
+    if (!net?.IPAddress) throw new Error(`container ${containerId} has no IP`);
+    return net.IPAddress;
+  }
+
+  async close(): Promise<void> {
+    try {
+      for (const id of this.agentIds) await this.request('DELETE', `/api/v1/agents/${id}`).catch(() => undefined);
+      await this.platform.close();
+    } finally {
+      await Promise.allSettled(
+        [...this.agentIds].map(async (id) => {
+          const list = await this.docker.listContainers({ all: true, filters: { label: [`${AGENT_ID_LABEL}=${id}`] } });
+          for (const c of list) await this.docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+        }),
+      );
+      await rm(this.dataDir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** One line of the escape report. */
+export interface AttemptResult {
+  isolation: string;
+  attempt: string;
+  blocked: boolean;
+  evidence: string;
+}
+
+/** Collects attempts of every test in the file and writes the report at the end. */
+export class EscapeReport {
+  readonly rows: AttemptResult[] = [];
+
+  add(isolation: string, attempt: string, blocked: boolean, evidence: string): void {
+    this.rows.push({ isolation, attempt, blocked, evidence: evidence.replace(/\s+/g, ' ').trim().slice(0, 160) });
+  }
+
+  markdown(): string {
+    const lines = ['| isolation | attempt | outcome | evidence |', '| --- | --- | --- | --- |'];
+    for (const r of this.rows) lines.push(`| ${r.isolation} | ${r.attempt} | ${r.blocked ? 'blocked' : '**ESCAPED**'} | ${r.evidence.replace(/\|/g, '\\|')} |`);
+    return `# Escape test report (${new Date().toISOString()})\n\n${lines.join('\n')}\n`;
+  }
+}

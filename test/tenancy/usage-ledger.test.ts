@@ -1,0 +1,179 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Agent, AgentStatus } from '../../src/domain/agent.js';
+import { ManualClock } from '../../src/domain/clock.js';
+import type { Logger } from '../../src/domain/logger.js';
+import { openSqliteStore } from '../../src/store/sqlite-store.js';
+import { openPostgresStore } from '../../src/store/postgres-store.js';
+import type { Store } from '../../src/store/store.js';
+import { RateCard } from '../../src/tenancy/rate-card.js';
+import { UsageMeter } from '../../src/tenancy/usage-meter.js';
+import { buildUsageReport, microsToString, quantitiesOf } from '../../src/tenancy/usage-ledger.js';
+import { PG_URL, storeKinds, type StoreKind } from './tenancy-harness.js';
+
+const kinds = await storeKinds();
+const dir = mkdtempSync(join(tmpdir(), 'ap-ledger-'));
+const schemas: string[] = [];
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  if (schemas.length === 0) return;
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  for (const s of schemas) await c.query(`drop schema if exists "${s}" cascade`);
+  await c.end();
+});
+
+/** A reopenable store: the "restart" closes it and opens the same database again. */
+function storeFactory(kind: StoreKind): () => Store {
+  if (kind === 'sqlite') {
+    const file = join(dir, `${randomUUID()}.db`);
+    return () => openSqliteStore(file);
+  }
+  const schema = `ledger_${randomBytes(5).toString('hex')}`;
+  schemas.push(schema);
+  return () => openPostgresStore(PG_URL, { schema });
+}
+
+const SECOND = 1000;
+const card = RateCard.parse('{"currency":"USD","cpuCoreHour":"0.36","memoryGiBHour":"0.036","gpuHour":"3.6"}', 'test');
+
+function collectingLogger(lines: { obj: object; msg?: string }[]): Logger {
+  const l: Logger = { debug() {}, info() {}, error() {}, warn: (obj, msg) => void lines.push({ obj, msg }), child: () => l };
+  return l;
+}
+
+async function setPhase(store: Store, clock: ManualClock, id: string, phase: AgentStatus['phase']): Promise<Agent> {
+  const a = (await store.getAgent(id))!;
+  return store.updateAgent(id, a.version, { status: { ...a.status, phase, phaseSince: clock.now(), ...(phase === 'Running' ? { startedAt: clock.now() } : {}) }, updatedAt: clock.now() });
+}
+
+describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
+  it('known run times give known totals and costs, across a control-plane restart and clock jumps', async () => {
+    const open = storeFactory(kind);
+    const clock = new ManualClock(Date.UTC(2026, 2, 1, 10, 0, 0));
+    const t0 = clock.now();
+    let store = open();
+    await store.migrate();
+    const warnings: { obj: object; msg?: string }[] = [];
+    let meter = new UsageMeter({ store, clock, intervalMs: 10 * SECOND, maxStepMs: 3600 * SECOND, logger: collectingLogger(warnings) });
+    const mk = async (name: string, cpuMillicores: number, memoryMiB: number, gpu: number): Promise<string> => {
+      const { agent } = await store.createAgent({
+        id: randomUUID().replace(/-/g, '').slice(0, 20),
+        tenantId: 'bill',
+        name,
+        labels: { team: name === 'gpu' ? 'ml' : 'web' },
+        spec: { image: 'x', command: [], args: [], env: {}, resources: { cpuMillicores, memoryMiB, gpu, cpuLimitMillicores: cpuMillicores, memoryLimitMiB: memoryMiB }, restartPolicy: 'Never', schedulingPolicy: 'spread', priority: 0, nodeSelector: {}, tolerations: [] },
+        desired: 'running',
+        status: { phase: 'Pending', restarts: 0, phaseSince: clock.now() },
+        createdAt: clock.now(),
+      });
+      return agent.id;
+    };
+    const web = await mk('web', 500, 2048, 0); // 0.5 core, 2 GiB
+    const gpu = await mk('gpu', 2000, 1024, 1); // 2 cores, 1 GiB, 1 GPU
+
+    // Pending time accrues nothing.
+    clock.advance(30 * SECOND);
+    expect(await meter.tick()).toBe(0);
+    await setPhase(store, clock, web, 'Starting');
+    await setPhase(store, clock, web, 'Running'); // web runs from t0+30s
+    clock.advance(10 * SECOND);
+    await setPhase(store, clock, gpu, 'Running'); // gpu runs from t0+40s
+    clock.advance(20 * SECOND);
+    expect(await meter.tick()).toBe(2); // t0+60s
+    clock.advance(5 * SECOND);
+
+    // Restart of the control plane: the store is closed and opened again, with a new meter.
+    await meter.stop();
+    await store.close();
+    store = open();
+    await store.migrate();
+    meter = new UsageMeter({ store, clock, intervalMs: 10 * SECOND, maxStepMs: 3600 * SECOND, logger: collectingLogger(warnings) });
+    clock.advance(25 * SECOND); // t0+90s
+    expect(await meter.tick()).toBe(2);
+    expect(await meter.tick()).toBe(0); // nothing new at the same instant: no double count
+
+    // The clock goes back 20 s: nothing accrues until it has caught up.
+    clock.advance(-20 * SECOND);
+    expect(await meter.tick()).toBe(0);
+    expect(warnings.some((w) => (w.obj as { kind?: string }).kind === 'backwards')).toBe(true);
+    clock.advance(30 * SECOND); // t0+100s
+    await meter.tick();
+
+    // web stops at t0+120s: the store closes the interval in the phase change.
+    clock.advance(20 * SECOND);
+    await setPhase(store, clock, web, 'Stopping');
+    clock.advance(5 * SECOND);
+    await setPhase(store, clock, web, 'Stopped'); // Stopping time is not Running time
+    // A forward jump of 3 h: at most maxStep (1 h) is billed, the rest skipped and logged.
+    clock.advance(3 * 3600 * SECOND);
+    await meter.tick();
+    expect(warnings.some((w) => (w.obj as { kind?: string }).kind === 'forward')).toBe(true);
+    clock.advance(10 * SECOND);
+    await setPhase(store, clock, gpu, 'Succeeded');
+    clock.advance(60 * SECOND);
+    expect(await meter.tick()).toBe(0); // nothing runs: nothing accrues
+
+    const records = await store.listUsage({ tenantId: 'bill' });
+    const byAgent = buildUsageReport(records, { fromMs: t0, toMs: clock.now(), groupBy: 'agent', rates: card.ratesFor('bill') });
+    const row = (id: string) => quantitiesOf(byAgent.rows.find((r) => r.key === id)!.amounts);
+    // web: Running t0+30s .. t0+120s = 90 s.
+    expect(row(web)).toMatchObject({ runSeconds: 90, cpuCoreSeconds: 45, memoryGiBSeconds: 180, gpuSeconds: 0 });
+    // gpu: Running t0+40s .. t0+100s = 60 s accrued by ticks; the next tick comes 3 h 25 s
+    // later (jump): clamped to 1 h; then 10 s until Succeeded: 3670 s.
+    expect(row(gpu)).toMatchObject({ runSeconds: 3670, cpuCoreSeconds: 7340, memoryGiBSeconds: 3670, gpuSeconds: 3670 });
+    // Costs: core-hour 0.36 => 0.0001/core-s; GiB-hour 0.036 => 0.00001/GiB-s; GPU-hour 3.6 => 0.001/s.
+    // web: 45*0.0001 + 180*0.00001 = 0.0063; gpu: 7340*0.0001 + 3670*0.00001 + 3670*0.001 = 4.4407
+    expect(microsToString(byAgent.rows.find((r) => r.key === web)!.costMicros)).toBe('0.006300');
+    expect(microsToString(byAgent.rows.find((r) => r.key === gpu)!.costMicros)).toBe('4.440700');
+    expect(microsToString(byAgent.total.costMicros)).toBe('4.447000');
+    expect(byAgent.rows.reduce((s, r) => s + r.costMicros, 0n)).toBe(byAgent.total.costMicros);
+    // Intervals never overlap per agent (no double count) and leave no gap while Running.
+    for (const id of [web, gpu]) {
+      const mine = records.filter((r) => r.agentId === id).sort((a, b) => a.startMs - b.startMs);
+      for (let i = 1; i < mine.length; i++) expect(mine[i]!.startMs).toBeGreaterThanOrEqual(mine[i - 1]!.endMs);
+    }
+    const byLabel = buildUsageReport(records, { fromMs: t0, toMs: clock.now(), groupBy: 'label', label: 'team', rates: card.ratesFor('bill') });
+    expect(byLabel.rows.map((r) => r.key)).toEqual(['ml', 'web']);
+    expect(byLabel.total.costMicros).toBe(byAgent.total.costMicros);
+    await store.close();
+  });
+
+  it('two meters (replicas) ticking at once bill each interval once', async () => {
+    const open = storeFactory(kind);
+    const clock = new ManualClock(Date.UTC(2026, 3, 1));
+    const a = open();
+    const b = kind === 'postgres' ? open() : a;
+    await a.migrate();
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const { agent } = await a.createAgent({
+        id: `agent${String(i).padStart(10, '0')}`,
+        tenantId: 'twin',
+        name: `a${i}`,
+        labels: {},
+        spec: { image: 'x', command: [], args: [], env: {}, resources: { cpuMillicores: 1000, memoryMiB: 1024, gpu: 0, cpuLimitMillicores: 1000, memoryLimitMiB: 1024 }, restartPolicy: 'Never', schedulingPolicy: 'spread', priority: 0, nodeSelector: {}, tolerations: [] },
+        desired: 'running',
+        status: { phase: 'Pending', restarts: 0, phaseSince: clock.now() },
+        createdAt: clock.now(),
+      });
+      await setPhase(a, clock, agent.id, 'Running');
+      ids.push(agent.id);
+    }
+    const m1 = new UsageMeter({ store: a, clock });
+    const m2 = new UsageMeter({ store: b, clock });
+    for (let step = 0; step < 5; step++) {
+      clock.advance(7 * SECOND);
+      const [x, y] = await Promise.all([m1.tick(), m2.tick()]);
+      expect(x + y).toBe(20);
+    }
+    const total = buildUsageReport(await a.listUsage({ tenantId: 'twin' }), { fromMs: 0, toMs: clock.now() + 1, groupBy: 'agent', rates: card.ratesFor('twin') });
+    expect(quantitiesOf(total.total.amounts).runSeconds).toBe(20 * 35);
+    await a.close();
+    if (b !== a) await b.close();
+  });
+});
