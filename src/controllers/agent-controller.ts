@@ -261,16 +261,28 @@ export class AgentController {
       // Capacity changes also requeue waiting agents; this is only the fallback.
       return 5_000;
     }
+    // Placed: record the node and the create intent (Starting) in one write, then create
+    // at once. A fresh placement needs no inspect first: create is idempotent by the
+    // deterministic name, so a leftover container is adopted rather than duplicated.
+    const placed: Agent = {
+      ...agent,
+      status: { ...agent.status, node: placement.nodeId, gpuIds: placement.gpuIds.length ? placement.gpuIds : undefined, reason: 'Scheduled', message: placement.message, phaseSince: now },
+    };
+    const decision = decide(placed, undefined, now, this.d.decision);
+    let written: Agent;
     try {
-      await this.writeStatus(agent, { ...agent.status, node: placement.nodeId, gpuIds: placement.gpuIds.length ? placement.gpuIds : undefined, reason: 'Scheduled', message: placement.message, phaseSince: now }, [
+      written = await this.writeStatus(agent, decision.status ?? placed.status, [
         { type: 'Normal', reason: 'Scheduled', message: placement.message, data: placement.data },
+        ...decision.events,
       ]);
     } catch (err) {
       this.d.placer.release(agent.id);
       throw err;
     }
-    // Go straight on to create the container: no need to wait for another pass.
-    return this.reconcile(agent.id, signal);
+    const runtime = this.d.runtimes.get(placement.nodeId);
+    if (!runtime) return 1_000;
+    const log = this.d.logger.child({ agentId: agent.id, node: placement.nodeId });
+    return this.execute(written, { ...decision, status: undefined, events: [] }, runtime, log, signal);
   }
 
   private containerSpec(agent: Agent): ContainerSpec {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentSpec, AgentStatus, DesiredState, Phase } from '../../src/domain/agent.js';
-import { ConflictError, InputError, NotFoundError, UnavailableError, VersionConflictError } from '../../src/domain/errors.js';
+import { ConflictError, ForbiddenError, InputError, NotFoundError, UnavailableError, VersionConflictError } from '../../src/domain/errors.js';
 import type { NewPlatformEvent } from '../../src/domain/event.js';
 import type { Agent } from '../../src/domain/agent.js';
 import type { AgentFilter, NewAgent, Store } from '../../src/store/store.js';
@@ -543,6 +543,124 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         expect(new Set(values).size).toBe(1);
         expect(values[0]).toMatch(/^v\d+$/);
         expect(await store.getSetting('race')).toBe(values[0]);
+      });
+    });
+
+    describe('tenancy: tenants, quota counters, queue admission, API keys, usage, audit', () => {
+      const withResources = (cpuMillicores: number, memoryMiB: number, extra: Partial<NewAgent> = {}): NewAgent => {
+        const base = newAgent({ tenantId: 'quota-t', ...extra });
+        return { ...base, spec: { ...base.spec, resources: { ...base.spec.resources, cpuMillicores, memoryMiB, gpu: 0 } } };
+      };
+      const setPhase = async (id: string, phase: Phase, at = BASE_MS + 1000): Promise<Agent> => {
+        const a = (await store.getAgent(id))!;
+        return store.updateAgent(id, a.version, { status: { ...a.status, phase }, updatedAt: at });
+      };
+
+      it('creates, reads, patches, lists and deletes tenants; TENANT_EXISTS, TENANT_HAS_AGENTS, TENANT_NOT_FOUND', async () => {
+        const t = await store.createTenant({ id: 'acme', name: 'Acme', admission: 'reject', quota: { cpuMillicores: 2000, maxAgentGpu: 1 }, createdAt: BASE_MS });
+        expect(t).toEqual({ id: 'acme', name: 'Acme', admission: 'reject', quota: { cpuMillicores: 2000, maxAgentGpu: 1 }, createdAt: BASE_MS, updatedAt: BASE_MS });
+        await expectDomainError(store.createTenant({ id: 'acme', name: 'x', admission: 'reject', quota: {}, createdAt: BASE_MS }), ConflictError, 'TENANT_EXISTS');
+        const patched = await store.updateTenant('acme', { admission: 'queue', quota: { cpuMillicores: null, memoryMiB: 512 }, updatedAt: BASE_MS + 5 });
+        expect(patched).toMatchObject({ admission: 'queue', quota: { memoryMiB: 512, maxAgentGpu: 1 }, updatedAt: BASE_MS + 5 });
+        expect(patched.quota.cpuMillicores).toBeUndefined();
+        await expectDomainError(store.updateTenant('nope', { updatedAt: 1 }), NotFoundError, 'TENANT_NOT_FOUND');
+        expect((await store.listTenants()).map((x) => x.id)).toContain('acme');
+        const { agent } = await store.createAgent(newAgent({ tenantId: 'acme' }));
+        await expectDomainError(store.deleteTenant('acme'), ConflictError, 'TENANT_HAS_AGENTS');
+        await store.deleteAgent(agent.id);
+        await store.deleteTenant('acme');
+        expect(await store.getTenant('acme')).toBeUndefined();
+      });
+
+      it('admission is exact: counters follow create, terminal phases, start and delete, each exactly once', async () => {
+        await store.createTenant({ id: 'quota-t', name: 'q', admission: 'reject', quota: { cpuMillicores: 1000, memoryMiB: 1000 }, createdAt: BASE_MS });
+        const a = (await store.createAgent(withResources(600, 100))).agent;
+        await expectDomainError(store.createAgent(withResources(500, 100)), ForbiddenError, 'QUOTA_EXCEEDED');
+        expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 600, memoryMiB: 100, gpu: 0, agents: 1, running: 1 });
+        await setPhase(a.id, 'Running');
+        await setPhase(a.id, 'Failed');
+        await setPhase(a.id, 'Failed'); // idempotent: released once
+        expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 1, running: 0 });
+        const b = (await store.createAgent(withResources(500, 100))).agent;
+        // Start again (terminal -> Pending) takes quota again, or is refused.
+        await expectDomainError(setPhase(a.id, 'Pending'), ForbiddenError, 'QUOTA_EXCEEDED');
+        expect((await store.getAgent(a.id))!.status.phase).toBe('Failed');
+        await store.deleteAgent(b.id);
+        await store.deleteAgent(b.id); // absent: no-op, no double release
+        await setPhase(a.id, 'Pending');
+        expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 600, memoryMiB: 100, gpu: 0, agents: 1, running: 1 });
+        await store.deleteAgent(a.id);
+        expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 0, running: 0 });
+      });
+
+      it('50 concurrent creates against room for 5 admit exactly 5; a rejected create leaves no record and no key', async () => {
+        await store.createTenant({ id: 'quota-t', name: 'q', admission: 'reject', quota: { cpuMillicores: 500 }, createdAt: BASE_MS });
+        const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => store.createAgent(withResources(100, 10, { name: `c-${i}` }), { key: `k-${i}`, requestHash: 'h' })));
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(5);
+        expect((await store.listAgents({ tenantId: 'quota-t' })).items).toHaveLength(5);
+        expect((await store.getTenantQuota('quota-t')).used.cpuMillicores).toBe(500);
+        // The idempotency key of a refused create was not kept: the same key works once room frees.
+        const refusedIndex = results.findIndex((r) => r.status === 'rejected');
+        await store.deleteAgent((results.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ agent: Agent }>).value.agent.id);
+        const retry = await store.createAgent(withResources(100, 10, { name: `c-${refusedIndex}` }), { key: `k-${refusedIndex}`, requestHash: 'h' });
+        expect(retry.created).toBe(true);
+      });
+
+      it('queue mode stores over-quota agents Pending/QuotaExceeded without quota; admitQueuedAgent admits when room frees', async () => {
+        await store.createTenant({ id: 'quota-t', name: 'q', admission: 'queue', quota: { running: 1 }, createdAt: BASE_MS });
+        const first = (await store.createAgent(withResources(100, 10))).agent;
+        const queued = (await store.createAgent(withResources(100, 10))).agent;
+        expect(queued.status).toMatchObject({ phase: 'Pending', reason: 'QuotaExceeded' });
+        expect((await store.listQueuedAgents('quota-t')).map((a) => a.id)).toEqual([queued.id]);
+        expect(await store.admitQueuedAgent(queued.id, BASE_MS + 10)).toBeUndefined();
+        await setPhase(first.id, 'Succeeded');
+        const admitted = await store.admitQueuedAgent(queued.id, BASE_MS + 20);
+        expect(admitted?.status.reason).toBe('Admitted');
+        expect(admitted?.version).toBe(queued.version + 1);
+        expect(await store.admitQueuedAgent(queued.id, BASE_MS + 30)).toBeUndefined();
+        expect(await store.listQueuedAgents('quota-t')).toEqual([]);
+        expect((await store.getTenantQuota('quota-t')).used).toMatchObject({ running: 1, agents: 2, cpuMillicores: 100 });
+      });
+
+      it('API keys: create, get, list, revoke once', async () => {
+        const key = { id: 'abcdefghijklmnop', tenantId: 't1', name: 'ci', role: 'member' as const, secretSha256: 'a'.repeat(64), createdAt: BASE_MS, createdBy: 'admin', expiresAt: BASE_MS + 10 };
+        await store.createApiKey(key);
+        expect(await store.getApiKey(key.id)).toEqual(key);
+        expect(await store.listApiKeys('t1')).toEqual([key]);
+        expect(await store.listApiKeys('t2')).toEqual([]);
+        expect(await store.revokeApiKey('t2', key.id, BASE_MS + 1)).toBe(false);
+        expect(await store.revokeApiKey('t1', key.id, BASE_MS + 1)).toBe(true);
+        expect(await store.revokeApiKey('t1', key.id, BASE_MS + 2)).toBe(false);
+        expect((await store.getApiKey(key.id))?.revokedAt).toBe(BASE_MS + 1);
+      });
+
+      it('usage: leaving Running closes the interval; accrueUsage is compare-and-set', async () => {
+        const a = (await store.createAgent(withResources(500, 1024))).agent;
+        await setPhase(a.id, 'Running', BASE_MS + 1000);
+        const [acc] = await store.listAccruingAgents();
+        expect(acc).toMatchObject({ agent: { id: a.id }, accruedUntil: BASE_MS + 1000 });
+        const record = { tenantId: a.tenantId, agentId: a.id, agentName: a.name, labels: {}, startMs: BASE_MS + 1000, endMs: BASE_MS + 4000, cpuMillicores: 500, memoryMiB: 1024, gpu: 0, usedCpuMicros: 1500 };
+        expect(await store.accrueUsage([{ agentId: a.id, expectedAccruedUntil: BASE_MS + 1000, accruedUntil: BASE_MS + 4000, record }])).toBe(1);
+        expect(await store.accrueUsage([{ agentId: a.id, expectedAccruedUntil: BASE_MS + 1000, accruedUntil: BASE_MS + 4000, record }])).toBe(0);
+        await setPhase(a.id, 'Stopping', BASE_MS + 6000);
+        expect(await store.listAccruingAgents()).toEqual([]);
+        const rows = await store.listUsage({ tenantId: a.tenantId });
+        expect(rows.map((r) => [r.startMs - BASE_MS, r.endMs - BASE_MS, r.usedCpuMicros])).toEqual([
+          [1000, 4000, 1500],
+          [4000, 6000, undefined],
+        ]);
+        expect(await store.listUsage({ tenantId: a.tenantId, fromMs: BASE_MS + 4000, toMs: BASE_MS + 5000 })).toHaveLength(1);
+      });
+
+      it('audit: appends and lists newest first, by tenant', async () => {
+        for (let i = 0; i < 3; i++) {
+          await store.appendAudit({ time: BASE_MS + i, requestId: `r${i}`, subject: 'admin', role: 'platform-admin', tenantId: i === 1 ? 'b' : 'a', method: 'POST', route: '/api/v1/agents', status: 201, ...(i === 0 ? { targetId: 'x' } : {}) });
+        }
+        expect((await store.listAudit({})).map((a) => a.requestId)).toEqual(['r2', 'r1', 'r0']);
+        const a = await store.listAudit({ tenantId: 'a' });
+        expect(a.map((x) => x.requestId)).toEqual(['r2', 'r0']);
+        expect(a[1]).toMatchObject({ targetId: 'x', status: 201, time: BASE_MS });
+        expect(await store.listAudit({ tenantId: 'a', beforeId: a[0]!.id })).toHaveLength(1);
       });
     });
   });
