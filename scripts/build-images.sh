@@ -3,7 +3,11 @@
 #   agent-platform/debian-python:bookworm  Debian bookworm minbase + Python, made by debootstrap
 #   agent-samples/simple-python:latest     the sample agent, built FROM the base above
 #   agent-platform/busybox:latest          static busybox on scratch, ~2 MB, for fast tests
-# Usage: scripts/build-images.sh [base|simple-python|busybox]...   (no argument: all of them)
+#   agent-platform/node-base:<node version> this machine's Node.js and the shared libraries it
+#                                          needs on an empty root (target platform-base; built
+#                                          only when asked: the platform image starts FROM it)
+# Usage: scripts/build-images.sh [base|simple-python|busybox|platform-base]...
+#        (no argument: base simple-python busybox)
 #
 # Cached: each image carries a label with a hash of its inputs (recipe, Dockerfile, build
 # context, parent image id); an image whose label matches is left alone. The debootstrap root
@@ -20,6 +24,7 @@ SUITE=bookworm
 BASE_IMAGE=agent-platform/debian-python:$SUITE
 SAMPLE_IMAGE=agent-samples/simple-python:latest
 BUSYBOX_IMAGE=agent-platform/busybox:latest
+NODE_BASE_REPO=agent-platform/node-base
 # libpython3-stdlib gives the full standard library (json, sqlite3, urllib...), so a sample
 # behaves the same here as on python:3.12-slim; python3-minimal alone lacks most of it.
 BASE_PACKAGES=python3-minimal,libpython3-stdlib
@@ -126,6 +131,57 @@ build_busybox() {
   rm -rf "$context"
 }
 
+# build_node_base: agent-platform/node-base:<version> (and :<major>): the Node.js that runs
+# here, with exactly the shared libraries `ldd` says it needs, on an empty root, distroless
+# style. Why not the debootstrap minbase: that adds ~80 MB of shell, apt, dpkg and perl the
+# platform never runs, which would put its image well over 200 MB; and Debian's own nodejs is
+# 18, while the platform needs the 20 that runs on this machine. No shell: debug with
+# `docker run --entrypoint node ...`. The binary is stripped of symbols (~99 -> ~86 MB):
+# only native debuggers miss them.
+build_node_base() {
+  local node version major image hash rootfs lib libs
+  node=$(readlink -f "$(command -v node)") || die "node is not installed"
+  version=$("$node" -p 'process.versions.node') || die "$node does not run"
+  major=${version%%.*}
+  image=$NODE_BASE_REPO:$version
+  # Every resolved library (and the ELF interpreter) by the path the loader asks for; a "not
+  # found" line means the binary cannot run anywhere we copy it to.
+  ldd "$node" | grep -q 'not found' && die "ldd $node: $(ldd "$node" | grep 'not found' | tr -s ' \t' ' ')"
+  libs=$(ldd "$node" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | LC_ALL=C sort -u)
+  [ -n "$libs" ] || die "$node is not a dynamically linked ELF (ldd found no libraries)"
+  hash=$(inputs_hash "$(declare -f build_node_base)" "$IMPORT_PATH" "$version" \
+    "$(for lib in "$node" $libs; do sha256sum "$(readlink -f "$lib")"; done)")
+  if [ "$(image_hash "$image")" = "$hash" ]; then
+    docker tag "$image" "$NODE_BASE_REPO:$major"
+    return 0
+  fi
+  log "building $image from $node and $(echo "$libs" | wc -l) libraries"
+  rootfs=$(mktemp -d "${TMPDIR:-/tmp}/node-base-rootfs.XXXXXX")
+  # shellcheck disable=SC2064 # expand now: the trap must remove this very directory
+  trap "rm -rf '$rootfs'" EXIT
+  mkdir -p "$rootfs"/usr/local/bin "$rootfs"/etc "$rootfs"/tmp "$rootfs"/root
+  chmod 1777 "$rootfs"/tmp
+  strip --strip-unneeded -o "$rootfs"/usr/local/bin/node "$node" 2>/dev/null || cp "$node" "$rootfs"/usr/local/bin/node
+  for lib in $libs; do
+    mkdir -p "$rootfs$(dirname "$lib")"
+    cp -L "$lib" "$rootfs$lib"
+  done
+  # Names for os.userInfo() and logs; the platform image runs as 10001.
+  printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nagent-platform:x:10001:10001:agent-platform:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' >"$rootfs"/etc/passwd
+  printf 'root:x:0:\nagent-platform:x:10001:\nnogroup:x:65534:\n' >"$rootfs"/etc/group
+  printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$rootfs"/etc/nsswitch.conf
+  tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -c . |
+    docker import -c "$IMPORT_PATH" -c "LABEL $HASH_LABEL=$hash" -c "LABEL org.agent-platform.node-version=$version" \
+      -c 'CMD ["node"]' - "$image" >/dev/null
+  rm -rf "$rootfs"
+  trap - EXIT
+  # The image must run its node (loader, libraries) before anything builds FROM it.
+  docker run --rm --network none "$image" node -e 'process.exit(process.versions.node === process.argv[1] ? 0 : 1)' "$version" ||
+    die "$image does not run node $version"
+  docker tag "$image" "$NODE_BASE_REPO:$major"
+  log "$image ready ($(image_size_mb "$image")), also tagged $NODE_BASE_REPO:$major"
+}
+
 # docker_build IMAGE HASH CONTEXT DOCKERFILE [ARGS...]: quiet build; the log shows only on failure.
 docker_build() {
   local image=$1 hash=$2 context=$3 dockerfile=$4 out
@@ -147,6 +203,7 @@ for target in "${targets[@]}"; do
     base) build_base ;;
     simple-python) build_sample ;;
     busybox) build_busybox ;;
-    *) die "unknown image '$target' (known: base simple-python busybox)" ;;
+    platform-base) build_node_base ;;
+    *) die "unknown image '$target' (known: base simple-python busybox platform-base)" ;;
   esac
 done

@@ -11,15 +11,18 @@ LOG_TAG=gvisor
 DAEMON_JSON=${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}
 RUNSC_PATH=/usr/bin/runsc
 # ptrace: the KVM platform hangs on these VMs. network=none: the sandbox gets loopback only, so a
-# gVisor agent has no network whatever Docker network it is attached to.
-RUNSC_ARGS_JSON='["--platform=ptrace","--network=none"]'
+# gVisor agent has no network whatever Docker network it is attached to. --oci-seccomp: apply the
+# container's seccomp profile (Docker's default) inside the sandbox too; without it gVisor lets an
+# agent unshare a user namespace and take capabilities inside the sandbox (not the host's, but
+# defence in depth and the same rules as runc; test/security/escape.test.ts checks it).
+RUNSC_ARGS_JSON='["--platform=ptrace","--network=none","--oci-seccomp"]'
 # runsc-net: for agents on the platform's internal egress network (allowlist mode, exposed
 # ports). --network=host makes the sandbox use the container's own network namespace (the
 # veth Docker put on the internal network), so the host's iptables rules and the egress proxy
 # apply exactly as for runc. The default --network=sandbox refuses to start here ("cannot run
 # with network enabled in root network namespace"). Cost: socket syscalls reach the host
 # kernel's network stack (inside that namespace) instead of gVisor's netstack.
-RUNSC_NET_ARGS_JSON='["--platform=ptrace","--network=host"]'
+RUNSC_NET_ARGS_JSON='["--platform=ptrace","--network=host","--oci-seccomp"]'
 CHECK_IMAGE=agent-platform/busybox:latest
 CHECK_TIMEOUT_S=${GVISOR_CHECK_TIMEOUT_S:-60}
 

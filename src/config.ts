@@ -21,6 +21,7 @@ const Env = z.object({
   AGENT_PLATFORM_STOP_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
   AGENT_PLATFORM_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   AGENT_PLATFORM_EVENT_RETENTION_MS: z.coerce.number().int().min(1000).default(7 * 24 * 3600_000),
+  AGENT_PLATFORM_EVENT_PRUNE_INTERVAL_MS: z.coerce.number().int().min(100).default(3600_000),
   AGENT_PLATFORM_DEFAULT_CPU: z.string().default('100m'),
   AGENT_PLATFORM_DEFAULT_MEMORY: z.string().default('128Mi'),
   AGENT_PLATFORM_PIDS_LIMIT: z.coerce.number().int().min(8).default(256),
@@ -75,6 +76,8 @@ export interface Config {
   stopGraceMs: number;
   bodyLimitBytes: number;
   eventRetentionMs: number;
+  /** How often events (and egress audit records) older than the retention are deleted. */
+  eventPruneIntervalMs: number;
   defaultCpu: string;
   defaultMemory: string;
   pidsLimit: number;
@@ -179,6 +182,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stopGraceMs: e.AGENT_PLATFORM_STOP_GRACE_MS,
     bodyLimitBytes: e.AGENT_PLATFORM_BODY_LIMIT_BYTES,
     eventRetentionMs: e.AGENT_PLATFORM_EVENT_RETENTION_MS,
+    eventPruneIntervalMs: e.AGENT_PLATFORM_EVENT_PRUNE_INTERVAL_MS,
     defaultCpu: e.AGENT_PLATFORM_DEFAULT_CPU,
     defaultMemory: e.AGENT_PLATFORM_DEFAULT_MEMORY,
     pidsLimit: e.AGENT_PLATFORM_PIDS_LIMIT,

@@ -284,7 +284,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
       pruneTimer = setInterval(() => {
         store.pruneEvents(clock.now() - config.eventRetentionMs).catch((err: unknown) => logger.warn({ err }, 'event pruning failed'));
         store.pruneEgressAudit(clock.now() - config.eventRetentionMs).catch((err: unknown) => logger.warn({ err }, 'egress audit pruning failed'));
-      }, 3600_000);
+      }, config.eventPruneIntervalMs);
       pruneTimer.unref();
       return app.listen({ port: config.port, host: config.host });
     },

@@ -1,9 +1,10 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import swaggerUi from '@fastify/swagger-ui';
 import { randomUUID } from 'node:crypto';
 import type { Logger as PinoLogger } from 'pino';
 import { NotFoundError } from '../domain/errors.js';
+import { principalOf } from '../tenancy/audit-log.js';
 import { handleError } from './error-handler.js';
 import { RouteRegistry, type Authenticator } from './route-registry.js';
 
@@ -32,14 +33,18 @@ export async function createApp(opts: AppOptions): Promise<{ app: FastifyInstanc
       return typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
     },
     requestIdHeader: false,
-    disableRequestLogging: true,
+    // One structured line per request comes from our onResponse hook instead.
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
   });
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    // The tenant the request acted in (after X-Tenant), when it authenticated at all.
+    const principal = principalOf(request);
+    const who = principal ? { tenant: principal.tenantId, subject: principal.subject } : {};
+    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), ...who }, 'request');
   });
   const observeRequest = opts.observeRequest;
   if (observeRequest) {

@@ -17,6 +17,8 @@ import { registerNodeCommands } from './commands/node-commands.js';
 import { registerVersionCommand } from './commands/version-command.js';
 import { registerWaitCommand } from './commands/wait-command.js';
 import { registerUsageCommand } from './commands/usage-command.js';
+import { registerEventsCommand } from './commands/events-command.js';
+import { registerTopCommand } from './commands/top-command.js';
 
 interface GlobalOptions {
   server?: string;
@@ -81,6 +83,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   registerNodeCommands(program, ctx);
   registerWaitCommand(program, ctx);
   registerUsageCommand(program, ctx);
+  registerEventsCommand(program, ctx);
+  registerTopCommand(program, ctx);
   registerVersionCommand(program, ctx);
 
   try {

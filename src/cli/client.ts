@@ -3,6 +3,7 @@ import { ApiError } from './api-error.js';
 import type { AgentJson, AgentListJson, CreateAgentBody, EventJson } from './api-types.js';
 import { formatDurationMs } from './duration.js';
 import type { DrainResultJson, NodeDetailJson, NodeJson } from './node-types.js';
+import { sseFrames, type SseFrame } from './sse-frames.js';
 
 /** Options for {@link PlatformClient}. */
 export interface PlatformClientOptions {
@@ -33,6 +34,16 @@ export interface LogsQuery {
   since?: string | undefined;
   follow?: boolean | undefined;
   timestamps?: boolean | undefined;
+}
+
+/** Filters of GET /api/v1/events and its stream. */
+export interface EventsQuery {
+  /** Agent id (not a name: resolve names first). */
+  agent?: string | undefined;
+  node?: string | undefined;
+  /** Already in the server's format: "600s" or an RFC 3339 time. */
+  since?: string | undefined;
+  limit?: number | undefined;
 }
 
 /** DELETE answers 200 once the agent is gone, or 202 with the agent while it is Deleting. */
@@ -187,6 +198,34 @@ export class PlatformClient {
   async listAgentEvents(id: string, signal?: AbortSignal): Promise<EventJson[]> {
     const res = await this.request('GET', `/api/v1/agents/${encodeURIComponent(id)}/events`, { signal });
     return ((await res.json()) as { items: EventJson[] }).items;
+  }
+
+  /** GET /api/v1/events: oldest first. */
+  async listEvents(query: EventsQuery = {}, signal?: AbortSignal): Promise<EventJson[]> {
+    const res = await this.request('GET', '/api/v1/events', {
+      query: { agent: query.agent, node: query.node, since: query.since, limit: query.limit !== undefined ? String(query.limit) : undefined },
+      signal,
+    });
+    return ((await res.json()) as { items: EventJson[] }).items;
+  }
+
+  /**
+   * GET /api/v1/events/stream: Server-Sent Events frames until the server ends the stream
+   * or `signal` aborts. With `lastEventId` the server first replays stored events after it.
+   */
+  async *streamEvents(query: Omit<EventsQuery, 'limit'>, options: { lastEventId?: string | undefined; signal?: AbortSignal | undefined } = {}): AsyncGenerator<SseFrame> {
+    const res = await this.request('GET', '/api/v1/events/stream', {
+      query: { agent: query.agent, node: query.node, since: query.since },
+      headers: { accept: 'text/event-stream', ...(options.lastEventId ? { 'last-event-id': options.lastEventId } : {}) },
+      signal: options.signal,
+      streaming: true,
+    });
+    if (!res.body) return;
+    try {
+      yield* sseFrames(res.body);
+    } catch (err) {
+      throw this.transportError(err, options.signal);
+    }
   }
 
   async listNodes(signal?: AbortSignal): Promise<NodeJson[]> {

@@ -171,6 +171,8 @@ export class AgentController {
       try {
         observed = await runtime.inspect(agent.status.containerId ?? containerName(agent.id), signal);
       } catch (err) {
+        // Shutdown or lost leadership: not a runtime problem, and no decision to make.
+        if (signal?.aborted) return undefined;
         log.warn({ err }, 'runtime did not answer inspect');
         observed = 'unreachable';
       }

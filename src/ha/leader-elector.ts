@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { silentLogger, type Logger } from '../domain/logger.js';
 import type { LeaderLease } from './leader-lease.js';
 
@@ -109,12 +110,20 @@ export class LeaderElector {
     const ttl = lease.ttlMs;
     const term = new AbortController();
     let lastRenewSentMs = acquiredAtMs;
+    const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+    loopDelay.enable();
     let renewInFlightSinceMs: number | undefined;
     const endTerm = (why: string, warn: boolean): void => {
       if (term.signal.aborted) return;
       this.current = undefined;
       const now = Date.now();
-      const timing = { msSinceLastRenewalSent: now - lastRenewSentMs, ...(renewInFlightSinceMs !== undefined ? { renewalPendingMs: now - renewInFlightSinceMs } : {}) };
+      // A missed deadline is most often this process stalling (CPU starvation, GC), not
+      // Redis: the longest event-loop delay of the term says which.
+      const timing = {
+        msSinceLastRenewalSent: now - lastRenewSentMs,
+        ...(renewInFlightSinceMs !== undefined ? { renewalPendingMs: now - renewInFlightSinceMs } : {}),
+        maxEventLoopDelayMs: Math.round(loopDelay.max / 1e6),
+      };
       (warn ? this.logger.warn : this.logger.info).call(this.logger, { fencingToken, replicaId, ...timing }, `leadership ends: ${why}`);
       term.abort();
     };
@@ -165,6 +174,7 @@ export class LeaderElector {
       }
     }
     clearTimeout(watchdog);
+    loopDelay.disable();
     this.current = undefined;
     this.stopping.signal.removeEventListener('abort', onStop);
     await leading;

@@ -43,9 +43,11 @@ describe('usage report', () => {
     expect(quantitiesOf(r.total.amounts)).toMatchObject({ runSeconds: 2.5, usedCpuSeconds: 1 });
   });
 
-  it('used CPU is null when an interval had no counter', () => {
-    const r = buildUsageReport([rec('a', 0, 1000, { usedCpuMicros: 5 }), rec('a', 1000, 2000)], { fromMs: 0, toMs: 2000, groupBy: 'agent', rates });
-    expect(quantitiesOf(r.total.amounts).usedCpuSeconds).toBeNull();
+  it('used CPU sums the intervals that had a counter; null when none had', () => {
+    const r = buildUsageReport([rec('a', 0, 1000, { usedCpuMicros: 500_000 }), rec('a', 1000, 2000), rec('b', 0, 1000)], { fromMs: 0, toMs: 2000, groupBy: 'agent', rates });
+    expect(quantitiesOf(r.rows[0]!.amounts).usedCpuSeconds).toBe(0.5);
+    expect(quantitiesOf(r.rows[1]!.amounts).usedCpuSeconds).toBeNull();
+    expect(quantitiesOf(r.total.amounts).usedCpuSeconds).toBe(0.5);
   });
 
   it('groups by day split at UTC midnight', () => {

@@ -52,12 +52,12 @@ export interface UsageAmounts {
   memoryMiBMs: bigint;
   gpuMs: bigint;
   runMs: bigint;
-  /** Known used CPU time (µs); `usedCpuKnown` false when some interval had no counter. */
+  /** Used CPU time (µs) of the intervals that had a runtime counter; `usedCpuKnown` false when none had. */
   usedCpuMicros: bigint;
   usedCpuKnown: boolean;
 }
 
-export const zeroAmounts = (): UsageAmounts => ({ cpuMillicoreMs: 0n, memoryMiBMs: 0n, gpuMs: 0n, runMs: 0n, usedCpuMicros: 0n, usedCpuKnown: true });
+export const zeroAmounts = (): UsageAmounts => ({ cpuMillicoreMs: 0n, memoryMiBMs: 0n, gpuMs: 0n, runMs: 0n, usedCpuMicros: 0n, usedCpuKnown: false });
 
 function addInto(a: UsageAmounts, b: UsageAmounts): void {
   a.cpuMillicoreMs += b.cpuMillicoreMs;
@@ -65,7 +65,7 @@ function addInto(a: UsageAmounts, b: UsageAmounts): void {
   a.gpuMs += b.gpuMs;
   a.runMs += b.runMs;
   a.usedCpuMicros += b.usedCpuMicros;
-  a.usedCpuKnown &&= b.usedCpuKnown;
+  a.usedCpuKnown ||= b.usedCpuKnown;
 }
 
 /** The part of `r` inside [fromMs, toMs) as amounts; used CPU is prorated. */

@@ -26,12 +26,13 @@ import { probePostgres } from '../crash/scratch-database.js';
 
 const ADMIN_TOKEN = `ha-${randomBytes(12).toString('hex')}`;
 /**
- * Short, for a quick takeover; not shorter: on this 2-core machine, starting 30 containers
- * while three replicas and vitest run can stall a replica's event loop for a second, and
- * a leader that misses its renewal deadline steps down (correctly, but then the test
- * measures a second election).
+ * Short, for a quick takeover. On this 2-core machine, starting 30 containers while three
+ * replicas and vitest run can stall a replica's event loop for most of a second (much of
+ * it docker-modem formatting every request's options); a leader that then misses its
+ * renewal deadline steps down, correctly, and another is elected. The test allows such a
+ * later term but prints it.
  */
-const LEASE_TTL_MS = 3_000;
+const LEASE_TTL_MS = 2_000;
 const TAKEOVER_LIMIT_MS = 10_000;
 const AGENTS = 30;
 const pgAdminUrl = process.env.AGENT_PLATFORM_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -285,7 +286,7 @@ if (!ready) {
         const acked = new Map<string, string>();
         const failures: string[] = [];
         let killedAt = 0;
-        let takeover: Promise<{ replica: Replica; ms: number }> | undefined;
+        let takeover: ReturnType<typeof watchTakeover> | undefined;
         let rr = 0;
         let retriedAfterError = 0;
         const alive = (): Replica[] => replicas.filter((r) => r.alive);

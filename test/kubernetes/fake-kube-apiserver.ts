@@ -31,15 +31,22 @@
  * stopped program exits with 143 (it "dies on SIGTERM"; a real `sh` as PID 1 ignores
  * SIGTERM and would be SIGKILLed after the grace period, 137).
  *
- * What the fake does NOT do: TLS, RBAC, admission (Pod Security, quotas, limit ranges
+ * It serves HTTPS with a throwaway self-signed certificate (made with the openssl CLI)
+ * that the kubeconfig names as the cluster CA, so the client's TLS verification runs;
+ * `tls: false` serves plain HTTP (client-node then needs insecure-skip-tls-verify).
+ *
+ * What the fake does NOT do: RBAC, admission (Pod Security, quotas, limit ranges
  * and network policies are stored, not enforced), server-side apply, finalizers,
  * namespace termination (a deleted namespace and its objects vanish at once), pagination
  * (`limit`/`continue`), protobuf, and anything about real containers.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 type Obj = {
@@ -102,6 +109,23 @@ export interface FakeKubeApiServerOptions {
   stepDelayMs?: number;
   /** RuntimeClass objects to create. @default ["gvisor"] */
   runtimeClasses?: string[];
+  /** HTTPS with a self-signed certificate (needs the openssl CLI). @default true */
+  tls?: boolean;
+}
+
+/** A self-signed certificate for 127.0.0.1, valid for two days. */
+function selfSignedCertificate(): { key: string; cert: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'fake-kube-tls-'));
+  try {
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=fake-kube-apiserver', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-days', '2', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+      { stdio: 'pipe' },
+    );
+    return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 interface LogEntry {
@@ -343,6 +367,7 @@ export class FakeKubeApiServer {
   readonly requests: { method: string; path: string; query: string }[] = [];
   private server!: Server;
   private baseUrl = '';
+  private certificate: { key: string; cert: string } | undefined;
   private rv = 0;
   /** Watches from below this resourceVersion get 410 Gone. */
   private oldestRv = 0;
@@ -351,7 +376,7 @@ export class FakeKubeApiServer {
   private readonly watches = new Set<WatchConn>();
   private readonly processes = new Map<string, PodProcess>();
   private readonly timers = new Set<NodeJS.Timeout>();
-  private readonly options: Required<FakeKubeApiServerOptions>;
+  private readonly options: Required<Omit<FakeKubeApiServerOptions, 'tls'>> & { tls: boolean };
   private closed = false;
 
   private constructor(options: FakeKubeApiServerOptions) {
@@ -362,6 +387,7 @@ export class FakeKubeApiServer {
       historyLimit: options.historyLimit ?? 10_000,
       stepDelayMs: options.stepDelayMs ?? 20,
       runtimeClasses: options.runtimeClasses ?? ['gvisor'],
+      tls: options.tls ?? true,
     };
     this.token = this.options.token;
   }
@@ -372,14 +398,20 @@ export class FakeKubeApiServer {
     for (const handler of fake.options.runtimeClasses) {
       fake.write('runtimeclasses', { apiVersion: 'node.k8s.io/v1', kind: 'RuntimeClass', metadata: { name: handler }, handler: handler === 'gvisor' ? 'runsc' : handler }, 'ADDED');
     }
-    fake.server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       fake.handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) fake.send(res, 500, statusObject(500, 'InternalError', String(err)));
         else res.destroy();
       });
-    });
+    };
+    if (fake.options.tls) {
+      fake.certificate = selfSignedCertificate();
+      fake.server = createHttpsServer({ key: fake.certificate.key, cert: fake.certificate.cert }, handler);
+    } else {
+      fake.server = createServer(handler);
+    }
     await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
-    fake.baseUrl = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
+    fake.baseUrl = `${fake.options.tls ? 'https' : 'http'}://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
     return fake;
   }
 
@@ -397,6 +429,7 @@ export class FakeKubeApiServer {
       `- name: ${context}`,
       '  cluster:',
       `    server: ${this.baseUrl}`,
+      this.certificate ? `    certificate-authority-data: ${Buffer.from(this.certificate.cert).toString('base64')}` : '    insecure-skip-tls-verify: true',
       'users:',
       `- name: ${context}-user`,
       '  user:',

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import type { PlatformEvent } from '../../domain/event.js';
 import type { Bus } from '../../bus/bus.js';
-import type { Store } from '../../store/store.js';
+import type { EventFilter, Store } from '../../store/store.js';
+import { NODE_EVENT_TENANT } from '../../nodes/node-events.js';
 import type { RouteRegistry } from '../route-registry.js';
 import { EventList } from '../schemas/agent-schema.js';
 import { toEventResponse } from '../agent-mapper.js';
@@ -29,18 +30,38 @@ const EventsQuery = z.strictObject({
   limit: z.string().regex(/^[0-9]+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(1).max(5000)).optional(),
 });
 
+const REPLAY_PAGE = 1000;
+
+type Caller = { tenantId: string; role: string };
+
+/**
+ * The store queries whose union is what a caller may see, narrowed by the query: a tenant
+ * sees its own events; a platform admin also sees node events (they belong to no tenant).
+ */
+function filtersFor(principal: Caller, query: { agent?: string | undefined; node?: string | undefined }): EventFilter[] {
+  const admin = principal.role === 'platform-admin';
+  if (query.agent !== undefined) return [{ tenantId: principal.tenantId, objectKind: 'Agent', objectId: query.agent }];
+  if (query.node !== undefined) return admin ? [{ tenantId: NODE_EVENT_TENANT, objectKind: 'Node', objectId: query.node }] : [];
+  const own: EventFilter = { tenantId: principal.tenantId };
+  return admin && principal.tenantId !== NODE_EVENT_TENANT ? [own, { tenantId: NODE_EVENT_TENANT, objectKind: 'Node' }] : [own];
+}
+
+/** Runs the queries and merges them oldest first (by id), keeping `limit`. */
+async function listVisible(store: Store, filters: EventFilter[], extra: Pick<EventFilter, 'sinceMs' | 'afterId'> & { limit: number }): Promise<PlatformEvent[]> {
+  const lists = await Promise.all(filters.map((f) => store.listEvents({ ...f, ...extra })));
+  if (lists.length === 1) return lists[0]!;
+  return lists
+    .flat()
+    .sort((a, b) => a.id - b.id)
+    .slice(0, extra.limit);
+}
+
 /** Platform events: a query endpoint and a live Server-Sent Events stream. */
 export function registerEventRoutes(routes: RouteRegistry, d: { store: Store; bus: Bus; heartbeatMs?: number }): void {
   routes.add(
     { method: 'GET', url: '/api/v1/events', summary: 'Events (state changes, scheduling decisions, restarts, OOM kills, node conditions), oldest first', tags: ['events'], permission: 'events:read', query: EventsQuery, responses: { 200: EventList } },
     async ({ query, principal }) => {
-      const items = await d.store.listEvents({
-        tenantId: principal.role === 'platform-admin' && query.node ? undefined : principal.tenantId,
-        objectKind: query.agent ? 'Agent' : query.node ? 'Node' : undefined,
-        objectId: query.agent ?? query.node,
-        sinceMs: query.since,
-        limit: query.limit ?? 1000,
-      });
+      const items = await listVisible(d.store, filtersFor(principal, query), { sinceMs: query.since, limit: query.limit ?? 1000 });
       return { items: items.map(toEventResponse) };
     },
   );
@@ -63,45 +84,62 @@ export function registerEventRoutes(routes: RouteRegistry, d: { store: Store; bu
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': request.id, 'x-accel-buffering': 'no' });
+      let heartbeat: NodeJS.Timeout | undefined;
+      let closed = false;
       const send = (e: PlatformEvent): void => {
-        if (!visible(e)) return;
+        if (closed || !visible(e)) return;
         res.write(`${e.id > 0 ? `id: ${e.id}\n` : ''}event: ${e.objectKind.toLowerCase()}\ndata: ${JSON.stringify(toEventResponse(e))}\n\n`);
       };
       // Subscribe before replaying so nothing falls between the two.
       const buffered: PlatformEvent[] = [];
       let replaying = true;
       const unsubscribe = d.bus.subscribe((e) => (replaying ? buffered.push(e) : send(e)));
-      const lastId = Number(request.headers['last-event-id']);
-      let maxReplayed = 0;
-      if (Number.isInteger(lastId) && lastId > 0) {
-        for (const e of await d.store.listEvents({ tenantId: principal.tenantId, afterId: lastId, limit: 5000 })) {
-          send(e);
-          maxReplayed = Math.max(maxReplayed, e.id);
-        }
-      } else if (query.since !== undefined) {
-        for (const e of await d.store.listEvents({ tenantId: principal.tenantId, sinceMs: query.since, limit: 5000 })) {
-          send(e);
-          maxReplayed = Math.max(maxReplayed, e.id);
-        }
-      }
-      replaying = false;
-      for (const e of buffered) if (e.id === 0 || e.id > maxReplayed) send(e);
-      res.write(': connected\n\n');
-      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), d.heartbeatMs ?? 15_000);
-      // A hijacked response is invisible to Fastify: end it ourselves on shutdown, or
-      // app.close() waits for this connection forever (the heartbeat keeps it busy).
+      // Registered before the replay: a client gone during it must not leave the
+      // subscription (and the heartbeat) behind.
       const cleanUp = (): void => {
+        closed = true;
         clearInterval(heartbeat);
         unsubscribe();
         routes.closing.removeEventListener('abort', endOnClose);
       };
+      // A hijacked response is invisible to Fastify: end it ourselves on shutdown, or
+      // app.close() waits for this connection forever (the heartbeat keeps it busy).
       function endOnClose(): void {
         cleanUp();
         res.end();
       }
-      if (routes.closing.aborted) endOnClose();
-      else routes.closing.addEventListener('abort', endOnClose, { once: true });
-      request.raw.on('close', cleanUp);
+      res.on('close', cleanUp);
+      if (routes.closing.aborted) return endOnClose();
+      routes.closing.addEventListener('abort', endOnClose, { once: true });
+      const lastId = Number(request.headers['last-event-id']);
+      let maxReplayed = 0;
+      const resume = Number.isInteger(lastId) && lastId > 0;
+      if (resume || query.since !== undefined) {
+        try {
+          // Page through everything after the id (or since the time): a client that was
+          // away for a while gets every event it missed, not only the first page.
+          for (let after = resume ? lastId : 0; !closed; ) {
+            const page = await listVisible(d.store, filtersFor(principal, query), { afterId: after || undefined, sinceMs: resume ? undefined : query.since, limit: REPLAY_PAGE });
+            for (const e of page) {
+              send(e);
+              maxReplayed = Math.max(maxReplayed, e.id);
+            }
+            if (page.length < REPLAY_PAGE) break;
+            after = page.at(-1)!.id;
+          }
+        } catch (err) {
+          // The head is sent: no error response is possible any more. End the stream; the
+          // client reconnects with its Last-Event-ID and loses nothing.
+          request.log.warn({ err }, 'event replay failed');
+          endOnClose();
+          return;
+        }
+      }
+      replaying = false;
+      for (const e of buffered) if (e.id === 0 || e.id > maxReplayed) send(e);
+      if (closed) return;
+      res.write(': connected\n\n');
+      heartbeat = setInterval(() => res.write(': keep-alive\n\n'), d.heartbeatMs ?? 15_000);
     },
   );
 }

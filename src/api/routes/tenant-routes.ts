@@ -112,8 +112,7 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
   );
 
   routes.add(
-    { method: 'GET', url: '/api/v1/tenants/:id', summary: 'Get a tenant', tags: ['tenants'], permission: 'tenants:read', params: TenantParams,
-      scope, responses: { 200: TenantResponse } },
+    { method: 'GET', url: '/api/v1/tenants/:id', summary: 'Get a tenant', tags: ['tenants'], permission: 'tenants:read', params: TenantParams, scope, responses: { 200: TenantResponse } },
     async ({ params, principal }) => toTenantResponse(await d.tenants.visible(principal, params.id)),
   );
 
@@ -188,8 +187,7 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
   );
 
   routes.add(
-    { method: 'GET', url: '/api/v1/tenants/:id/keys', summary: 'List API keys (no secrets)', tags: ['tenants'], permission: 'keys:read', params: TenantParams,
-      scope, responses: { 200: ApiKeyList } },
+    { method: 'GET', url: '/api/v1/tenants/:id/keys', summary: 'List API keys (no secrets)', tags: ['tenants'], permission: 'keys:read', params: TenantParams, scope, responses: { 200: ApiKeyList } },
     async ({ params, principal }) => {
       await d.tenants.visible(principal, params.id);
       const now = d.clock.now();

@@ -41,7 +41,7 @@ const Quantities = {
   cpuCoreSeconds: z.number().meta({ description: 'Allocated CPU (requests) while Running' }),
   memoryGiBSeconds: z.number(),
   gpuSeconds: z.number(),
-  usedCpuSeconds: z.number().nullable().meta({ description: 'CPU time used, from the runtime counters; null when some interval had none' }),
+  usedCpuSeconds: z.number().nullable().meta({ description: 'CPU time used, from the runtime counters (sampled intervals only; the last piece of a run has none); null when no interval had a counter (e.g. simulated nodes)' }),
   cost: z.string().meta({ description: 'Decimal with 6 places' }),
   costMicros: z.number().int().meta({ description: 'Cost in millionths of the currency; rows add up to the total exactly' }),
 };

@@ -123,9 +123,12 @@ export class KubeClient {
   async watch<T>(path: string, query: KubeRequest['query'], onEvent: (event: KubeWatchEvent<T>) => void, signal: AbortSignal): Promise<void> {
     const res = await this.stream(path, { ...query, watch: 'true' }, signal);
     const lines = createInterface({ input: res, crlfDelay: Infinity });
+    // A destroyed response does not always end readline's iterator: close it as well.
     const onAbort = (): void => {
+      lines.close();
       res.destroy();
     };
+    res.once('close', () => lines.close());
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const line of lines) {

@@ -586,14 +586,20 @@ export class KubernetesRuntime implements Runtime {
       if (isKubeStatus(err, 400) && /waiting to start|ContainerCreating/.test(err.message)) return;
       throw err;
     }
+    const lines = createInterface({ input: res, crlfDelay: Infinity });
+    // A destroyed response does not always end readline's iterator: close it on abort.
+    const onAbort = (): void => lines.close();
+    signal.addEventListener('abort', onAbort, { once: true });
+    res.once('close', () => lines.close());
     try {
-      for await (const raw of createInterface({ input: res, crlfDelay: Infinity })) {
+      for await (const raw of lines) {
         const line = parseTimestampedLogLine(raw, stream);
         if (!line) continue;
         if (o.sinceMs !== undefined && line.time < o.sinceMs) continue;
         yield line;
       }
     } finally {
+      signal.removeEventListener('abort', onAbort);
       res.destroy();
     }
   }
@@ -619,6 +625,8 @@ export class KubernetesRuntime implements Runtime {
       }
     };
     const pumps = Promise.all([pump('stdout'), pump('stderr')]);
+    const onAbort = (): void => wake?.();
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
       for (;;) {
         while (queue.length > 0) yield queue.shift()!;
@@ -630,6 +638,7 @@ export class KubernetesRuntime implements Runtime {
         wake = undefined;
       }
     } finally {
+      signal.removeEventListener('abort', onAbort);
       await pumps;
     }
   }

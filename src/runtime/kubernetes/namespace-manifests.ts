@@ -5,7 +5,7 @@ import type {
   V1ResourceQuota,
   V1Service,
 } from '@kubernetes/client-node';
-import { formatCpu } from '../../domain/quantity.js';
+import { formatCpu, formatMemory } from '../../domain/quantity.js';
 import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, containerName } from '../runtime.js';
 import { EGRESS_ALLOWLIST, EGRESS_LABEL, tenantNamespace } from './kube-names.js';
 
@@ -103,8 +103,8 @@ export function buildNamespaceManifests(options: NamespaceManifestOptions): Kube
       spec: {
         hard: {
           'requests.cpu': formatCpu(q.cpuMillicores),
-          'requests.memory': `${q.memoryMiB}Mi`,
-          'limits.memory': `${q.memoryMiB}Mi`,
+          'requests.memory': formatMemory(q.memoryMiB),
+          'limits.memory': formatMemory(q.memoryMiB),
           'requests.nvidia.com/gpu': String(q.gpu),
           pods: String(q.agents),
         },
@@ -122,9 +122,9 @@ export function buildNamespaceManifests(options: NamespaceManifestOptions): Kube
           {
             type: 'Container',
             // No single container may exceed the whole tenant's quota.
-            max: { cpu: formatCpu(q.cpuMillicores), memory: `${q.memoryMiB}Mi` },
-            default: { cpu: formatCpu(Math.min(DEFAULT_CPU_MILLICORES, q.cpuMillicores)), memory: `${Math.min(DEFAULT_MEMORY_MIB, q.memoryMiB)}Mi` },
-            defaultRequest: { cpu: formatCpu(Math.max(1, Math.floor(Math.min(DEFAULT_CPU_MILLICORES, q.cpuMillicores) / 5))), memory: `${Math.min(DEFAULT_MEMORY_MIB, q.memoryMiB)}Mi` },
+            max: { cpu: formatCpu(q.cpuMillicores), memory: formatMemory(q.memoryMiB) },
+            default: { cpu: formatCpu(Math.min(DEFAULT_CPU_MILLICORES, q.cpuMillicores)), memory: formatMemory(Math.min(DEFAULT_MEMORY_MIB, q.memoryMiB)) },
+            defaultRequest: { cpu: formatCpu(Math.max(1, Math.floor(Math.min(DEFAULT_CPU_MILLICORES, q.cpuMillicores) / 5))), memory: formatMemory(Math.min(DEFAULT_MEMORY_MIB, q.memoryMiB)) },
           },
         ],
       },

@@ -41,6 +41,8 @@ export class PodInformer {
   private loop: Promise<void> | undefined;
   /** Full lists done so far (the first one included); tests watch it for 410 handling. */
   relists = 0;
+  /** The last list or watch failure, named when a wait for the first list times out. */
+  private lastError: unknown;
 
   constructor(options: PodInformerOptions) {
     this.options = {
@@ -64,7 +66,13 @@ export class PodInformer {
   async waitForSync(signal?: AbortSignal, timeoutMs = 30_000): Promise<void> {
     this.start();
     if (this.synced) return;
-    await this.waitUntil(() => this.synced, signal, timeoutMs, 'the first list of Pods from the Kubernetes API');
+    try {
+      await this.waitUntil(() => this.synced, signal, timeoutMs, 'the first list of Pods from the Kubernetes API');
+    } catch (err) {
+      if (this.lastError === undefined || signal?.aborted) throw err;
+      const cause = this.lastError instanceof Error ? this.lastError.message : String(this.lastError);
+      throw new KubeApiError(0, 'Unavailable', `${(err as Error).message}; last error: ${cause}`);
+    }
   }
 
   /** The cached Pod with this name (Pod names are unique across namespaces here). */
@@ -170,6 +178,7 @@ export class PodInformer {
           this.resourceVersion = '';
           continue;
         }
+        this.lastError = err;
         this.options.onError?.(err);
         await sleep(backoffMs, undefined, { signal }).catch(() => undefined);
         backoffMs = Math.min(this.options.reconnectMaxMs, backoffMs * 2);
@@ -197,6 +206,7 @@ export class PodInformer {
     }
     this.resourceVersion = list.metadata.resourceVersion ?? '';
     this.synced = true;
+    this.lastError = undefined;
     this.emit(undefined, undefined);
   }
 

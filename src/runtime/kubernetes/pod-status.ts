@@ -52,6 +52,7 @@ export function observedFromPod(pod: KubePod): ObservedContainer {
     containerId: pod.metadata.name,
     agentId: pod.metadata.labels?.[AGENT_ID_LABEL] ?? '',
     oomKilled: false,
+    exitCode: undefined,
   };
   const status = agentStatus(pod);
   const terminated = status?.state?.terminated;
