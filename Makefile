@@ -9,7 +9,7 @@ NODE_MODULES_STAMP := node_modules/.package-lock.json
 # Test steps run in order by `make test`; add a target and list it here.
 TEST_STEPS := test-vitest
 
-.PHONY: help deps build docker services prometheus images run test $(TEST_STEPS) clean
+.PHONY: help deps build docker services prometheus podman images run test $(TEST_STEPS) clean
 
 help:
 	@echo "make run       install, build, set up Docker and images, start the platform"
@@ -50,7 +50,12 @@ run: deps build docker images
 	@echo "==> run: agent-platform serve"
 	node bin/agent-platform.js serve
 
-test: deps build docker services prometheus images
+# podman (+ catatonit, cgroup and ulimit fixes) for the `podman kube play` test of the
+# Kubernetes Pod manifests (test/kubernetes/podman-kube-play.test.ts).
+podman:
+	@scripts/ensure-podman.sh
+
+test: deps build docker services prometheus podman images
 	@$(MAKE) --no-print-directory $(TEST_STEPS)
 
 test-vitest:

@@ -240,6 +240,13 @@ async function platformPhase(spec: Extract<PhaseSpec, { kind: 'platform' }>): Pr
       const address = await platform.start();
       const idleRss = process.memoryUsage().rss / 1024 / 1024;
       const memory = new MemorySampler(100);
+      const startedMs = Date.now();
+      // Progress on stderr, so a slow run shows where it is.
+      const progress = setInterval(() => {
+        const m = process.memoryUsage();
+        console.error(`  ${((Date.now() - startedMs) / 1000).toFixed(0)} s: ${runningAt.size} Running, queue ${platform.bus.depth()}, rss ${(m.rss / 1048576).toFixed(0)} MiB, heap ${(m.heapUsed / 1048576).toFixed(0)} MiB`);
+      }, 5_000);
+      progress.unref();
       const load =
         spec.transport === 'http'
           ? await forkLoad({ baseUrl: address, path: '/api/v1/agents', token: TOKEN, count: spec.agents, concurrency: spec.concurrency, bodyTemplate: { ...BODY_TEMPLATE }, namePrefix: 'agent' })
@@ -261,6 +268,7 @@ async function platformPhase(spec: Extract<PhaseSpec, { kind: 'platform' }>): Pr
         }
       }
       const peaks = memory.stop();
+      clearInterval(progress);
       if (process.env.BENCH_HEAP_SNAPSHOT) (await import('node:v8')).writeHeapSnapshot(process.env.BENCH_HEAP_SNAPSHOT);
       const toRunning: number[] = [];
       let lastRunning = 0;

@@ -115,7 +115,8 @@ build() {
     return 0
   fi
   log "building $IMAGE FROM $base"
-  if ! out=$(docker build --pull=false --rm --force-rm --build-arg "NODE_BASE=$base" \
+  # --network none: RUN steps need no network, and the default bridge may be absent.
+  if ! out=$(docker build --pull=false --network none --rm --force-rm --build-arg "NODE_BASE=$base" \
       --label "$HASH_LABEL=$hash" --label "org.agent-platform.node-version=$version" \
       -t "$IMAGE" -t "agent-platform/platform:$(node -p "require('$ROOT/package.json').version")" \
       -f "$ROOT/Dockerfile" "$ROOT" 2>&1); then

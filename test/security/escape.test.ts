@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupCollector } from '../../src/metrics/cgroup/cgroup-collector.js';
 import { requireDocker } from '../helpers/require-docker.js';
-import { dockerExec, ensureEscapeImage, EscapeReport, requireGvisor, SecurityPlatform, sleep, uniqueName, type AgentJson } from './security-harness.js';
+import { AGENT_RUNNER, ensureEscapeImage, EscapeReport, requireGvisor, runInAgent, SecurityPlatform, sleep, uniqueName, type AgentJson } from './security-harness.js';
 
 const hasDocker = await requireDocker();
 const hasGvisor = hasDocker && (await requireGvisor());
@@ -112,7 +112,7 @@ describe.skipIf(!hasDocker)('escape attempts from inside real agent containers',
         expect(put.status, put.text).toBe(201);
         const common = { image, isolation, resources: { cpu: '250m', memory: '128Mi' }, network: { mode: 'allowlist', allow: [allowRule()] } };
         neighbour = await p.create({ ...common, name: uniqueName(`nb-${isolation}`), command: ['python3', '-c', NEIGHBOUR_SERVER], env: { NEIGHBOUR_SECRET: { secretRef: secretName } }, expose: [{ port: 8000 }] });
-        attacker = await p.create({ ...common, name: uniqueName(`atk-${isolation}`), command: ['python3', '-c', 'import time; time.sleep(3600)'] });
+        attacker = await p.create({ ...common, name: uniqueName(`atk-${isolation}`), command: ['python3', '-c', AGENT_RUNNER] });
         neighbour = await p.waitFor(neighbour.id, (a) => a.status.phase === 'Running' && (a.status.endpoints?.length ?? 0) > 0, 120_000, 'neighbour running with endpoint');
         attacker = await p.waitRunning(attacker.id, 120_000);
         // The neighbour answers on its loopback endpoint before any attack.
@@ -168,7 +168,7 @@ describe.skipIf(!hasDocker)('escape attempts from inside real agent containers',
           hostLoopbackPort: loopback.port,
           hostLoopbackBanner: loopbackBanner,
         };
-        const run = await dockerExec(attacker.status.containerId!, ['python3', '-', JSON.stringify(params)], ATTACKS, 180_000);
+        const run = await runInAgent(attacker.status.containerId!, ATTACKS, [JSON.stringify(params)], 180_000);
         expect(run.code, run.stderr).toBe(0);
         const results = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { attempt: string; blocked?: boolean; control?: boolean; succeeded?: boolean; evidence: string }[];
         for (const r of results) {
@@ -204,19 +204,19 @@ s=socket.create_connection(sys.argv[1].split(':')[0:1]+[int(sys.argv[1].split(':
 s.sendall(('CONNECT denied.test:${loopback.port} HTTP/1.1\\r\\nHost: denied.test\\r\\n\\r\\n').encode())
 print(s.recv(100).decode().split('\\r\\n')[0])`;
         const proxy = p.platform.security.network!.current()!.proxyUrl.replace('http://', '');
-        const before = await dockerExec(attacker.status.containerId!, ['python3', '-c', probe, proxy]);
+        const before = await runInAgent(attacker.status.containerId!, probe, [proxy]);
         expect(before.stdout).toMatch(/ 403 /);
         const patched = await p.request<AgentJson>('PATCH', `/api/v1/agents/${attacker.id}`, { network: { allow: [allowRule(), `denied.test:${loopback.port}`] } });
         expect(patched.status, patched.text).toBe(200);
         expect(patched.json.spec.network.allow).toContain(`denied.test:${loopback.port}`);
-        const after = await dockerExec(attacker.status.containerId!, ['python3', '-c', probe, proxy]);
+        const after = await runInAgent(attacker.status.containerId!, probe, [proxy]);
         expect(after.stdout).toMatch(/ 200 /);
         // Validation and the mode rule.
         expect([400, 422]).toContain((await p.request('PATCH', `/api/v1/agents/${attacker.id}`, { network: { allow: ['http://bad'] } })).status);
         expect((await p.request('PATCH', `/api/v1/agents/${attacker.id}`, { network: { mode: 'none' } })).status).toBe(409);
         expect((await p.request('PATCH', `/api/v1/agents/${attacker.id}`, { privileged: true })).status).toBe(400);
         await p.request('PATCH', `/api/v1/agents/${attacker.id}`, { network: { allow: [allowRule()] } });
-        const reverted = await dockerExec(attacker.status.containerId!, ['python3', '-c', probe, proxy]);
+        const reverted = await runInAgent(attacker.status.containerId!, probe, [proxy]);
         expect(reverted.stdout).toMatch(/ 403 /);
       }, 120_000);
 
@@ -291,7 +291,7 @@ except OSError:
     pass
 print(written, err)`;
         for (const [dir, capMiB] of [['/tmp', TMP_MIB], ['/data', DATA_MIB]] as const) {
-          const run = await dockerExec(attacker.status.containerId!, ['python3', '-c', fill, `${dir}/fill`]);
+          const run = await runInAgent(attacker.status.containerId!, fill, [`${dir}/fill`]);
           const [bytes, err] = run.stdout.trim().split(/\s+/);
           const within = Number(bytes) <= capMiB * 2 ** 20;
           report.add(isolation, `fill ${dir} (cap ${capMiB} MiB)`, within && err === 'ENOSPC', `wrote ${(Number(bytes) / 2 ** 20).toFixed(1)} MiB then ${err}`);

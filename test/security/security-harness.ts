@@ -245,3 +245,42 @@ export class EscapeReport {
     return `# Escape test report (${new Date().toISOString()})\n\n${lines.join('\n')}\n`;
   }
 }
+
+/**
+ * The command of an attacker agent: runs the Python jobs dropped into /tmp/jobs as children
+ * of the agent's own process tree, so every attempt runs exactly as agent code would (with
+ * the container's seccomp filter, which gVisor does not apply to `docker exec` processes).
+ */
+export const AGENT_RUNNER = `import glob, json, os, subprocess, time
+d = '/tmp/jobs'
+os.makedirs(d, exist_ok=True)
+while True:
+    for job in sorted(glob.glob(d + '/*.job')):
+        spec = json.load(open(job)); os.remove(job)
+        try:
+            r = subprocess.run(['python3', '-c', spec['script']] + spec['args'], capture_output=True, text=True, timeout=spec['timeoutS'])
+            out = {'code': r.returncode, 'stdout': r.stdout, 'stderr': r.stderr}
+        except subprocess.TimeoutExpired as e:
+            out = {'code': -1, 'stdout': str(e.stdout or ''), 'stderr': 'timeout'}
+        tmp = job[:-4] + '.tmp'
+        json.dump(out, open(tmp, 'w')); os.rename(tmp, job[:-4] + '.out')
+    time.sleep(0.1)
+`;
+
+/**
+ * Runs a Python script inside an agent started with AGENT_RUNNER, as a child of the agent's
+ * process; `docker exec` only carries the script in and the result out.
+ */
+export async function runInAgent(containerId: string, script: string, args: string[] = [], timeoutMs = 170_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  const id = randomBytes(6).toString('hex');
+  const job = JSON.stringify({ script, args, timeoutS: Math.ceil(timeoutMs / 1000) });
+  const put = await dockerExec(containerId, ['sh', '-c', `cat > /tmp/jobs/${id}.part && mv /tmp/jobs/${id}.part /tmp/jobs/${id}.job`], job);
+  if (put.code !== 0) throw new Error(`could not hand the job to the agent: ${put.stderr}`);
+  const deadline = Date.now() + timeoutMs + 15_000;
+  for (;;) {
+    const got = await dockerExec(containerId, ['sh', '-c', `cat /tmp/jobs/${id}.out 2>/dev/null && rm -f /tmp/jobs/${id}.out`]);
+    if (got.code === 0 && got.stdout.trim() !== '') return JSON.parse(got.stdout) as { code: number; stdout: string; stderr: string };
+    if (Date.now() > deadline) throw new Error(`job ${id} did not finish in ${timeoutMs} ms`);
+    await sleep(300);
+  }
+}

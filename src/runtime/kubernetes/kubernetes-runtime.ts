@@ -18,7 +18,7 @@ import {
 import { isKubeStatus, KubeApiError, KubeClient, type KubeClientOptions } from './kube-client.js';
 import { AGENT_CONTAINER_NAME, START_GATE, TIMEOUT_ANNOTATION, tenantNamespace } from './kube-names.js';
 import type { KubeList, KubeNode, KubePod } from './kube-types.js';
-import { buildNamespaceManifests, type EgressProxyTarget, type TenantQuota } from './namespace-manifests.js';
+import { buildNamespaceManifests, DEFAULT_DENY_POLICY, type EgressProxyTarget, type ExposedAgent, type TenantQuota } from './namespace-manifests.js';
 import { buildPodManifest, type PodManifestOptions } from './pod-manifest.js';
 import { PodInformer } from './pod-informer.js';
 import { parseTimestampedLogLine, sinceTimeParam, tailMerged } from './pod-log-lines.js';
@@ -228,6 +228,19 @@ export class KubernetesRuntime implements Runtime {
       egressProxy: this.options.namespaces?.egressProxy,
       instanceId: this.options.instanceId,
     });
+    for (const object of objects) await this.createOrReplace(object, signal);
+  }
+
+  /**
+   * Makes an agent's ports reachable inside the cluster: a ClusterIP Service named like
+   * its Pod and a NetworkPolicy that admits those ports (the namespace denies all ingress
+   * otherwise). Create, or read and replace; call again to change the ports.
+   */
+  async exposeAgent(tenantId: string, exposed: ExposedAgent, signal?: AbortSignal): Promise<void> {
+    await this.ensureTenantNamespace(tenantId, signal);
+    const objects = buildNamespaceManifests({ tenantId, expose: [exposed], instanceId: this.options.instanceId }).filter(
+      (o) => o.kind === 'Service' || (o.kind === 'NetworkPolicy' && o.metadata?.name !== DEFAULT_DENY_POLICY),
+    );
     for (const object of objects) await this.createOrReplace(object, signal);
   }
 
