@@ -12,9 +12,13 @@ ARG NODE_BASE=agent-platform/node-base:20
 # native addon or an import that does not resolve fails the build, not the first start.
 # Exec-form RUN only: the base has no shell.
 FROM ${NODE_BASE} AS build
+# Dependencies before code: they change far less often, so their layers stay cached.
 WORKDIR /app
-COPY .images/platform-app/ /app/
+COPY .images/platform-app/node_modules/ /app/node_modules/
 RUN ["node", "-e", "const Database = require('better-sqlite3'); if (new Database(':memory:').prepare('select 41 + 1 as n').get().n !== 42) process.exit(1)"]
+COPY .images/platform-app/package.json /app/
+COPY .images/platform-app/bin/ /app/bin/
+COPY .images/platform-app/dist/ /app/dist/
 RUN ["node", "bin/agent-platform.js", "--help"]
 RUN ["node", "-e", "require('fs').mkdirSync('/var/lib/agent-platform', { recursive: true })"]
 
@@ -24,7 +28,10 @@ FROM ${NODE_BASE}
 LABEL org.opencontainers.image.title="agent-platform" \
       org.opencontainers.image.description="Control plane that runs AI agents as locked-down containers" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=build /app /app
+COPY --from=build /app/node_modules /app/node_modules
+COPY --from=build /app/package.json /app/package.json
+COPY --from=build /app/bin /app/bin
+COPY --from=build /app/dist /app/dist
 COPY --from=build --chown=10001:10001 /var/lib/agent-platform /var/lib/agent-platform
 WORKDIR /app
 # 0.0.0.0: inside its own network namespace the platform must listen on every interface to

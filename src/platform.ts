@@ -28,6 +28,7 @@ import { registerMetricsRoutes } from './api/routes/metrics-routes.js';
 import { PlatformMetrics } from './metrics/platform-metrics.js';
 import { UsageSampler } from './metrics/usage-sampler.js';
 import { NodeStatusPoller } from './metrics/node-status-poller.js';
+import { nodeMetricsFromPool } from './metrics/node-pool-metrics.js';
 import { instrumentRuntime } from './metrics/instrumented-runtime.js';
 import { createDockerUsageCollector } from './metrics/docker-usage-collector.js';
 import { Scheduler } from './scheduler/index.js';
@@ -174,7 +175,8 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   metrics.setSources({
     countAgents: () => store.countAgents(),
     queueDepth: () => bus.depth(),
-    nodes: () => nodeStatus.nodes(),
+    // Capacity, readiness and allocation as the scheduler sees them (heartbeats + assume cache).
+    nodes: () => nodeMetricsFromPool(nodes.nodes(), (id) => schedulerPlacer?.allocationOf(id)),
     ready: () => nodeStatus.ready(),
     containers: () => usage.current(),
   });

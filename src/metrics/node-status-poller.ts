@@ -94,9 +94,10 @@ export class NodeStatusPoller {
     this.polled = true;
   }
 
-  /** Like GET /ready: the store and every runtime answered the last poll. */
+  /** Like GET /ready: the store and at least one runtime (if any) answered the last poll. */
   ready(): boolean {
-    return this.polled && this.storeReady && this.o.runtimes.all().every((r) => this.readyByNode.get(r.nodeId) === true);
+    const runtimes = this.o.runtimes.all();
+    return this.polled && this.storeReady && (runtimes.length === 0 || runtimes.some((r) => this.readyByNode.get(r.nodeId) === true));
   }
 
   nodes(): NodeMetricsSnapshot[] {

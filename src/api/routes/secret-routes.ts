@@ -49,7 +49,7 @@ export function registerSecretRoutes(routes: RouteRegistry, d: { secrets: Secret
     {
       method: 'DELETE',
       url: '/api/v1/secrets/:name',
-      summary: 'Delete a secret (agents referring to it fail at their next start with reason SecretNotFound)',
+      summary: 'Delete a secret (new agents cannot refer to it; a container created earlier keeps the value it was created with)',
       tags: ['secrets'],
       permission: 'agents:write',
       params: NameParams,
