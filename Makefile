@@ -9,11 +9,12 @@ NODE_MODULES_STAMP := node_modules/.package-lock.json
 # Test steps run in order by `make test`; add a target and list it here.
 TEST_STEPS := test-vitest
 
-.PHONY: help deps build docker services prometheus podman images run test $(TEST_STEPS) clean
+.PHONY: help deps build docker services prometheus podman images platform-image run test $(TEST_STEPS) clean
 
 help:
 	@echo "make run       install, build, set up Docker and images, start the platform"
 	@echo "make test      install, build, set up Docker, services and images, run every test"
+	@echo "make platform-image  the platform's own image, agent-platform/platform:latest (docs/deploy.md)"
 	@echo "make deps | build | docker | services | prometheus | images | clean"
 
 # npm writes node_modules/.package-lock.json on every install, so it is the stamp that the
@@ -45,6 +46,12 @@ prometheus:
 images: docker
 	@echo "==> images"
 	@scripts/build-images.sh
+
+# The platform's own image from local base images only (scripts/build-platform-image.sh;
+# cached: a second run with nothing changed takes seconds). test/deploy builds it too.
+platform-image: deps docker
+	@echo "==> platform-image"
+	@scripts/build-platform-image.sh >/dev/null
 
 run: deps build docker images
 	@echo "==> run: agent-platform serve"

@@ -112,7 +112,14 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   if (bus instanceof RedisBus) await bus.ready();
   const metrics = new PlatformMetrics();
   const nodeEntries = loadNodePool({ AGENT_PLATFORM_NODES_FILE: config.nodesFile, AGENT_PLATFORM_NODES: config.nodesJson, nodeName: config.nodeName, dockerHost: config.dockerHost });
-  const nodePool = buildNodePool(nodeEntries, { defaultDockerHost: config.dockerHost, runtimes: overrides.runtimes, dockerSecurity: { instanceId } });
+  const nodePool = buildNodePool(nodeEntries, {
+    defaultDockerHost: config.dockerHost,
+    runtimes: overrides.runtimes,
+    dockerSecurity: { instanceId },
+    instanceId,
+    // Kubernetes nodes mirror a tenant's quota into its namespace on its first agent there.
+    tenantQuota: async (tenantId) => (await store.getTenantQuota(tenantId)).limits,
+  });
   const instrumented = new Map(nodePool.runtimes.map((r) => [r.nodeId, instrumentRuntime(r, metrics)]));
   const runtimes = new RuntimeRegistry([...instrumented.values()]);
   const events = new EventRecorder(store, bus, clock);
@@ -216,7 +223,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   registerAgentRoutes(routes, { agents, store, runtimes, deleteWaitMs: 15_000, usage: (id) => usage.latest(id) });
   registerMetricsRoutes(routes, { metrics, sampler: usage, agents, metricsToken: config.metricsToken });
   registerEventRoutes(routes, { store, bus });
-  app.addHook('onResponse', audit.onResponse);
+  app.addHook('onSend', audit.onSend);
   registerTenantRoutes(routes, { tenants, keys: apiKeys, clock, deleteWaitMs: 15_000 });
   registerUsageRoutes(routes, { tenants, store, rateCard, clock });
   registerAuditRoutes(routes, { audit });

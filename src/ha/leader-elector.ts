@@ -96,7 +96,13 @@ export class LeaderElector {
       const sentAtMs = Date.now();
       let token: number | undefined;
       try {
-        token = await this.o.lease.acquire(this.o.replicaId, stop);
+        // Raced with stop(): a backend that hangs must not keep stop() waiting.
+        token = await untilAborted(this.o.lease.acquire(this.o.replicaId, stop), stop);
+        if (token !== undefined && stop.aborted) {
+          const won = token;
+          await untilAborted(this.o.lease.release(this.o.replicaId, won), AbortSignal.timeout(this.o.lease.ttlMs)).catch(() => undefined);
+          return;
+        }
       } catch (err) {
         if (!stop.aborted) this.logger.warn({ err }, 'could not reach the leader lease; retrying');
       }

@@ -80,7 +80,8 @@ describe('compileNodePool', () => {
     expect(bad([{ id: 'a', driver: 'docker' }, { id: 'B_', driver: 'docker' }])).toContain('nodes.1.id');
     expect(bad([{ id: 'a', driver: 'docker', typo: 1 }])).toContain('typo');
     expect(bad([{ driver: 'simulated', count: 0, shape: { cpu: '1', memory: '1Gi' } }])).toContain('nodes.0.count');
-    expect(bad([{ id: 'a', driver: 'kubernetes' }])).toContain('nodes.0.driver');
+    expect(bad([{ id: 'a', driver: 'nomad' }])).toContain('nodes.0.driver');
+    expect(bad([{ driver: 'kubernetes', contxt: 'x' }])).toContain('contxt');
     expect(bad([])).toContain('at least one node');
   });
 

@@ -20,6 +20,13 @@ import { parseCpuMillicores, parseMemoryMiB } from '../domain/quantity.js';
  *   capacity: { cpu: "4", memory: 8Gi }  # overrides what the engine reports (tests, shared hosts)
  *   maxAgents: 110
  *   gpus: [{ id: "0", model: A100, memoryMiB: 40960 }]
+ * - driver: kubernetes              # kubernetes: a whole cluster is one node
+ *   id: prod-eu                     # default: k8s-<context>, or k8s without a context
+ *   kubeconfig: /etc/ap/kubeconfig  # default: $KUBECONFIG, ~/.kube/config, else the Pod's service account
+ *   context: prod-eu                # default: the kubeconfig's current-context
+ *   schedulerName: agent-platform   # binding mode: the platform picks the cluster node; default kube-scheduler
+ *   egressProxy: { cidr: 10.96.12.7/32, port: 3128 }
+ *   maxAgents: 1000                 # default 1000 (a cluster, not one kubelet)
  * - driver: simulated               # simulated: `count` in-memory nodes of one shape
  *   count: 100
  *   idPrefix: sim
@@ -73,10 +80,33 @@ const SimulatedEntry = z.strictObject({
   seed: z.number().int().optional(),
 });
 
-const NodesFile = z.array(z.discriminatedUnion('driver', [DockerEntry, SimulatedEntry])).min(1, 'must list at least one node');
+const KubernetesEntry = z.strictObject({
+  id: NodeId.optional(),
+  driver: z.literal('kubernetes'),
+  kubeconfig: z.string().min(1).max(4096).optional(),
+  context: z.string().min(1).max(253).optional(),
+  inCluster: z.boolean().optional(),
+  schedulerName: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a DNS-1123 subdomain').optional(),
+  egressProxy: z.strictObject({ cidr: z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a CIDR such as 10.96.12.7/32'), port: z.number().int().min(1).max(65_535) }).optional(),
+  labels: LabelMap.optional(),
+  taints: z.array(TaintInput).max(64).optional(),
+  reserved: ResourceAmounts.optional(),
+  capacity: ResourceAmounts.optional(),
+  maxAgents: z.number().int().min(1).max(1_000_000).optional(),
+  gpus: z.array(GpuInput).max(4096).optional(),
+});
+
+const NodesFile = z.array(z.discriminatedUnion('driver', [DockerEntry, SimulatedEntry, KubernetesEntry])).min(1, 'must list at least one node');
 
 /** Agents per node unless configured: kubelet's default maxPods. */
 export const DEFAULT_MAX_AGENTS = 110;
+
+/**
+ * Agents on a Kubernetes node (a whole cluster) unless configured. Each kubelet still
+ * enforces its own maxPods; this only bounds what the platform's scheduler sends, so it
+ * is set well above one kubelet's 110 rather than derived from a cluster size that changes.
+ */
+export const DEFAULT_CLUSTER_MAX_AGENTS = 1_000;
 
 interface CommonNodeSpec {
   id: string;
@@ -112,7 +142,25 @@ export interface SimulatedNodesSpec {
   seed?: number | undefined;
 }
 
-export type NodePoolEntry = DockerNodeSpec | SimulatedNodesSpec;
+/** One Kubernetes cluster (one platform node), compiled. */
+export interface KubernetesNodeSpec extends CommonNodeSpec {
+  driver: 'kubernetes';
+  /** undefined: $KUBECONFIG, ~/.kube/config, else the in-cluster service account. */
+  kubeconfigPath?: string | undefined;
+  /** undefined: the kubeconfig's current-context. */
+  context?: string | undefined;
+  /** Use the Pod's service account and ignore any kubeconfig. */
+  inCluster: boolean;
+  /** Binding mode: Pods carry this schedulerName and the runtime binds them itself. */
+  schedulerName?: string | undefined;
+  egressProxy?: { cidr: string; port: number } | undefined;
+  /** Overrides of what the cluster reports (sum of Ready Nodes' allocatable). */
+  capacityOverride: { cpuMillicores?: number | undefined; memoryMiB?: number | undefined };
+  /** GPUs the platform may hand out on this cluster; the device plugin picks the devices. */
+  gpus?: GpuDevice[] | undefined;
+}
+
+export type NodePoolEntry = DockerNodeSpec | SimulatedNodesSpec | KubernetesNodeSpec;
 
 /** Where the pool config comes from; the names are the environment variables. */
 export interface NodePoolSource {
@@ -144,6 +192,21 @@ const taintsOf = (taints: z.infer<typeof TaintInput>[] | undefined): Taint[] =>
   (taints ?? []).map((t) => (t.value === undefined ? { key: t.key, effect: t.effect } : { key: t.key, value: t.value, effect: t.effect }));
 
 /**
+ * Id of a cluster node without a configured id: `k8s-<context>` (as the runtime names it,
+ * made a valid node id: context names such as EKS ARNs hold ":" and "/"), or `k8s` when
+ * the context is left to the kubeconfig, so the id never depends on a file's contents.
+ */
+function defaultClusterNodeId(context: string | undefined): string {
+  if (context === undefined) return 'k8s';
+  const cleaned = `k8s-${context}`
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]+/g, '-')
+    .slice(0, 253)
+    .replace(/[^a-z0-9]+$/, '');
+  return cleaned;
+}
+
+/**
  * Parses and compiles a pool config (already decoded from YAML/JSON). Throws InputError
  * naming the entry and field of the first problems, and on duplicate node ids (see nodeIdsOf).
  */
@@ -155,6 +218,27 @@ export function compileNodePool(raw: unknown, source = 'nodes config'): NodePool
   }
   const entries: NodePoolEntry[] = parsed.data.map((e, i): NodePoolEntry => {
     const where = `nodes.${i}`;
+    if (e.driver === 'kubernetes') {
+      if (e.inCluster && e.kubeconfig) throw new InputError(`${source}: ${where} sets both kubeconfig and inCluster; pick one`, { field: `${where}.inCluster` });
+      return {
+        driver: 'kubernetes',
+        id: e.id ?? defaultClusterNodeId(e.context),
+        kubeconfigPath: e.kubeconfig,
+        context: e.context,
+        inCluster: e.inCluster ?? false,
+        schedulerName: e.schedulerName,
+        egressProxy: e.egressProxy,
+        labels: e.labels ?? {},
+        taints: taintsOf(e.taints),
+        reserved: reservedOf(e.reserved, where),
+        capacityOverride: {
+          cpuMillicores: amount(parseCpuMillicores, e.capacity?.cpu, `${where}.capacity.cpu`),
+          memoryMiB: amount(parseMemoryMiB, e.capacity?.memory, `${where}.capacity.memory`),
+        },
+        maxAgents: e.maxAgents ?? DEFAULT_CLUSTER_MAX_AGENTS,
+        gpus: e.gpus?.map((g) => ({ id: g.id, model: g.model, memoryMiB: g.memoryMiB })),
+      };
+    }
     const maxAgents = e.maxAgents ?? DEFAULT_MAX_AGENTS;
     if (e.driver === 'docker') {
       return {
@@ -202,7 +286,7 @@ export function compileNodePool(raw: unknown, source = 'nodes config'): NodePool
  * them: `<idPrefix>-00001`, `<idPrefix>-00002`, ... (at least five digits).
  */
 export function nodeIdsOf(entry: NodePoolEntry): string[] {
-  if (entry.driver === 'docker') return [entry.id];
+  if (entry.driver === 'docker' || entry.driver === 'kubernetes') return [entry.id];
   const width = Math.max(5, String(entry.count).length);
   return Array.from({ length: entry.count }, (_, n) => `${entry.idPrefix}-${String(n + 1).padStart(width, '0')}`);
 }

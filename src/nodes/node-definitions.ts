@@ -1,8 +1,12 @@
+import { DomainError, InputError } from '../domain/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { DockerRuntime, type DockerRuntimeOptions } from '../runtime/docker/docker-runtime.js';
+import { createKubernetesRuntime, type KubeBindingOptions, type KubeNodeSnapshot, type KubePlacementRequest } from '../runtime/kubernetes/kubernetes-runtime.js';
+import type { TenantQuota } from '../runtime/kubernetes/namespace-manifests.js';
 import { SimulatedCluster } from '../runtime/simulated/simulated-cluster.js';
 import { gpuDevicesOf } from '../runtime/simulated/node-shape.js';
-import { DEFAULT_MAX_AGENTS, type DockerNodeSpec, type NodePoolEntry } from './node-config.js';
+import type { QuotaLimits } from '../store/store.js';
+import { DEFAULT_MAX_AGENTS, type DockerNodeSpec, type KubernetesNodeSpec, type NodePoolEntry } from './node-config.js';
 import type { NodeDefinition } from './node-pool-service.js';
 
 const LOCAL_DOCKER_SOCKET = 'unix:///var/run/docker.sock';
@@ -32,12 +36,22 @@ export function buildNodePool(
     runtimes?: Runtime[] | undefined;
     /** Lock-down settings of every Docker node (instance id, OCI runtime, ...). */
     dockerSecurity?: DockerRuntimeOptions['defaultSecurity'];
+    /**
+     * Installation id for Kubernetes nodes (labels; list/watch scope).
+     * @default dockerSecurity.instanceId
+     */
+    instanceId?: string | undefined;
+    /**
+     * A tenant's quota limits, mirrored into its namespace (ResourceQuota, LimitRange) when a
+     * Kubernetes node creates the tenant's first agent; undefined: namespaces get no quota.
+     */
+    tenantQuota?: ((tenantId: string) => Promise<QuotaLimits>) | undefined;
   } = {},
 ): BuiltNodePool {
   const clusters: SimulatedCluster[] = [];
   const definitions: NodeDefinition[] = [];
   let discoveryClaimed = false;
-  const dockerDef = (runtime: Runtime, entry: DockerNodeSpec | undefined, effectiveHost: string | undefined): NodeDefinition => {
+  const dockerDef = (runtime: Runtime, entry: DockerNodeSpec | KubernetesNodeSpec | undefined, effectiveHost: string | undefined): NodeDefinition => {
     const discoverGpus = !discoveryClaimed && entry?.gpus === undefined && (effectiveHost ?? LOCAL_DOCKER_SOCKET).startsWith('unix://') && runtime.driver === 'docker';
     if (discoverGpus) discoveryClaimed = true;
     return {
@@ -56,15 +70,19 @@ export function buildNodePool(
   };
 
   if (options.runtimes) {
-    const byId = new Map(entries.filter((e): e is DockerNodeSpec => e.driver === 'docker').map((e) => [e.id, e]));
+    const byId = new Map(entries.filter((e) => e.driver !== 'simulated').map((e) => [e.id, e]));
     for (const runtime of options.runtimes) {
       const entry = byId.get(runtime.nodeId);
-      definitions.push(dockerDef(runtime, entry, entry?.dockerHost ?? options.defaultDockerHost));
+      definitions.push(dockerDef(runtime, entry, entry?.driver === 'docker' ? (entry.dockerHost ?? options.defaultDockerHost) : undefined));
     }
     return { definitions, runtimes: options.runtimes, close: async () => undefined };
   }
 
   for (const entry of entries) {
+    if (entry.driver === 'kubernetes') {
+      definitions.push(dockerDef(kubernetesRuntimeOf(entry, options.instanceId ?? options.dockerSecurity?.instanceId, options.tenantQuota), entry, undefined));
+      continue;
+    }
     if (entry.driver === 'docker') {
       const host = entry.dockerHost ?? options.defaultDockerHost;
       definitions.push(dockerDef(new DockerRuntime({ nodeId: entry.id, dockerHost: host, defaultSecurity: options.dockerSecurity }), entry, host));
@@ -103,3 +121,65 @@ export function buildNodePool(
     },
   };
 }
+
+/**
+ * The runtime of one cluster. Credentials are loaded here, at boot: a missing kubeconfig
+ * or unknown context fails the start, naming the node, instead of a node that is never Ready.
+ */
+function kubernetesRuntimeOf(entry: KubernetesNodeSpec, instanceId: string | undefined, tenantQuota: ((tenantId: string) => Promise<QuotaLimits>) | undefined): Runtime {
+  try {
+    return createKubernetesRuntime({
+      nodeId: entry.id,
+      kubeconfigPath: entry.kubeconfigPath,
+      context: entry.context,
+      inCluster: entry.inCluster,
+      instanceId,
+      binding: entry.schedulerName ? { schedulerName: entry.schedulerName, chooseNode: leastAllocatedNode } : undefined,
+      namespaces: {
+        egressProxy: entry.egressProxy,
+        quotaFor: tenantQuota ? async (tenantId) => namespaceQuotaOf(await tenantQuota(tenantId)) : undefined,
+      },
+    });
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new InputError(`nodes config: kubernetes node "${entry.id}": ${message}`, { nodeId: entry.id, causeCode: err instanceof DomainError ? err.code : undefined });
+  }
+}
+
+/**
+ * A tenant's platform quota as its namespace's ResourceQuota: `pods` counts Pods that
+ * have not ended, which is the platform's `running`; without it, the record limit
+ * `agents` is a looser bound (every live agent is a record). Per-agent maximums have no
+ * namespace-wide equivalent; the platform's own admission enforces them. Undefined when
+ * nothing is limited.
+ */
+export function namespaceQuotaOf(limits: QuotaLimits): TenantQuota | undefined {
+  const quota: TenantQuota = {
+    cpuMillicores: limits.cpuMillicores,
+    memoryMiB: limits.memoryMiB,
+    gpu: limits.gpu,
+    agents: limits.running ?? limits.agents,
+  };
+  return Object.values(quota).some((v) => v !== undefined) ? quota : undefined;
+}
+
+/**
+ * Binding mode's choice of a cluster node: among Ready, schedulable nodes that match the
+ * Pod's nodeSelector and have room for its requests, the one with the most CPU left
+ * (kube-scheduler's LeastAllocated, cpu first, then memory); undefined leaves it Pending.
+ */
+export const leastAllocatedNode: KubeBindingOptions['chooseNode'] = (request: KubePlacementRequest, nodes: KubeNodeSnapshot[]) => {
+  const free = (n: KubeNodeSnapshot): { cpu: number; memory: number; gpu: number } => ({
+    cpu: n.allocatable.cpuMillicores - n.requested.cpuMillicores,
+    memory: n.allocatable.memoryMiB - n.requested.memoryMiB,
+    gpu: n.allocatable.gpu - n.requested.gpu,
+  });
+  const fits = nodes.filter((n) => {
+    if (!n.ready || n.unschedulable) return false;
+    if (!Object.entries(request.nodeSelector).every(([k, v]) => n.labels[k] === v)) return false;
+    const f = free(n);
+    return f.cpu >= request.cpuMillicores && f.memory >= request.memoryMiB && f.gpu >= request.gpu;
+  });
+  fits.sort((a, b) => free(b).cpu - free(a).cpu || free(b).memory - free(a).memory || a.name.localeCompare(b.name));
+  return fits[0]?.name;
+};

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Agent, AgentSpec, DesiredState, Phase } from '../domain/agent.js';
 import type { Clock } from '../domain/clock.js';
-import { agentNotFound, ConflictError, InputError, VersionConflictError } from '../domain/errors.js';
+import { agentNotFound, DomainError, ConflictError, InputError, VersionConflictError } from '../domain/errors.js';
 import { parseCpuMillicores, parseMemoryMiB } from '../domain/quantity.js';
 import type { Bus } from '../bus/bus.js';
 import type { AgentFilter, AgentPage, Store } from '../store/store.js';
@@ -87,7 +87,8 @@ export class AgentService {
     const spec = this.specAdmission ? await this.specAdmission(principal, this.toSpec(req)) : this.toSpec(req);
     const now = this.clock.now();
     const requestHash = createHash('sha256').update(JSON.stringify(rawBody ?? req)).digest('hex');
-    const { agent, created } = await this.store.createAgent(
+    const { agent, created } = await this.store
+      .createAgent(
       {
         id: newAgentId(),
         tenantId: principal.tenantId,
@@ -99,7 +100,15 @@ export class AgentService {
         createdAt: now,
       },
       idempotencyKey ? { key: idempotencyKey, requestHash } : undefined,
-    );
+      )
+      .catch(async (err: unknown) => {
+        // A rejected create leaves no agent to hang an event on: record it on the tenant,
+        // so operators see quota pressure in the event stream and not only in 403s.
+        if (err instanceof DomainError && err.code === 'QUOTA_EXCEEDED') {
+          await this.events.record({ tenantId: principal.tenantId, objectKind: 'Tenant', objectId: principal.tenantId, type: 'Warning', reason: 'QuotaExceeded', message: `create of agent ${req.name} rejected: ${err.message}`, data: err.details });
+        }
+        throw err;
+      });
     if (created) {
       await this.events.record({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: 'Normal', reason: 'Created', message: `agent ${agent.name} created (image ${spec.image})` });
       // Admission (quota) happened in the store, in the insert's transaction; a tenant in

@@ -38,8 +38,17 @@ export class AuditLog {
     private readonly logger: Logger = silentLogger,
   ) {}
 
-  /** Fastify onResponse hook. A failed write is logged, never fails the request. */
-  readonly onResponse = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+  /**
+   * Fastify onSend hook: the record is written before the response leaves, so a client
+   * that reads the audit log right after its request finds it. A failed write is logged,
+   * never fails the request.
+   */
+  readonly onSend = async <T>(request: FastifyRequest, reply: FastifyReply, payload: T): Promise<T> => {
+    await this.record(request, reply);
+    return payload;
+  };
+
+  private async record(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (READ_METHODS.has(request.method)) return;
     const route = request.routeOptions.url;
     if (route === undefined) return;
@@ -60,7 +69,7 @@ export class AuditLog {
     } catch (err) {
       this.logger.warn({ err, requestId: request.id }, 'audit record could not be written');
     }
-  };
+  }
 
   /** Platform admins see every tenant (or the one asked for); others their own only. */
   list(principal: Principal, filter: { tenantId?: string | undefined; sinceMs?: number | undefined; beforeId?: number | undefined; limit?: number | undefined }): Promise<AuditRecord[]> {

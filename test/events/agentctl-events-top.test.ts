@@ -190,7 +190,7 @@ describe.skipIf(!hasDocker).sequential('agentctl events and top on real Docker',
     expect(busyMilli).toBeGreaterThan(100);
     expect(busyMilli).toBeLessThanOrEqual(650);
     expect(Number.parseInt(busyRow[2]!, 10)).toBe(Math.round(busyMilli / 5)); // % of 500m
-    expect(busyRow[3]).toMatch(/^\d+Mi$/);
+    expect(busyRow[3]).toMatch(/^\d+(Mi|Ki)$/);
     expect(busyRow[4]).toMatch(/^\d+%$/);
     expect(Number.parseInt(busyRow[4]!, 10)).toBeLessThan(100);
     expect(idleRow[1] === '<unknown>' || Number.parseInt(idleRow[1]!, 10) < busyMilli).toBe(true);

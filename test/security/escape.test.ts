@@ -160,6 +160,7 @@ describe.skipIf(!hasDocker)('escape attempts from inside real agent containers',
           neighbourSecret,
           hostShadowPrefix: readFileSync('/etc/shadow', 'utf8').split('\n')[0] ?? '',
           hostPid: process.pid,
+          neighbourHostPid: (await p.docker.getContainer(neighbour.status.containerId!).inspect()).State.Pid,
           gateway: info.gateway,
           proxy: [info.gateway, Number(new URL(info.proxyUrl).port)],
           apiPort: p.apiPort,
@@ -170,14 +171,15 @@ describe.skipIf(!hasDocker)('escape attempts from inside real agent containers',
         };
         const run = await runInAgent(attacker.status.containerId!, ATTACKS, [JSON.stringify(params)], 180_000);
         expect(run.code, run.stderr).toBe(0);
-        const results = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { attempt: string; blocked?: boolean; control?: boolean; succeeded?: boolean; evidence: string }[];
+        const results = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { attempt: string; blocked?: boolean; control?: boolean; info?: boolean; succeeded?: boolean; evidence: string }[];
         for (const r of results) {
           if (r.control) report.add(isolation, r.attempt, r.succeeded === true, r.evidence);
+          else if (r.info) report.addInfo(isolation, r.attempt, r.evidence);
           else report.add(isolation, r.attempt, r.blocked === true, r.evidence);
         }
-        const escaped = results.filter((r) => !r.control && !r.blocked);
+        const escaped = results.filter((r) => !r.control && !r.info && !r.blocked);
         expect(escaped, JSON.stringify(escaped, null, 1)).toEqual([]);
-        expect(results.filter((r) => !r.control).length).toBeGreaterThan(25);
+        expect(results.filter((r) => !r.control && !r.info).length).toBeGreaterThan(25);
         const control = results.find((r) => r.control);
         expect(control?.succeeded, control?.evidence).toBe(true);
         // The neighbour kept its secret and keeps answering.
@@ -256,8 +258,14 @@ time.sleep(30)`;
           if (forks !== '' && healthy.length >= 3) break;
           await sleep(300);
         }
-        const after = await p.get(bomb.id);
-        const outcome = forks !== '' ? `forked ${forks}` : `agent ${after.status.phase}/${after.status.reason ?? ''} before it could report`;
+        // A sandbox that died is noticed by the controller a moment later.
+        const after = forks !== '' ? await p.get(bomb.id) : await p.waitFor(bomb.id, (a) => ['Failed', 'Succeeded'].includes(a.status.phase), 60_000, 'fork bomb agent to end');
+        // And afterwards: the node is fine.
+        for (let i = 0; i < 3; i++) {
+          const [health, banner] = await Promise.all([fetch(`${p.baseUrl}/health`).then((r) => r.status), readBanner(neighbour.status.endpoints![0]!.hostPort)]);
+          healthy.push(health === 200 && banner.includes('neighbour-ok'));
+        }
+        const outcome = forks !== '' ? `forked ${forks}` : `the sandbox died (agent ${after.status.phase}/${after.status.reason ?? ''}, exit ${after.status.exitCode ?? '?'}) before it could report`;
         report.add(isolation, `fork bomb (pids limit ${PIDS_LIMIT})`, peak <= max && (isolation === 'gvisor' || /^\d+ EAGAIN$/.test(forks)), `${outcome}; host pids peak ${peak} of ${max}`);
         report.add(isolation, 'platform /health and neighbour during fork bomb', healthy.length > 0 && healthy.every(Boolean), `${healthy.filter(Boolean).length}/${healthy.length} probes answered`);
         expect(peak).toBeLessThanOrEqual(max);

@@ -239,9 +239,17 @@ export class EscapeReport {
     this.rows.push({ isolation, attempt, blocked, evidence: evidence.replace(/\s+/g, ' ').trim().slice(0, 160) });
   }
 
+  /** A row that is neither an attempt nor a control: behaviour worth knowing. */
+  addInfo(isolation: string, attempt: string, evidence: string): void {
+    this.rows.push({ isolation, attempt, blocked: true, evidence: `info: ${evidence.replace(/\s+/g, ' ').trim().slice(0, 150)}` });
+  }
+
   markdown(): string {
     const lines = ['| isolation | attempt | outcome | evidence |', '| --- | --- | --- | --- |'];
-    for (const r of this.rows) lines.push(`| ${r.isolation} | ${r.attempt} | ${r.blocked ? 'blocked' : '**ESCAPED**'} | ${r.evidence.replace(/\|/g, '\\|')} |`);
+    for (const r of this.rows) {
+      const outcome = r.evidence.startsWith('info: ') ? 'info' : r.attempt.startsWith('CONTROL') ? (r.blocked ? 'works (control)' : '**CONTROL FAILED**') : r.blocked ? 'blocked' : '**ESCAPED**';
+      lines.push(`| ${r.isolation} | ${r.attempt} | ${outcome} | ${r.evidence.replace(/\|/g, '\\|')} |`);
+    }
     return `# Escape test report (${new Date().toISOString()})\n\n${lines.join('\n')}\n`;
   }
 }

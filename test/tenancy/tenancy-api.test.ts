@@ -122,6 +122,11 @@ describe.each(kinds)('tenancy over HTTP (%s)', (kind) => {
     expect(refused[0]!.json.error.code).toBe('QUOTA_EXCEEDED');
     expect(refused[0]!.json.error.details).toMatchObject({ resource: 'cpu', used: 1000, requested: 100, limit: 1000 });
     expect(refused[0]!.json.error.message).toBe('quota exceeded for cpu: used 1 + requested 100m > limit 1');
+    // Every rejection is also an event on the tenant (visible to the tenant, never to others).
+    const rejections = (await p.expectStatus(200, 'GET', '/api/v1/events?limit=5000', { token: member.key })).json.items.filter(
+      (e: { objectKind: string; reason: string }) => e.objectKind === 'Tenant' && e.reason === 'QuotaExceeded',
+    );
+    expect(rejections).toHaveLength(90);
 
     const admin = await p.createKey(t, 'tenant-admin');
     const quota = async () => (await p.expectStatus(200, 'GET', `/api/v1/tenants/${t}/quota`, { token: admin.key })).json;

@@ -12,6 +12,7 @@ describe('top output', () => {
     expect(formatCpuCores(0)).toBe('0m');
     expect(formatMemoryBytes(64 * MiB)).toBe('64Mi');
     expect(formatMemoryBytes(1.6 * MiB)).toBe('2Mi');
+    expect(formatMemoryBytes(300 * 1024)).toBe('300Ki');
   });
 
   it('shows usage against the limits, and <unknown> before the second sample', () => {

@@ -24,12 +24,13 @@ const UNKNOWN = '<unknown>';
 
 const percent = (used: number, total: number): string => (total > 0 ? `${Math.round((used / total) * 100)}%` : UNKNOWN);
 
-/** kubectl top's units: CPU in millicores ("250m"), memory in MiB ("64Mi"). */
+/** kubectl top's units: CPU in millicores ("250m"), memory in MiB ("64Mi"; KiB below one MiB, so a tiny agent does not read "0Mi"). */
 export function formatCpuCores(cores: number): string {
   return `${Math.round(cores * 1000)}m`;
 }
 
 export function formatMemoryBytes(bytes: number): string {
+  if (bytes < MIB) return `${Math.round(bytes / 1024)}Ki`;
   return `${Math.round(bytes / MIB)}Mi`;
 }
 

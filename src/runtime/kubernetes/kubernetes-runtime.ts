@@ -86,8 +86,11 @@ export interface KubernetesRuntimeOptions extends KubeClientOptions {
   /** Tenant namespace contents created on first use of a tenant. */
   namespaces?:
     | {
-        /** Quota of a tenant, mirrored into ResourceQuota and LimitRange; undefined: none. */
-        quotaFor?: ((tenantId: string) => TenantQuota | undefined) | undefined;
+        /**
+         * Quota of a tenant, mirrored into ResourceQuota and LimitRange when its namespace is
+         * first ensured; undefined: none. May be async (the platform reads it from its store).
+         */
+        quotaFor?: ((tenantId: string, signal?: AbortSignal) => TenantQuota | undefined | Promise<TenantQuota | undefined>) | undefined;
         /** The egress proxy allowlist agents may reach; undefined: no egress at all. */
         egressProxy?: EgressProxyTarget | undefined;
       }
@@ -428,7 +431,8 @@ export class KubernetesRuntime implements Runtime {
   private ensureTenantNamespace(tenantId: string, signal?: AbortSignal): Promise<void> {
     let ensured = this.ensuredNamespaces.get(tenantId);
     if (!ensured) {
-      ensured = this.ensureNamespace(tenantId, this.options.namespaces?.quotaFor?.(tenantId), signal);
+      const quotaFor = this.options.namespaces?.quotaFor;
+      ensured = (async () => this.ensureNamespace(tenantId, quotaFor ? await quotaFor(tenantId, signal) : undefined, signal))();
       this.ensuredNamespaces.set(tenantId, ensured);
       ensured.catch(() => this.ensuredNamespaces.delete(tenantId));
     }

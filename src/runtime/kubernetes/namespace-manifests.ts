@@ -9,13 +9,16 @@ import { formatCpu, formatMemory } from '../../domain/quantity.js';
 import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, containerName } from '../runtime.js';
 import { EGRESS_ALLOWLIST, EGRESS_LABEL, tenantNamespace } from './kube-names.js';
 
-/** A tenant's quota in base units; mirrored into a ResourceQuota and a LimitRange. */
+/**
+ * A tenant's quota in base units; mirrored into a ResourceQuota and a LimitRange. An
+ * undefined field is unlimited and left out of both.
+ */
 export interface TenantQuota {
-  cpuMillicores: number;
-  memoryMiB: number;
-  gpu: number;
+  cpuMillicores?: number | undefined;
+  memoryMiB?: number | undefined;
+  gpu?: number | undefined;
   /** Agents (Pods that have not ended) at the same time. */
-  agents: number;
+  agents?: number | undefined;
 }
 
 /** Where allowlist agents may connect: the platform's egress proxy. */
@@ -94,23 +97,26 @@ export function buildNamespaceManifests(options: NamespaceManifestOptions): Kube
   };
   out.push(ns);
 
-  if (options.quota) {
-    const q = options.quota;
-    const quota: V1ResourceQuota = {
-      apiVersion: 'v1',
-      kind: 'ResourceQuota',
-      metadata: meta(QUOTA_NAME),
-      spec: {
-        hard: {
-          'requests.cpu': formatCpu(q.cpuMillicores),
-          'requests.memory': formatMemory(q.memoryMiB),
-          'limits.memory': formatMemory(q.memoryMiB),
-          'requests.nvidia.com/gpu': String(q.gpu),
-          pods: String(q.agents),
-        },
-      },
-    };
+  const q = options.quota;
+  const hard: Record<string, string> = {};
+  if (q?.cpuMillicores !== undefined) hard['requests.cpu'] = formatCpu(q.cpuMillicores);
+  if (q?.memoryMiB !== undefined) {
+    hard['requests.memory'] = formatMemory(q.memoryMiB);
+    hard['limits.memory'] = formatMemory(q.memoryMiB);
+  }
+  if (q?.gpu !== undefined) hard['requests.nvidia.com/gpu'] = String(q.gpu);
+  if (q?.agents !== undefined) hard.pods = String(q.agents);
+  if (q && Object.keys(hard).length > 0) {
+    const quota: V1ResourceQuota = { apiVersion: 'v1', kind: 'ResourceQuota', metadata: meta(QUOTA_NAME), spec: { hard } };
     out.push(quota);
+  }
+  if (q && (q.cpuMillicores !== undefined || q.memoryMiB !== undefined)) {
+    const defaultCpu = Math.min(DEFAULT_CPU_MILLICORES, q.cpuMillicores ?? DEFAULT_CPU_MILLICORES);
+    const defaultMemory = Math.min(DEFAULT_MEMORY_MIB, q.memoryMiB ?? DEFAULT_MEMORY_MIB);
+    // No single container may exceed the whole tenant's quota.
+    const max: Record<string, string> = {};
+    if (q.cpuMillicores !== undefined) max.cpu = formatCpu(q.cpuMillicores);
+    if (q.memoryMiB !== undefined) max.memory = formatMemory(q.memoryMiB);
     // Written in wire form: client-node's V1LimitRangeItem spells "default" as "_default"
     // and only its serializer translates it; the adapter sends plain JSON.
     const limitRange: KubernetesObject & { spec: { limits: Record<string, unknown>[] } } = {
@@ -121,10 +127,9 @@ export function buildNamespaceManifests(options: NamespaceManifestOptions): Kube
         limits: [
           {
             type: 'Container',
-            // No single container may exceed the whole tenant's quota.
-            max: { cpu: formatCpu(q.cpuMillicores), memory: formatMemory(q.memoryMiB) },
-            default: { cpu: formatCpu(Math.min(DEFAULT_CPU_MILLICORES, q.cpuMillicores)), memory: formatMemory(Math.min(DEFAULT_MEMORY_MIB, q.memoryMiB)) },
-            defaultRequest: { cpu: formatCpu(Math.max(1, Math.floor(Math.min(DEFAULT_CPU_MILLICORES, q.cpuMillicores) / 5))), memory: formatMemory(Math.min(DEFAULT_MEMORY_MIB, q.memoryMiB)) },
+            max,
+            default: { cpu: formatCpu(defaultCpu), memory: formatMemory(defaultMemory) },
+            defaultRequest: { cpu: formatCpu(Math.max(1, Math.floor(defaultCpu / 5))), memory: formatMemory(defaultMemory) },
           },
         ],
       },

@@ -1,0 +1,383 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { loadConfig } from '../../src/config.js';
+import { InputError } from '../../src/domain/errors.js';
+import { loadNodePool } from '../../src/nodes/node-config.js';
+import { buildNodePool, leastAllocatedNode } from '../../src/nodes/node-definitions.js';
+import { buildPlatform, type Platform } from '../../src/platform.js';
+import { KubernetesRuntime } from '../../src/runtime/kubernetes/kubernetes-runtime.js';
+import { INSTANCE_LABEL } from '../../src/runtime/runtime.js';
+import { FakeKubeApiServer } from './fake-kube-apiserver.js';
+
+/**
+ * The whole platform with one Kubernetes node, configured the way an operator would
+ * (AGENT_PLATFORM_NODES with a kubeconfig and a context), driven only through HTTP,
+ * against the FAKE API server (test/kubernetes/fake-kube-apiserver.ts: no real
+ * kube-apiserver runs on these machines). Real SQLite, real HTTPS to the fake.
+ */
+
+const IMAGE = 'agent-platform/busybox:latest';
+
+interface AgentJson {
+  id: string;
+  status: { phase: string; reason?: string; node?: string; containerId?: string; exitCode?: number };
+}
+interface NodeJson {
+  id: string;
+  driver: string;
+  simulated: boolean;
+  ready: boolean;
+  capacity: { cpuMillicores: number; memoryMiB: number; maxAgents: number };
+  info?: { runtimeVersion: string; isolationClasses: string[] };
+}
+
+/** One platform on a fake cluster; `nodes` entries get `kubeconfig` and `context` filled in. */
+async function bootOnFake(
+  fakeOptions: Parameters<typeof FakeKubeApiServer.start>[0],
+  entry: Record<string, unknown>,
+): Promise<{
+  fake: FakeKubeApiServer;
+  platform: Platform;
+  api: <T>(method: string, path: string, body?: unknown) => Promise<{ status: number; json: T; text: string }>;
+  close(): Promise<void>;
+}> {
+  const fake = await FakeKubeApiServer.start(fakeOptions);
+  const dir = mkdtempSync(join(tmpdir(), 'ap-k8s-platform-'));
+  const kubeconfig = fake.writeKubeconfig(dir, 'fake-ctx');
+  const token = `k8s_${randomBytes(16).toString('hex')}`;
+  const config = loadConfig({
+    AGENT_PLATFORM_DATA_DIR: join(dir, 'data'),
+    AGENT_PLATFORM_ADMIN_TOKEN: token,
+    AGENT_PLATFORM_PORT: '0',
+    AGENT_PLATFORM_LOG_LEVEL: 'silent',
+    AGENT_PLATFORM_RESYNC_INTERVAL_MS: '500',
+    AGENT_PLATFORM_HEARTBEAT_INTERVAL_MS: '500',
+    AGENT_PLATFORM_STOP_GRACE_MS: '1000',
+    AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'kubernetes', kubeconfig, context: 'fake-ctx', ...entry }]),
+  });
+  let platform: Platform | undefined;
+  try {
+    platform = await buildPlatform(config);
+    const baseUrl = (await platform.start()).replace('[::1]', '127.0.0.1');
+    const api = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T; text: string }> => {
+      const res = await fetch(baseUrl + path, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await res.text();
+      let json: unknown;
+      try {
+        json = text ? JSON.parse(text) : undefined;
+      } catch {
+        json = undefined;
+      }
+      return { status: res.status, json: json as T, text };
+    };
+    const p = platform;
+    return {
+      fake,
+      platform: p,
+      api,
+      async close() {
+        try {
+          await p.close();
+        } finally {
+          await fake.close();
+          rmSync(dir, { recursive: true, force: true });
+        }
+      },
+    };
+  } catch (err) {
+    await platform?.close().catch(() => undefined);
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('node config: kubernetes entries', () => {
+  it('parses the kubernetes entry of deploy/kubernetes/base/configmap.yaml (in-cluster: no kubeconfig)', () => {
+    const configMap = parseYaml(readFileSync(new URL('../../deploy/kubernetes/base/configmap.yaml', import.meta.url), 'utf8')) as { data: Record<string, string> };
+    const entries = loadNodePool({ AGENT_PLATFORM_NODES: configMap.data.AGENT_PLATFORM_NODES, nodeName: 'unused' });
+    expect(entries).toEqual([
+      {
+        driver: 'kubernetes',
+        id: 'k8s',
+        kubeconfigPath: undefined,
+        context: undefined,
+        inCluster: false,
+        schedulerName: undefined,
+        egressProxy: undefined,
+        labels: {},
+        taints: [],
+        reserved: { cpuMillicores: 0, memoryMiB: 0 },
+        capacityOverride: { cpuMillicores: undefined, memoryMiB: undefined },
+        maxAgents: 1000,
+        gpus: undefined,
+      },
+    ]);
+  });
+
+  it('names the node after its context, made a valid node id, and refuses kubeconfig with inCluster', () => {
+    const [entry] = loadNodePool({ AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'kubernetes', context: 'arn:aws:eks:eu-west-1:123:cluster/Prod' }]), nodeName: 'x' });
+    expect(entry!.id).toBe('k8s-arn-aws-eks-eu-west-1-123-cluster-prod');
+    expect(() => loadNodePool({ AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'kubernetes', kubeconfig: '/k', inCluster: true }]), nodeName: 'x' })).toThrow(/both kubeconfig and inCluster/);
+    expect(() => loadNodePool({ AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'kubernetes' }, { driver: 'kubernetes', id: 'k8s' }]), nodeName: 'x' })).toThrow(/"k8s" appears twice/);
+  });
+
+  it('builds the runtime from the default chain ($KUBECONFIG) without a kubeconfig, from the service account with inCluster', async () => {
+    const fake = await FakeKubeApiServer.start();
+    const dir = mkdtempSync(join(tmpdir(), 'ap-k8s-chain-'));
+    const saved = { KUBECONFIG: process.env.KUBECONFIG, host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
+    try {
+      process.env.KUBECONFIG = fake.writeKubeconfig(dir, 'from-env');
+      const viaEnv = buildNodePool(loadNodePool({ AGENT_PLATFORM_NODES: '[{"driver":"kubernetes"}]', nodeName: 'x' }));
+      const runtime = viaEnv.runtimes[0] as KubernetesRuntime;
+      expect(runtime).toBeInstanceOf(KubernetesRuntime);
+      expect(runtime.nodeId).toBe('k8s');
+      expect(runtime.client.server.origin).toBe(new URL(fake.url).origin);
+      expect((await runtime.info()).cpuMillicores).toBe(4000);
+      await runtime.close();
+
+      process.env.KUBERNETES_SERVICE_HOST = '10.96.0.1';
+      process.env.KUBERNETES_SERVICE_PORT = '443';
+      const inCluster = buildNodePool(loadNodePool({ AGENT_PLATFORM_NODES: '[{"driver":"kubernetes","id":"here","inCluster":true}]', nodeName: 'x' }));
+      expect((inCluster.runtimes[0] as KubernetesRuntime).client.server.toString()).toBe('https://10.96.0.1/');
+      await inCluster.runtimes[0]!.close();
+
+      // An unknown context fails the boot, naming the node.
+      expect(() => buildNodePool(loadNodePool({ AGENT_PLATFORM_NODES: '[{"driver":"kubernetes","context":"nope"}]', nodeName: 'x' }))).toThrow(InputError);
+      expect(() => buildNodePool(loadNodePool({ AGENT_PLATFORM_NODES: '[{"driver":"kubernetes","context":"nope"}]', nodeName: 'x' }))).toThrow(/kubernetes node "k8s-nope".*context "nope"/);
+    } finally {
+      for (const [key, value] of [
+        ['KUBECONFIG', saved.KUBECONFIG],
+        ['KUBERNETES_SERVICE_HOST', saved.host],
+        ['KUBERNETES_SERVICE_PORT', saved.port],
+      ] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+      await fake.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('binding mode picks the Ready, matching node with the most CPU left', () => {
+    const node = (name: string, cpu: number, used: number, extra: Partial<{ ready: boolean; labels: Record<string, string> }> = {}) => ({
+      name,
+      labels: extra.labels ?? {},
+      ready: extra.ready ?? true,
+      unschedulable: false,
+      allocatable: { cpuMillicores: cpu, memoryMiB: 4096, gpu: 0 },
+      requested: { cpuMillicores: used, memoryMiB: 0, gpu: 0, pods: 0 },
+    });
+    const request = { podName: 'p', namespace: 'ap-t', agentId: 'a', cpuMillicores: 500, memoryMiB: 64, gpu: 0, nodeSelector: {} };
+    const nodes = [node('a', 4000, 3000), node('b', 2000, 0), node('c', 8000, 0, { ready: false })];
+    expect(leastAllocatedNode(request, nodes)).toBe('b');
+    expect(leastAllocatedNode({ ...request, nodeSelector: { zone: 'x' } }, nodes)).toBeUndefined();
+    expect(leastAllocatedNode({ ...request, cpuMillicores: 2500 }, nodes)).toBeUndefined();
+  });
+});
+
+describe.sequential('the platform with a Kubernetes node (fake API server)', () => {
+  let env: Awaited<ReturnType<typeof bootOnFake>>;
+  const NODE_ID = 'k8s-fake-ctx';
+
+  beforeAll(async () => {
+    env = await bootOnFake(
+      {
+        bookmarkIntervalMs: 200,
+        nodes: [
+          { name: 'kn-1', cpu: '4', memory: '8Gi' },
+          { name: 'kn-2', cpu: '2500m', memory: '4Gi' },
+          // Not Ready: its allocatable must not count.
+          { name: 'kn-3', cpu: '16', memory: '64Gi', ready: false },
+        ],
+      },
+      {},
+    );
+  }, 30_000);
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  const agent = async (id: string): Promise<AgentJson> => {
+    const res = await env.api<AgentJson>('GET', `/api/v1/agents/${id}`);
+    expect(res.status, res.text).toBe(200);
+    return res.json;
+  };
+
+  it('lists the cluster as one Ready node with the Ready Nodes\' allocatable as capacity', async () => {
+    const node = await waitFor('the kubernetes node to be Ready', async () => {
+      const res = await env.api<{ items: NodeJson[] }>('GET', '/api/v1/nodes');
+      expect(res.status).toBe(200);
+      const n = res.json.items.find((i) => i.id === NODE_ID);
+      return n?.ready ? n : undefined;
+    });
+    const all = (await env.api<{ items: NodeJson[] }>('GET', '/api/v1/nodes')).json.items;
+    expect(all.map((n) => n.id)).toEqual([NODE_ID]);
+    expect(node.driver).toBe('kubernetes');
+    expect(node.simulated).toBe(false);
+    expect(node.capacity).toMatchObject({ cpuMillicores: 6500, memoryMiB: 12288, maxAgents: 1000 });
+    expect(node.info?.runtimeVersion).toMatch(/^kubernetes /);
+    expect(node.info?.isolationClasses).toEqual(['runc', 'gvisor']);
+  });
+
+  it('mirrors the tenant quota into namespace ap-default on its first agent, and runs it to Succeeded with its logs', async () => {
+    // Partial quota: the unlimited GPU count must not become a GPU limit of 0.
+    const patched = await env.api('PATCH', '/api/v1/tenants/default', { quota: { cpu: '3', memory: '6Gi', running: 7 } });
+    expect(patched.status, patched.text).toBe(200);
+    expect(env.fake.get('namespaces', undefined, 'ap-default')).toBeUndefined();
+
+    const created = await env.api<AgentJson>('POST', '/api/v1/agents', {
+      name: 'hello',
+      image: IMAGE,
+      command: ['sh', '-c', 'echo hello; sleep 1; exit 0'],
+      restartPolicy: 'Never',
+      resources: { cpu: '250m', memory: '64Mi' },
+    });
+    expect(created.status, created.text).toBe(201);
+    const id = created.json.id;
+
+    const phases: string[] = [];
+    const done = await waitFor('Succeeded', async () => {
+      const a = await agent(id);
+      if (phases.at(-1) !== a.status.phase) phases.push(a.status.phase);
+      return a.status.phase === 'Succeeded' ? a : undefined;
+    });
+    expect(phases).toContain('Running');
+    expect(done.status.exitCode).toBe(0);
+    expect(done.status.node).toBe(NODE_ID);
+    const podName = done.status.containerId!;
+    expect(podName).toBe(`ap-${id}`);
+
+    const logs = await env.api<string>('GET', `/api/v1/agents/${id}/logs`);
+    expect(logs.status).toBe(200);
+    expect(logs.text).toBe('hello\n');
+
+    // The Pod: tenant namespace, this installation's label, the restricted security context.
+    const pod = env.fake.get('pods', 'ap-default', podName)!;
+    expect(pod, 'Pod in ap-default').toBeDefined();
+    expect(pod.metadata.labels[INSTANCE_LABEL]).toBe(await env.platform.store.getSetting('platform_instance_id'));
+    expect(pod.spec.nodeName).toMatch(/^kn-[12]$/);
+    expect(pod.spec.restartPolicy).toBe('Never');
+    expect(pod.spec.automountServiceAccountToken).toBe(false);
+    expect(pod.spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.spec.containers[0].securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 1000,
+      runAsGroup: 1000,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(pod.spec.containers[0].resources).toMatchObject({ requests: { cpu: '250m', memory: '64Mi' }, limits: { cpu: '250m', memory: '64Mi' } });
+
+    // The namespace and the quota it mirrors.
+    expect(env.fake.get('namespaces', undefined, 'ap-default')!.metadata.labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
+    expect(env.fake.get('resourcequotas', 'ap-default', 'agent-platform-quota')!.spec.hard).toEqual({
+      'requests.cpu': '3',
+      'requests.memory': '6Gi',
+      'limits.memory': '6Gi',
+      pods: '7',
+    });
+    expect(env.fake.get('limitranges', 'ap-default', 'agent-platform-limits')!.spec.limits[0].max).toEqual({ cpu: '3', memory: '6Gi' });
+    expect(env.fake.get('networkpolicies', 'ap-default', 'default-deny')).toBeDefined();
+  });
+
+  it('ends a failing agent (exit 3, restartPolicy Never) Failed with its exit code', async () => {
+    const created = await env.api<AgentJson>('POST', '/api/v1/agents', {
+      name: 'fails',
+      image: IMAGE,
+      command: ['sh', '-c', 'echo oops >&2; exit 3'],
+      restartPolicy: 'Never',
+      resources: { cpu: '100m', memory: '32Mi' },
+    });
+    expect(created.status, created.text).toBe(201);
+    const failed = await waitFor('Failed', async () => {
+      const a = await agent(created.json.id);
+      expect(a.status.phase).not.toBe('Succeeded');
+      return a.status.phase === 'Failed' ? a : undefined;
+    });
+    expect(failed.status.exitCode).toBe(3);
+    expect(env.fake.get('pods', 'ap-default', failed.status.containerId!)!.status.phase).toBe('Failed');
+  });
+
+  it('DELETE removes the Pod from the cluster and the agent from the API', async () => {
+    const created = await env.api<AgentJson>('POST', '/api/v1/agents', {
+      name: 'long',
+      image: IMAGE,
+      command: ['sh', '-c', 'sleep 300'],
+      restartPolicy: 'Never',
+      resources: { cpu: '100m', memory: '32Mi' },
+    });
+    expect(created.status, created.text).toBe(201);
+    const id = created.json.id;
+    const running = await waitFor('Running', async () => {
+      const a = await agent(id);
+      return a.status.phase === 'Running' ? a : undefined;
+    });
+    const podName = running.status.containerId!;
+    expect(env.fake.get('pods', 'ap-default', podName)?.status.phase).toBe('Running');
+
+    const deleted = await env.api('DELETE', `/api/v1/agents/${id}`);
+    expect([200, 202], deleted.text).toContain(deleted.status);
+    await waitFor('the agent to be gone', async () => ((await env.api('GET', `/api/v1/agents/${id}`)).status === 404 ? true : undefined));
+    expect(env.fake.get('pods', 'ap-default', podName)).toBeUndefined();
+    expect(env.fake.all('pods').map((p) => p.metadata.name)).not.toContain(podName);
+  });
+});
+
+describe.sequential('the platform with a Kubernetes node in binding mode (fake API server)', () => {
+  let env: Awaited<ReturnType<typeof bootOnFake>>;
+
+  beforeAll(async () => {
+    env = await bootOnFake(
+      { bookmarkIntervalMs: 200, nodes: [{ name: 'small', cpu: '1', memory: '2Gi' }, { name: 'big', cpu: '8', memory: '16Gi' }] },
+      { id: 'cluster-b', schedulerName: 'agent-platform', labels: { site: 'b' } },
+    );
+  }, 30_000);
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('binds the Pod itself (schedulerName set) to the node with the most room', async () => {
+    const created = await env.api<AgentJson>('POST', '/api/v1/agents', {
+      name: 'bound',
+      image: IMAGE,
+      command: ['sh', '-c', 'echo bound; exit 0'],
+      resources: { cpu: '100m', memory: '32Mi' },
+    });
+    expect(created.status, created.text).toBe(201);
+    const done = await waitFor('Succeeded', async () => {
+      const a = (await env.api<AgentJson>('GET', `/api/v1/agents/${created.json.id}`)).json;
+      return a.status.phase === 'Succeeded' ? a : undefined;
+    });
+    expect(done.status.node).toBe('cluster-b');
+    const pod = env.fake.get('pods', 'ap-default', done.status.containerId!)!;
+    expect(pod.spec.schedulerName).toBe('agent-platform');
+    expect(pod.spec.nodeName).toBe('big');
+    expect(env.fake.requests.some((r) => r.method === 'POST' && r.path.endsWith('/binding'))).toBe(true);
+    // The default tenant has no quota here: no ResourceQuota is created.
+    expect(env.fake.all('resourcequotas')).toEqual([]);
+    const node = (await env.api<{ items: (NodeJson & { labels: Record<string, string> })[] }>('GET', '/api/v1/nodes')).json.items[0]!;
+    expect(node).toMatchObject({ id: 'cluster-b', labels: { site: 'b' }, capacity: { cpuMillicores: 9000, memoryMiB: 18432 } });
+  });
+});
