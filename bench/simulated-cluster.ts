@@ -24,6 +24,9 @@
  * Figures: create/s (POST acks per second, first send to last ack), end-to-end agents/s
  * (first send until the last agent is Running), p50/p99 of POST ack and of create ->
  * Running, and peak RSS and heap of the process under test (sampled every 100 ms).
+ *
+ * Diagnostics: `--cpu-prof DIR` profiles the platform phases (node --cpu-prof);
+ * BENCH_HEAP_SNAPSHOT=file writes a heap snapshot once every agent is Running.
  */
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

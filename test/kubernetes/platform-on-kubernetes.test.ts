@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../src/config.js';
 import { InputError } from '../../src/domain/errors.js';
-import { loadNodePool } from '../../src/nodes/node-config.js';
+import { loadNodePool, nodeIdsOf } from '../../src/nodes/node-config.js';
 import { buildNodePool, leastAllocatedNode } from '../../src/nodes/node-definitions.js';
 import { buildPlatform, type Platform } from '../../src/platform.js';
 import { KubernetesRuntime } from '../../src/runtime/kubernetes/kubernetes-runtime.js';
@@ -135,7 +135,7 @@ describe('node config: kubernetes entries', () => {
 
   it('names the node after its context, made a valid node id, and refuses kubeconfig with inCluster', () => {
     const [entry] = loadNodePool({ AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'kubernetes', context: 'arn:aws:eks:eu-west-1:123:cluster/Prod' }]), nodeName: 'x' });
-    expect(entry!.id).toBe('k8s-arn-aws-eks-eu-west-1-123-cluster-prod');
+    expect(nodeIdsOf(entry!)).toEqual(['k8s-arn-aws-eks-eu-west-1-123-cluster-prod']);
     expect(() => loadNodePool({ AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'kubernetes', kubeconfig: '/k', inCluster: true }]), nodeName: 'x' })).toThrow(/both kubeconfig and inCluster/);
     expect(() => loadNodePool({ AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'kubernetes' }, { driver: 'kubernetes', id: 'k8s' }]), nodeName: 'x' })).toThrow(/"k8s" appears twice/);
   });
