@@ -125,13 +125,15 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   const events = new EventRecorder(store, bus, clock);
   let schedulerPlacer: SchedulerPlacer | undefined;
   let releaseAgent: (agentId: string) => void = () => undefined;
+  // Bound once the elector exists (below); a single process always leads.
+  let isLeaderNow: () => boolean = () => true;
   const nodes = new NodePoolService({
     store,
     bus,
     clock,
     logger: logger.child({ component: 'node-pool' }),
     events,
-    evictor: new NodeEvictor({ store, bus, clock, logger: logger.child({ component: 'node-evictor' }), events, runtimes, release: (id) => releaseAgent(id), stopGraceMs: config.stopGraceMs }),
+    evictor: new NodeEvictor({ store, bus, clock, logger: logger.child({ component: 'node-evictor' }), events, runtimes, release: (id) => releaseAgent(id), stopGraceMs: config.stopGraceMs, isLeader: () => isLeaderNow() }),
     nodes: nodePool.definitions.map((d) => ({ ...d, runtime: instrumented.get(d.id) ?? d.runtime })),
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     graceMs: config.nodeGraceMs,
@@ -242,6 +244,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
         },
       })
     : undefined;
+  if (elector) isLeaderNow = () => elector.isLeader();
   registerLeaderRoutes(routes, {
     status: async (signal) => {
       if (!lease || !elector) return { replicaId: config.replicaId, mode: 'single' as const, leader: true };

@@ -26,6 +26,11 @@ export interface NodeEvictorDeps {
   release: (agentId: string) => void;
   /** SIGTERM grace when drain stops a container. */
   stopGraceMs: number;
+  /**
+   * With several replicas every one sees a node go NotReady; only the leader moves its
+   * agents, so the work (and its events) happens once. @default always true
+   */
+  isLeader?: () => boolean;
 }
 
 /** What happened to the agents of a lost node. */
@@ -68,6 +73,7 @@ export class NodeEvictor {
 
   async nodeLost(nodeId: string, signal?: AbortSignal): Promise<NodeLostResult> {
     const result: NodeLostResult = { rescheduled: 0, failed: 0, stopped: 0 };
+    if (this.d.isLeader && !this.d.isLeader()) return result;
     const agents = await this.agentsOn(nodeId, signal);
     await forEachLimited(agents, CONCURRENCY, async (listed) => {
       const outcome = await this.update(listed.id, (a, now) => {
