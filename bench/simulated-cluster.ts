@@ -3,7 +3,7 @@
  *
  *   npx tsx bench/simulated-cluster.ts [--agents 100000] [--nodes 5000] [--store sqlite|postgres|both]
  *                                      [--concurrency 256] [--transport http|inject|both]
- *                                      [--reconcile-concurrency 16] [--cpu-prof DIR]
+ *                                      [--reconcile-concurrency 16] [--heap-mib N] [--cpu-prof DIR]
  *
  * Each measurement runs in a fresh child process (this file, forked with --phase), so
  * its peak RSS is its own and one phase's garbage does not slow the next:
@@ -66,6 +66,8 @@ interface Options {
   concurrency: number;
   transports: Transport[];
   reconcileConcurrency: number;
+  /** --max-old-space-size of the platform phases; undefined: Node's default. */
+  heapMiB: number | undefined;
   cpuProfDir: string | undefined;
 }
 
@@ -120,6 +122,7 @@ function parseArgs(argv: string[]): Options {
     concurrency: int('concurrency', 256),
     transports: transport === 'both' ? ['http', 'inject'] : [transport as Transport],
     reconcileConcurrency: int('reconcile-concurrency', 16),
+    heapMiB: value('heap-mib') === undefined ? undefined : int('heap-mib', 0),
     cpuProfDir: value('cpu-prof'),
   };
 }
@@ -388,10 +391,12 @@ async function runPhaseHere(spec: PhaseSpec): Promise<PhaseResult> {
 }
 
 /** Runs one phase in a fresh process (this file with --phase). */
-function runPhase(spec: PhaseSpec, cpuProfDir: string | undefined): Promise<PhaseResult> {
+function runPhase(spec: PhaseSpec, opts: Pick<Options, 'cpuProfDir' | 'heapMiB'>): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
     const execArgv = [...process.execArgv];
-    if (cpuProfDir && spec.kind === 'platform') execArgv.push('--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`);
+    if (opts.cpuProfDir && spec.kind === 'platform') execArgv.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`);
+    // A heap cap makes V8 collect sooner: peak RSS then shows the live set, not garbage.
+    if (opts.heapMiB !== undefined && spec.kind === 'platform') execArgv.push(`--max-old-space-size=${opts.heapMiB}`);
     const child = fork(SELF, ['--phase', JSON.stringify(spec)], { execArgv, stdio: 'inherit' });
     let result: PhaseResult | undefined;
     child.on('message', (m: PhaseResult) => {
@@ -434,7 +439,7 @@ function report(opts: Options, results: PhaseResult[], command: string): string 
     '',
     `\`${command}\``,
     '',
-    `${cpus().length} x ${cpu}, Node ${process.version}; ${opts.concurrency} requests in flight, reconcile concurrency ${opts.reconcileConcurrency}; agents cpu 10m / memory 16Mi; nodes 16 CPU / 64Gi (simulated).`,
+    `${cpus().length} x ${cpu}, Node ${process.version}; ${opts.concurrency} requests in flight, reconcile concurrency ${opts.reconcileConcurrency}; agents cpu 10m / memory 16Mi; nodes 16 CPU / 64Gi (simulated); platform heap ${opts.heapMiB === undefined ? "Node's default" : `--max-old-space-size=${opts.heapMiB}`}.`,
     '',
     table,
     ...(failures.length ? ['', 'Failed requests:', ...failures] : []),
@@ -459,7 +464,7 @@ async function main(): Promise<void> {
   const run = async (spec: PhaseSpec): Promise<void> => {
     const t0 = Date.now();
     console.error(`running ${JSON.stringify(spec)} ...`);
-    const r = await runPhase(spec, opts.cpuProfDir);
+    const r = await runPhase(spec, opts);
     console.error(`  done in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${rate(r.createPerSec)} creates/s${r.e2ePerSec !== undefined ? `, ${rate(r.e2ePerSec)} agents/s to Running` : ''}, peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
     results.push(r);
   };

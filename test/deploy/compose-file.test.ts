@@ -177,12 +177,12 @@ describe.skipIf(!hasDocker || !hasRedis || !pgProbe.ok)('the compose platform se
   let baseUrl = '';
   let agentId = '';
 
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> => {
+  const api = async (method: string, path: string, body?: unknown, timeoutMs = 20_000): Promise<{ status: number; text: string }> => {
     const res = await fetch(baseUrl + path, {
       method,
       headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(20_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     return { status: res.status, text: await res.text() };
   };
@@ -236,7 +236,8 @@ describe.skipIf(!hasDocker || !hasRedis || !pgProbe.ok)('the compose platform se
     const deadline = Date.now() + 60_000;
     let ready = { status: 0, text: '' };
     while (Date.now() < deadline) {
-      ready = await api('GET', '/ready').catch((err: unknown) => ({ status: 0, text: String(err) }));
+      // Short: a connection to the published port before the server listens can hang.
+      ready = await api('GET', '/ready', undefined, 2_000).catch((err: unknown) => ({ status: 0, text: String(err) }));
       if (ready.status === 200) break;
       await new Promise((r) => setTimeout(r, 250));
     }

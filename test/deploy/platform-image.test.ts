@@ -50,12 +50,12 @@ describe.skipIf(!hasDocker)('platform image', () => {
   let buildMs = 0;
   const agentIds: string[] = [];
 
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> => {
+  const api = async (method: string, path: string, body?: unknown, timeoutMs = 20_000): Promise<{ status: number; text: string }> => {
     const res = await fetch(baseUrl + path, {
       method,
       headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(20_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     return { status: res.status, text: await res.text() };
   };
@@ -141,7 +141,8 @@ describe.skipIf(!hasDocker)('platform image', () => {
     const deadline = Date.now() + 60_000;
     let ready = { status: 0, text: '' };
     for (;;) {
-      ready = await api('GET', '/ready').catch((err: unknown) => ({ status: 0, text: String(err) }));
+      // Short: a connection to the published port before the server listens can hang.
+      ready = await api('GET', '/ready', undefined, 2_000).catch((err: unknown) => ({ status: 0, text: String(err) }));
       if (ready.status === 200 || Date.now() > deadline) break;
       await sleep(250);
     }
