@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
+import { createPrivateBridge } from '../helpers/private-bridge.js';
 
 const exec = promisify(execFile);
 
@@ -27,7 +28,7 @@ export function canStartPrivateDaemon(): boolean {
 }
 
 /**
- * Starts `dockerd` on a socket in a fresh directory (no bridge, no iptables: the
+ * Starts `dockerd` on a socket in a fresh directory (its own bridge, no iptables: the
  * platform runs agents with --network none) and copies `images` into it from the
  * daemon at `sourceDockerHost` (docker save | docker load). Ready in about 1-2 s.
  */
@@ -37,9 +38,10 @@ export async function startPrivateDockerDaemon(images: string[], sourceDockerHos
   const socketPath = `${dir}/d.sock`;
   const dockerHost = `unix://${socketPath}`;
   const pidFile = `${dir}/pid`;
+  const bridge = await createPrivateBridge();
   const child = spawn(
     'dockerd',
-    ['--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '--pidfile', pidFile, '-H', dockerHost, '--bridge', 'none', '--iptables=false', '--ip-masq=false'],
+    ['--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '--pidfile', pidFile, '-H', dockerHost, '--bridge', bridge.name, '--iptables=false', '--ip-masq=false'],
     { detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
@@ -64,6 +66,7 @@ export async function startPrivateDockerDaemon(images: string[], sourceDockerHos
       if (!killed) child.kill('SIGKILL');
       await exitedPromise;
     }
+    await bridge.remove();
     // Mounts left by a daemon that died hard would make rm fail; unmount them first.
     try {
       const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dir));

@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
+import { createPrivateBridge, type PrivateBridge } from '../helpers/private-bridge.js';
 
 const exec = promisify(execFile);
 
@@ -14,7 +15,7 @@ export function canStartDockerd(): boolean {
 
 /**
  * One extra dockerd on this machine, standing for one node: its own data root, exec root,
- * pid file and socket under a fresh /tmp/apd-* directory, no bridge and no iptables (agents
+ * pid file and socket under a fresh /tmp/apd-* directory, its own bridge and no iptables (agents
  * run with --network none). `kill()` is a hard crash (SIGKILL: the socket stops answering),
  * `restart()` brings the same daemon back on the same directories.
  */
@@ -24,6 +25,7 @@ export class DockerdNode {
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private stderr = '';
+  private bridge: PrivateBridge | undefined;
 
   private constructor(readonly dir: string) {
     this.dockerHost = `unix://${dir}/docker.sock`;
@@ -54,9 +56,10 @@ export class DockerdNode {
   async restart(): Promise<void> {
     if (this.child) return;
     const d = this.dir;
+    this.bridge ??= await createPrivateBridge();
     const child = spawn(
       'dockerd',
-      ['--data-root', `${d}/root`, '--exec-root', `${d}/exec`, '--pidfile', `${d}/pid`, '-H', this.dockerHost, '--bridge', 'none', '--iptables=false', '--ip-masq=false'],
+      ['--data-root', `${d}/root`, '--exec-root', `${d}/exec`, '--pidfile', `${d}/pid`, '-H', this.dockerHost, '--bridge', this.bridge.name, '--iptables=false', '--ip-masq=false'],
       { detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     this.child = child;
@@ -116,6 +119,7 @@ export class DockerdNode {
       }
     }
     await killProcessesUnder(this.dir);
+    await this.bridge?.remove();
     try {
       const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(this.dir));
       for (const m of mounts.reverse()) await exec('umount', ['-l', m]).catch(() => undefined);
