@@ -4,6 +4,7 @@
  *   npx tsx bench/simulated-cluster.ts [--agents 100000] [--nodes 5000] [--store sqlite|postgres|both]
  *                                      [--concurrency 256] [--transport http|inject|both]
  *                                      [--reconcile-concurrency 16] [--heap-mib N] [--cpu-prof DIR]
+ *                                      [--env AGENT_PLATFORM_X=value ...]
  *
  * Each measurement runs in a fresh child process (this file, forked with --phase), so
  * its peak RSS is its own and one phase's garbage does not slow the next:
@@ -69,10 +70,12 @@ interface Options {
   /** --max-old-space-size of the platform phases; undefined: Node's default. */
   heapMiB: number | undefined;
   cpuProfDir: string | undefined;
+  /** Extra platform config (AGENT_PLATFORM_* variables), e.g. to try a setting at scale. */
+  env: Record<string, string>;
 }
 
 type PhaseSpec =
-  | { kind: 'platform'; store: StoreKind; transport: Transport; agents: number; nodes: number; concurrency: number; reconcileConcurrency: number }
+  | { kind: 'platform'; store: StoreKind; transport: Transport; agents: number; nodes: number; concurrency: number; reconcileConcurrency: number; env: Record<string, string> }
   | { kind: 'store-inserts'; store: StoreKind; agents: number; concurrency: number }
   | { kind: 'bare-fastify'; agents: number; concurrency: number };
 
@@ -124,6 +127,14 @@ function parseArgs(argv: string[]): Options {
     reconcileConcurrency: int('reconcile-concurrency', 16),
     heapMiB: value('heap-mib') === undefined ? undefined : int('heap-mib', 0),
     cpuProfDir: value('cpu-prof'),
+    env: Object.fromEntries(
+      argv.flatMap((a, i) => {
+        if (argv[i - 1] !== '--env') return [];
+        const m = /^(AGENT_PLATFORM_[A-Z0-9_]+)=(.*)$/.exec(a);
+        if (!m) throw new Error(`--env takes AGENT_PLATFORM_NAME=value, got "${a}"`);
+        return [[m[1]!, m[2]!]];
+      }),
+    ),
   };
 }
 
@@ -234,6 +245,7 @@ async function platformPhase(spec: Extract<PhaseSpec, { kind: 'platform' }>): Pr
       AGENT_PLATFORM_RATE_LIMIT_RPS: '0',
       AGENT_PLATFORM_RECONCILE_CONCURRENCY: String(spec.reconcileConcurrency),
       AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'simulated', count: spec.nodes, shape: { cpu: '16', memory: '64Gi' } }]),
+      ...spec.env,
     });
     const platform = await buildPlatform(config);
     const runningAt = new Map<string, number>();
@@ -439,7 +451,7 @@ function report(opts: Options, results: PhaseResult[], command: string): string 
     '',
     `\`${command}\``,
     '',
-    `${cpus().length} x ${cpu}, Node ${process.version}; ${opts.concurrency} requests in flight, reconcile concurrency ${opts.reconcileConcurrency}; agents cpu 10m / memory 16Mi; nodes 16 CPU / 64Gi (simulated); platform heap ${opts.heapMiB === undefined ? "Node's default" : `--max-old-space-size=${opts.heapMiB}`}.`,
+    `${cpus().length} x ${cpu}, Node ${process.version}; ${opts.concurrency} requests in flight, reconcile concurrency ${opts.reconcileConcurrency}; agents cpu 10m / memory 16Mi; nodes 16 CPU / 64Gi (simulated); platform heap ${opts.heapMiB === undefined ? "Node's default" : `--max-old-space-size=${opts.heapMiB}`}${Object.keys(opts.env).length ? `; platform config ${Object.entries(opts.env).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}.`,
     '',
     table,
     ...(failures.length ? ['', 'Failed requests:', ...failures] : []),
@@ -470,7 +482,7 @@ async function main(): Promise<void> {
   };
   for (const store of opts.stores) {
     for (const transport of opts.transports) {
-      await run({ kind: 'platform', store, transport, agents: opts.agents, nodes: opts.nodes, concurrency: opts.concurrency, reconcileConcurrency: opts.reconcileConcurrency });
+      await run({ kind: 'platform', store, transport, agents: opts.agents, nodes: opts.nodes, concurrency: opts.concurrency, reconcileConcurrency: opts.reconcileConcurrency, env: opts.env });
     }
     await run({ kind: 'store-inserts', store, agents: opts.agents, concurrency: opts.concurrency });
   }

@@ -50,7 +50,10 @@ export interface AgentSandboxOptions {
   servesNode: (nodeId: string) => boolean;
   /** AGENT_PLATFORM_MIN_ISOLATION. @default "runc" */
   platformMinimum?: IsolationClass | undefined;
-  /** A tenant's minimum class, when tenancy defines one. */
+  /**
+   * The tenant's minimum class (the tenant record's `minIsolation`), read at each container
+   * create so a PATCH applies to the next container without a restart. @default none
+   */
   tenantMinimum?: ((tenantId: string) => Promise<IsolationClass | undefined>) | undefined;
   logger?: Logger | undefined;
 }
@@ -105,7 +108,10 @@ export class AgentSandbox implements ContainerHooks {
   }
 
   async started(agent: Agent, containerId: string, signal?: AbortSignal): Promise<Partial<AgentStatus>> {
-    const isolation = await this.isolationOf(agent);
+    // A reused container (start after a stop, restart after an exit) keeps the class it was
+    // created with: report that, not what a minimum raised since then would give a new one.
+    const reused = agent.status.containerId === containerId && agent.status.isolation !== undefined;
+    const isolation = reused ? agent.status.isolation! : await this.isolationOf(agent);
     if (!this.attachable(agent)) return { isolation, endpoints: undefined };
     const endpoints = await this.o.network!.attach(agent, containerId, signal);
     return { isolation, endpoints: endpoints.length > 0 ? endpoints : undefined };

@@ -84,7 +84,15 @@ export async function buildSecurity(d: {
       logger: logger.child({ component: 'agent-network' }),
     });
   }
-  const sandbox = new AgentSandbox({ secrets, network, servesNode: (id) => localNodes.has(id), platformMinimum: config.minIsolation, logger: logger.child({ component: 'sandbox' }) });
+  const sandbox = new AgentSandbox({
+    secrets,
+    network,
+    servesNode: (id) => localNodes.has(id),
+    platformMinimum: config.minIsolation,
+    // Read per container, not cached: a tenant raised to gvisor gets it on its next container.
+    tenantMinimum: async (tenantId) => (await store.getTenant(tenantId))?.minIsolation,
+    logger: logger.child({ component: 'sandbox' }),
+  });
   d.agents.specAdmission = createSpecAdmission(secrets);
   return {
     secrets,

@@ -371,7 +371,10 @@ export class KyselyStore implements Store {
     return this.#guard(() =>
       this.#write(async (trx) => {
         try {
-          await trx.insertInto('tenants').values({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt, updated_at: tenant.createdAt }).execute();
+          await trx
+            .insertInto('tenants')
+            .values({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt, updated_at: tenant.createdAt, min_isolation: tenant.minIsolation ?? null })
+            .execute();
         } catch (err) {
           if (this.#dialect.isUniqueViolation(err)) throw tenantExists(tenant.id);
           throw err;
@@ -406,7 +409,11 @@ export class KyselyStore implements Store {
       this.#write(async (trx) => {
         const updated = await trx
           .updateTable('tenants')
-          .set({ updated_at: patch.updatedAt, ...(patch.name !== undefined ? { name: patch.name } : {}) })
+          .set({
+            updated_at: patch.updatedAt,
+            ...(patch.name !== undefined ? { name: patch.name } : {}),
+            ...(patch.minIsolation !== undefined ? { min_isolation: patch.minIsolation } : {}),
+          })
           .where('id', '=', id)
           .executeTakeFirst();
         if (Number(updated.numUpdatedRows) === 0) throw tenantNotFound(id);

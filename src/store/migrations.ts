@@ -230,6 +230,13 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.schema.createIndex('egress_audit_time_idx').on('egress_audit').column('time').execute();
     },
   },
+  {
+    id: '0005_tenant_min_isolation',
+    async up(db) {
+      // Null: the tenant has no minimum of its own (the platform's still applies).
+      await db.schema.alterTable('tenants').addColumn('min_isolation', 'text').execute();
+    },
+  },
 ];
 
 /**

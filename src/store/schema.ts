@@ -77,6 +77,8 @@ export interface TenantsTable {
   name: string;
   created_at: number;
   updated_at: number;
+  /** 'runc' | 'gvisor' | null (no tenant minimum); migration 0005. */
+  min_isolation: string | null;
 }
 
 /** Limits (null: unlimited) and exact used counters of one tenant. */

@@ -1,5 +1,5 @@
 import type { EgressAuditRecord } from '../egress/egress-audit.js';
-import type { Agent, AgentStatus, DesiredState, AgentSpec, Phase } from '../domain/agent.js';
+import type { Agent, AgentStatus, DesiredState, AgentSpec, IsolationClass, Phase } from '../domain/agent.js';
 import type { NewPlatformEvent, PlatformEvent } from '../domain/event.js';
 import type { Taint } from '../domain/node.js';
 
@@ -130,6 +130,11 @@ export interface Tenant {
   name: string;
   admission: AdmissionMode;
   quota: QuotaLimits;
+  /**
+   * The weakest isolation class this tenant's agents may run in (raised, never refused).
+   * Absent: only the platform's minimum applies.
+   */
+  minIsolation?: IsolationClass | undefined;
   createdAt: number;
   updatedAt: number;
 }
@@ -139,14 +144,17 @@ export interface NewTenant {
   name: string;
   admission: AdmissionMode;
   quota: QuotaLimits;
+  /** @default undefined (no tenant minimum) */
+  minIsolation?: IsolationClass | undefined;
   createdAt: number;
 }
 
-/** A partial tenant update; a quota field set to null removes that limit. */
+/** A partial tenant update; a quota field set to null removes that limit, and so does `minIsolation: null`. */
 export interface TenantPatch {
   name?: string | undefined;
   admission?: AdmissionMode | undefined;
   quota?: { [K in keyof QuotaLimits]?: number | null } | undefined;
+  minIsolation?: IsolationClass | null | undefined;
   updatedAt: number;
 }
 

@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
-import { isTerminal, type AgentStatus, type Resources } from '../domain/agent.js';
+import { isTerminal, type AgentStatus, type IsolationClass, type Resources } from '../domain/agent.js';
 import { ConflictError, NotFoundError } from '../domain/errors.js';
 import { QUOTA_EXCEEDED_REASON, applyLive, excessMessage, findExcess, isQueueable, quotaExceededError, quotaRequestOf } from '../tenancy/quota.js';
 import { accrualStep } from '../tenancy/usage-ledger.js';
@@ -219,7 +219,7 @@ export async function admitQueued(trx: Db, kind: 'sqlite' | 'postgres', old: Sel
 }
 
 export function tenantFromRows(t: Selectable<TenantsTable>, q: Selectable<TenantQuotasTable> | undefined): Tenant {
-  return {
+  const tenant: Tenant = {
     id: t.id,
     name: t.name,
     admission: (q?.admission as AdmissionMode | undefined) ?? 'reject',
@@ -227,6 +227,8 @@ export function tenantFromRows(t: Selectable<TenantsTable>, q: Selectable<Tenant
     createdAt: Number(t.created_at),
     updatedAt: Number(t.updated_at),
   };
+  if (t.min_isolation !== null && t.min_isolation !== undefined) tenant.minIsolation = t.min_isolation as IsolationClass;
+  return tenant;
 }
 
 export const tenantNotFound = (id: string): NotFoundError => new NotFoundError('TENANT_NOT_FOUND', `tenant "${id}" does not exist`, { tenantId: id });

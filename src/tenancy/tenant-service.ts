@@ -1,3 +1,4 @@
+import type { IsolationClass } from '../domain/agent.js';
 import type { Clock } from '../domain/clock.js';
 import { ConflictError, NotFoundError } from '../domain/errors.js';
 import type { AgentService, Principal } from '../services/agent-service.js';
@@ -43,8 +44,15 @@ export class TenantService {
     return own ? [own] : [];
   }
 
-  create(input: { id: string; name?: string | undefined; admission?: AdmissionMode | undefined; quota?: QuotaLimits | undefined }): Promise<Tenant> {
-    return this.store.createTenant({ id: input.id, name: input.name ?? input.id, admission: input.admission ?? 'reject', quota: input.quota ?? {}, createdAt: this.clock.now() });
+  create(input: { id: string; name?: string | undefined; admission?: AdmissionMode | undefined; quota?: QuotaLimits | undefined; minIsolation?: IsolationClass | undefined }): Promise<Tenant> {
+    return this.store.createTenant({
+      id: input.id,
+      name: input.name ?? input.id,
+      admission: input.admission ?? 'reject',
+      quota: input.quota ?? {},
+      ...(input.minIsolation !== undefined ? { minIsolation: input.minIsolation } : {}),
+      createdAt: this.clock.now(),
+    });
   }
 
   async update(principal: Principal, id: string, patch: Omit<TenantPatch, 'updatedAt'>): Promise<Tenant> {

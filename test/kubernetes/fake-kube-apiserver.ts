@@ -31,6 +31,12 @@
  * stopped program exits with 143 (it "dies on SIGTERM"; a real `sh` as PID 1 ignores
  * SIGTERM and would be SIGKILLed after the grace period, 137).
  *
+ * It serves the resource metrics API (metrics.k8s.io/v1beta1 PodMetrics, as metrics-server
+ * does) for Pods whose container is running: the figures are whatever a test set with
+ * setPodUsage() (else `defaultPodUsage`), written verbatim, so tests choose the quantity
+ * forms ("250m", "12345n", "65536Ki"); `metricsApi = false` makes the whole group 404, as
+ * on a cluster without metrics-server.
+ *
  * It serves HTTPS with a throwaway self-signed certificate (made with the openssl CLI)
  * that the kubeconfig names as the cluster CA, so the client's TLS verification runs;
  * `tls: false` serves plain HTTP (client-node then needs insecure-skip-tls-verify).
@@ -111,6 +117,18 @@ export interface FakeKubeApiServerOptions {
   runtimeClasses?: string[];
   /** HTTPS with a self-signed certificate (needs the openssl CLI). @default true */
   tls?: boolean;
+  /** Serve metrics.k8s.io (PodMetrics); switchable later through `metricsApi`. @default true */
+  metricsApi?: boolean;
+  /** Usage of a running Pod nobody called setPodUsage() for. @default { cpu: "0", memory: "0" } */
+  defaultPodUsage?: FakePodUsage;
+  /** The `window` of every PodMetrics (a Go duration). @default "15s" */
+  metricsWindow?: string;
+}
+
+/** The figures the fake's metrics API reports for a Pod's containers, as quantity strings. */
+export interface FakePodUsage {
+  cpu: string;
+  memory: string;
 }
 
 /** A self-signed certificate for 127.0.0.1, valid for two days. */
@@ -198,6 +216,7 @@ const invalid = (kind: string, name: string, why: string): HttpError =>
 const badRequest = (message: string): HttpError => new HttpError(statusObject(400, 'BadRequest', message));
 
 const clone = <T>(value: T): T => structuredClone(value);
+const METRICS_GROUP = 'metrics.k8s.io';
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
@@ -378,6 +397,9 @@ export class FakeKubeApiServer {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly options: Required<Omit<FakeKubeApiServerOptions, 'tls'>> & { tls: boolean };
   private closed = false;
+  /** Whether metrics.k8s.io is served; false: every path of the group answers 404. */
+  metricsApi: boolean;
+  private readonly podUsage = new Map<string, FakePodUsage>();
 
   private constructor(options: FakeKubeApiServerOptions) {
     this.options = {
@@ -388,8 +410,12 @@ export class FakeKubeApiServer {
       stepDelayMs: options.stepDelayMs ?? 20,
       runtimeClasses: options.runtimeClasses ?? ['gvisor'],
       tls: options.tls ?? true,
+      metricsApi: options.metricsApi ?? true,
+      defaultPodUsage: options.defaultPodUsage ?? { cpu: '0', memory: '0' },
+      metricsWindow: options.metricsWindow ?? '15s',
     };
     this.token = this.options.token;
+    this.metricsApi = this.options.metricsApi;
   }
 
   static async start(options: FakeKubeApiServerOptions = {}): Promise<FakeKubeApiServer> {
@@ -486,6 +512,15 @@ export class FakeKubeApiServer {
   /** Every stored object of a resource (copies). */
   all(resource: string): Obj[] {
     return [...this.objects.entries()].filter(([k]) => k.startsWith(`${resource}/`)).map(([, o]) => clone(o));
+  }
+
+  /**
+   * Sets what the metrics API reports for the Pod `namespace/name` while its container runs
+   * (kept across a Pod recreated under the same name); undefined: back to the default.
+   */
+  setPodUsage(namespace: string, name: string, usage: FakePodUsage | undefined): void {
+    if (usage) this.podUsage.set(`${namespace}/${name}`, usage);
+    else this.podUsage.delete(`${namespace}/${name}`);
   }
 
   /** Deletes a Pod behind the client's back (no grace), e.g. while its watch is down. */
@@ -615,6 +650,7 @@ export class FakeKubeApiServer {
       return;
     }
     const segments = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    if (segments[0] === 'apis' && segments[1] === METRICS_GROUP) return this.metrics(res, url, method, segments.slice(2));
     let group: string;
     let rest: string[];
     if (segments[0] === 'api' && segments[1] === 'v1') {
@@ -870,6 +906,62 @@ export class FakeKubeApiServer {
     }
     this.write(resource, current, 'DELETED');
     this.send(res, 200, current);
+  }
+
+  // ---- metrics.k8s.io ------------------------------------------------------------------
+
+  /** metrics-server's API: discovery, and PodMetrics lists and gets (cluster-wide or per namespace). */
+  private metrics(res: ServerResponse, url: URL, method: string, rest: string[]): void {
+    const missing = (): HttpError => new HttpError(statusObject(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`));
+    if (!this.metricsApi || rest[0] !== 'v1beta1') throw missing();
+    if (method !== 'GET') throw new HttpError(statusObject(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'));
+    if (rest.length === 1) {
+      this.send(res, 200, {
+        kind: 'APIResourceList',
+        apiVersion: 'v1',
+        groupVersion: `${METRICS_GROUP}/v1beta1`,
+        resources: [
+          { name: 'nodes', singularName: '', namespaced: false, kind: 'NodeMetrics', verbs: ['get', 'list'] },
+          { name: 'pods', singularName: '', namespaced: true, kind: 'PodMetrics', verbs: ['get', 'list'] },
+        ],
+      });
+      return;
+    }
+    let namespace: string | undefined;
+    let tail = rest.slice(1);
+    if (tail[0] === 'namespaces' && tail.length >= 3) {
+      namespace = tail[1];
+      tail = tail.slice(2);
+    }
+    if (tail[0] !== 'pods' || tail.length > 2) throw missing();
+    const labels = parseLabelSelector(url.searchParams.get('labelSelector'));
+    const items = this.all('pods')
+      .filter((p) => (namespace === undefined || p.metadata.namespace === namespace) && (tail[1] === undefined || p.metadata.name === tail[1]) && matchesLabels(p.metadata.labels, labels))
+      .map((p) => this.podMetrics(p))
+      .filter((m) => m !== undefined);
+    if (tail[1] !== undefined) {
+      // A Pod that exists but has not been scraped (not running) is a 404 too, as in metrics-server.
+      if (items.length === 0) throw new HttpError(statusObject(404, 'NotFound', `podmetrics.metrics.k8s.io "${namespace ?? ''}/${tail[1]}" not found`, { name: tail[1], group: METRICS_GROUP, kind: 'pods' }));
+      this.send(res, 200, items[0]);
+      return;
+    }
+    this.send(res, 200, { kind: 'PodMetricsList', apiVersion: `${METRICS_GROUP}/v1beta1`, metadata: {}, items });
+  }
+
+  /** The PodMetrics of a Pod whose container runs, else undefined (metrics-server lists only scraped Pods). */
+  private podMetrics(pod: Obj): Obj | undefined {
+    const k = this.key('pods', pod.metadata.namespace, pod.metadata.name);
+    const proc = this.processes.get(k);
+    if (pod.status?.phase !== 'Running' || !proc || proc.uid !== pod.metadata.uid || proc.ended) return undefined;
+    const usage = this.podUsage.get(`${pod.metadata.namespace}/${pod.metadata.name}`) ?? this.options.defaultPodUsage;
+    return {
+      kind: 'PodMetrics',
+      apiVersion: `${METRICS_GROUP}/v1beta1`,
+      metadata: { name: pod.metadata.name, namespace: pod.metadata.namespace, labels: { ...pod.metadata.labels }, creationTimestamp: secondsTime(Date.now()) },
+      timestamp: secondsTime(Date.now()),
+      window: this.options.metricsWindow,
+      containers: pod.spec.containers.map((c: { name: string }) => ({ name: c.name, usage: { cpu: usage.cpu, memory: usage.memory } })),
+    };
   }
 
   // ---- pods: scheduling, the kubelet simulator, deletion, logs ------------------------

@@ -69,6 +69,7 @@ export function toTenantResponse(t: Tenant): z.output<typeof TenantResponse> {
       maxAgentMemoryMiB: q.maxAgentMemoryMiB ?? null,
       maxAgentGpu: q.maxAgentGpu ?? null,
     },
+    minIsolation: t.minIsolation ?? null,
     createdAt: iso(t.createdAt),
     updatedAt: iso(t.updatedAt),
   };
@@ -100,7 +101,7 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
   routes.add(
     { method: 'POST', url: '/api/v1/tenants', summary: 'Create a tenant (platform admin)', tags: ['tenants'], permission: 'tenants:write', body: CreateTenantRequest, responses: { 201: TenantResponse } },
     async ({ body, reply }) => {
-      const tenant = await d.tenants.create({ id: body.id, name: body.name, admission: body.admission, quota: withoutNulls(quotaFromInput(body.quota)) });
+      const tenant = await d.tenants.create({ id: body.id, name: body.name, admission: body.admission, quota: withoutNulls(quotaFromInput(body.quota)), minIsolation: body.minIsolation });
       void reply.status(201).header('location', `/api/v1/tenants/${tenant.id}`);
       return toTenantResponse(tenant);
     },
@@ -120,7 +121,7 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
     {
       method: 'PATCH',
       url: '/api/v1/tenants/:id',
-      summary: 'Change a tenant: name, admission mode, quota (platform admin); a quota field set to null removes the limit',
+      summary: 'Change a tenant: name, admission mode, quota, minimum isolation class (platform admin); a quota field or minIsolation set to null removes it',
       tags: ['tenants'],
       permission: 'tenants:write',
       params: TenantParams,
@@ -129,7 +130,9 @@ export function registerTenantRoutes(routes: RouteRegistry, d: TenantRouteDeps):
       responses: { 200: TenantResponse },
     },
     async ({ params, body, principal }) =>
-      toTenantResponse(await d.tenants.update(principal, params.id, { name: body.name, admission: body.admission, quota: body.quota ? quotaFromInput(body.quota) : undefined })),
+      toTenantResponse(
+        await d.tenants.update(principal, params.id, { name: body.name, admission: body.admission, quota: body.quota ? quotaFromInput(body.quota) : undefined, minIsolation: body.minIsolation }),
+      ),
   );
 
   routes.add(

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ISOLATION_CLASSES } from '../../domain/agent.js';
 import { CpuQuantity, DNS1123_LABEL, MemoryQuantity } from './agent-schema.js';
 
 export const TenantId = z.string().max(63).regex(DNS1123_LABEL, 'must be a DNS-1123 label: lower-case letters, digits and "-"');
@@ -6,6 +7,11 @@ export const RoleName = z.enum(['platform-admin', 'tenant-admin', 'member', 'vie
 export const AdmissionName = z.enum(['reject', 'queue']).meta({ description: 'reject: over-quota creates get 403 QUOTA_EXCEEDED; queue: they wait Pending (reason QuotaExceeded) and are admitted by priority, then age' });
 
 const Count = z.number().int().min(0).max(1_000_000_000);
+
+/** A tenant's isolation floor: its agents asking for a weaker class are raised to it. */
+export const TenantMinIsolation = z
+  .enum(ISOLATION_CLASSES)
+  .meta({ description: "Weakest isolation class this tenant's agents run in: a weaker request is raised to it (never refused); the platform's minimum still applies" });
 
 /** Quota limits as the API takes them (quantities parsed to base units); null removes a limit. */
 export const QuotaInput = z
@@ -29,11 +35,17 @@ export const CreateTenantRequest = z
     name: z.string().min(1).max(200).optional(),
     admission: AdmissionName.optional(),
     quota: QuotaInput.optional(),
+    minIsolation: TenantMinIsolation.optional(),
   })
   .meta({ id: 'CreateTenantRequest' });
 
 export const PatchTenantRequest = z
-  .strictObject({ name: z.string().min(1).max(200).optional(), admission: AdmissionName.optional(), quota: QuotaInput.optional() })
+  .strictObject({
+    name: z.string().min(1).max(200).optional(),
+    admission: AdmissionName.optional(),
+    quota: QuotaInput.optional(),
+    minIsolation: TenantMinIsolation.nullable().optional().meta({ description: 'null removes the tenant minimum' }),
+  })
   .meta({ id: 'PatchTenantRequest' });
 
 const Limits = z.object({
@@ -48,7 +60,15 @@ const Limits = z.object({
 });
 
 export const TenantResponse = z
-  .object({ id: z.string(), name: z.string(), admission: AdmissionName, quota: Limits.meta({ description: 'null: unlimited' }), createdAt: z.string(), updatedAt: z.string() })
+  .object({
+    id: z.string(),
+    name: z.string(),
+    admission: AdmissionName,
+    quota: Limits.meta({ description: 'null: unlimited' }),
+    minIsolation: TenantMinIsolation.nullable().meta({ description: 'null: no tenant minimum (the platform minimum still applies)' }),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
   .meta({ id: 'Tenant' });
 export const TenantList = z.object({ items: z.array(TenantResponse) }).meta({ id: 'TenantList' });
 

@@ -1,5 +1,8 @@
-/** Where a sample came from: the container's cgroup files, or Docker's stats API. */
-export type UsageSource = 'cgroup' | 'docker-api';
+/**
+ * Where a sample came from: the container's cgroup files, Docker's stats API, or the
+ * Kubernetes resource metrics API (metrics.k8s.io, whose CPU counter is integrated from rates).
+ */
+export type UsageSource = 'cgroup' | 'docker-api' | 'metrics-api';
 
 /**
  * The resource figures of one container that both the cgroup v1 and v2 parsers produce.

@@ -20,6 +20,7 @@ import { AGENT_CONTAINER_NAME, START_GATE, TIMEOUT_ANNOTATION, tenantNamespace }
 import type { KubeList, KubeNode, KubePod } from './kube-types.js';
 import { buildNamespaceManifests, DEFAULT_DENY_POLICY, type EgressProxyTarget, type ExposedAgent, type TenantQuota } from './namespace-manifests.js';
 import { buildPodManifest, type PodManifestOptions } from './pod-manifest.js';
+import { parseKubeQuantity, POD_METRICS_PATH, podUsageFromMetrics, type KubePodMetrics, type PodUsageSample } from './pod-metrics.js';
 import { PodInformer } from './pod-informer.js';
 import { parseTimestampedLogLine, sinceTimeParam, tailMerged } from './pod-log-lines.js';
 import { isHeld, isPodFinished, observedFromPod, podTransitionEvents } from './pod-status.js';
@@ -140,6 +141,7 @@ export class KubernetesRuntime implements Runtime {
   readonly client: KubeClient;
   private readonly informer: PodInformer;
   private readonly options: KubernetesRuntimeOptions;
+  private readonly labelSelector: string;
   private readonly startWaitMs: number;
   private readonly ensuredNamespaces = new Map<string, Promise<void>>();
   /** Uids of Pods being replaced by a restart: their deletion is not a "destroy". */
@@ -153,9 +155,10 @@ export class KubernetesRuntime implements Runtime {
     this.startWaitMs = options.startWaitMs ?? 60_000;
     const selector = [`${MANAGED_LABEL}=true`];
     if (options.instanceId) selector.push(`${INSTANCE_LABEL}=${options.instanceId}`);
+    this.labelSelector = selector.join(',');
     this.informer = new PodInformer({
       client: this.client,
-      labelSelector: selector.join(','),
+      labelSelector: this.labelSelector,
       reconnectInitialMs: options.watchReconnectInitialMs,
       reconnectMaxMs: options.watchReconnectMaxMs,
       watchTimeoutSeconds: options.watchTimeoutSeconds,
@@ -218,6 +221,25 @@ export class KubernetesRuntime implements Runtime {
       node.requested.pods += 1;
     }
     return [...snapshots.values()];
+  }
+
+  /**
+   * CPU and memory of this platform's agent Pods from the resource metrics API
+   * (metrics.k8s.io/v1beta1, usually metrics-server): one cluster-wide list, selected by the
+   * same labels as the informer. Pods the API has not scraped yet are absent. The memory
+   * limit comes from the Pod spec in the informer cache (null when not cached or unlimited).
+   * @throws KubeApiError 404 when the cluster does not serve metrics.k8s.io; 503 when it is
+   *   registered but its backend is down; 403 when RBAC does not grant `list` on
+   *   `pods.metrics.k8s.io`; DomainError KUBERNETES_BAD_METRICS when a figure cannot be read
+   */
+  async podMetrics(signal?: AbortSignal): Promise<PodUsageSample[]> {
+    const list = await this.client.request<KubeList<KubePodMetrics>>(POD_METRICS_PATH, { query: { labelSelector: this.labelSelector }, signal });
+    const out: PodUsageSample[] = [];
+    for (const item of list.items ?? []) {
+      const sample = podUsageFromMetrics(item, this.memoryLimitBytesOf(item.metadata.name));
+      if (sample) out.push(sample);
+    }
+    return out;
   }
 
   /**
@@ -427,6 +449,16 @@ export class KubernetesRuntime implements Runtime {
   }
 
   // ---- helpers ---------------------------------------------------------------------
+
+  private memoryLimitBytesOf(podName: string): number | null {
+    const limit = this.informer.get(podName)?.spec.containers.find((c) => c.name === AGENT_CONTAINER_NAME)?.resources?.limits?.memory;
+    if (!limit) return null;
+    try {
+      return Math.round(parseKubeQuantity(limit));
+    } catch {
+      return null; // the API server validated it; a quantity we cannot read just means "unknown"
+    }
+  }
 
   private ensureTenantNamespace(tenantId: string, signal?: AbortSignal): Promise<void> {
     let ensured = this.ensuredNamespaces.get(tenantId);
