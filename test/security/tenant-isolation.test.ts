@@ -24,23 +24,31 @@ async function memberKey(p: SecurityPlatform, tenantId: string, role = 'member')
   return res.json.key;
 }
 
+/** Polls the agent as its owner (the harness polls with the admin token, which sees only its own tenant). */
+async function waitPhase(p: SecurityPlatform, token: string, id: string, phase: string): Promise<AgentJson> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const res = await p.request<AgentJson>('GET', `/api/v1/agents/${id}`, undefined, token);
+    expect(res.status, res.text).toBe(200);
+    const agent = res.json;
+    if (agent.status.phase === phase && (phase !== 'Running' || agent.status.containerId !== undefined)) return agent;
+    if (agent.status.phase === 'Failed' || Date.now() > deadline) throw new Error(`agent ${id} did not reach ${phase}: ${JSON.stringify(agent.status)}`);
+    await sleep(200);
+  }
+}
+
+/** The OCI runtime Docker reports for an agent's container. */
+async function runtimeOf(p: SecurityPlatform, agent: AgentJson): Promise<string> {
+  const info = await p.docker.getContainer(agent.status.containerId!).inspect();
+  return info.HostConfig.Runtime ?? '';
+}
+
 /** Runs a sleeping busybox agent asking for runc; returns it Running with the container's OCI runtime. */
 async function runRuncAgent(p: SecurityPlatform, token: string, busybox: string): Promise<{ agent: AgentJson; runtime: string }> {
   const created = await p.create({ name: uniqueName('iso'), image: busybox, isolation: 'runc', command: ['sh', '-c', 'sleep 3600'] }, token);
   expect(created.spec.isolation).toBe('runc');
-  // The harness polls with the admin token, which sees only its own tenant: poll as the owner.
-  const deadline = Date.now() + 120_000;
-  let agent = created;
-  while (agent.status.phase !== 'Running' || agent.status.containerId === undefined) {
-    if (agent.status.phase === 'Failed' || Date.now() > deadline) throw new Error(`agent ${created.id} did not run: ${JSON.stringify(agent.status)}`);
-    await sleep(200);
-    const res = await p.request<AgentJson>('GET', `/api/v1/agents/${created.id}`, undefined, token);
-    expect(res.status, res.text).toBe(200);
-    agent = res.json;
-  }
-  const info = await p.docker.getContainer(agent.status.containerId!).inspect();
-  // The API's word and the container's truth must agree.
-  return { agent, runtime: info.HostConfig.Runtime ?? '' };
+  const agent = await waitPhase(p, token, created.id, 'Running');
+  return { agent, runtime: await runtimeOf(p, agent) };
 }
 
 describe.skipIf(!hasGvisor)('tenant minimum isolation class', () => {
@@ -116,6 +124,18 @@ describe.skipIf(!hasGvisor)('tenant minimum isolation class', () => {
     const strict = await runRuncAgent(p, strictToken, busybox);
     expect(strict.agent.status.isolation).toBe('runc');
     expect(strict.runtime).toBe('runc');
+
+    // Raised again while that agent exists: a stop and start reuses its runc container, and
+    // status.isolation must report the class the container really has, not the new floor.
+    expect((await p.request<TenantJson>('PATCH', '/api/v1/tenants/strict', { minIsolation: 'gvisor' })).json.minIsolation).toBe('gvisor');
+    const id = strict.agent.id;
+    expect((await p.request('POST', `/api/v1/agents/${id}/stop`, undefined, strictToken)).status).toBe(200);
+    await waitPhase(p, strictToken, id, 'Stopped');
+    expect((await p.request('POST', `/api/v1/agents/${id}/start`, undefined, strictToken)).status).toBe(200);
+    const again = await waitPhase(p, strictToken, id, 'Running');
+    const runtime = await runtimeOf(p, again);
+    expect(again.status.isolation).toBe(runtime === 'runsc' ? 'gvisor' : 'runc');
+    if (again.status.containerId === strict.agent.status.containerId) expect(runtime).toBe('runc');
   }, 240_000);
 });
 
