@@ -25,3 +25,12 @@ describe('statusFor: domain errors -> HTTP', () => {
     expect(e.details).toEqual({ agentId: 'abc' });
   });
 });
+
+describe('statusFor: runtime failures are not the caller\'s mistake', () => {
+  it('maps Docker and Kubernetes API errors to 502', async () => {
+    const { DomainError } = await import('../domain/errors.js');
+    expect(statusFor(new DomainError('RUNTIME_ERROR', 'daemon said no'))).toBe(502);
+    expect(statusFor(new DomainError('KUBERNETES_API_ERROR', 'apiserver said no'))).toBe(502);
+    expect(statusFor(new DomainError('RATE_LIMITED', 'slow down'))).toBe(429);
+  });
+});

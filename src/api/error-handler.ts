@@ -13,12 +13,16 @@ import {
 export function statusFor(err: DomainError): number {
   if (err instanceof InputError) return err.code === 'VALIDATION_FAILED' || err.code === 'BODY_REQUIRED' ? 400 : 422;
   if (err instanceof UnauthenticatedError) return 401;
-  if (err instanceof ForbiddenError) return err.code === 'QUOTA_EXCEEDED' ? 403 : 403;
+  if (err instanceof ForbiddenError) return 403;
   if (err instanceof NotFoundError) return 404;
   if (err instanceof ConflictError) return 409;
   if (err instanceof UnavailableError) return 503;
   const byCode: Record<string, number> = { RATE_LIMITED: 429, PAYLOAD_TOO_LARGE: 413, UNSUPPORTED_MEDIA_TYPE: 415 };
-  return byCode[err.code] ?? 400;
+  if (byCode[err.code] !== undefined) return byCode[err.code]!;
+  // A node's runtime (Docker daemon, Kubernetes API) answered with an error: not the
+  // caller's mistake, so a gateway error rather than a 4xx.
+  if (err.code === 'RUNTIME_ERROR' || err.code.startsWith('KUBERNETES_')) return 502;
+  return 400;
 }
 
 /** Fastify's own errors for malformed requests, translated to stable codes. */

@@ -5,7 +5,7 @@ import { PERMISSIONS, ROLES, hasPermission, mayGrant, requirePermission } from '
 describe('roles', () => {
   it('platform-admin has every permission; viewer only reads', () => {
     for (const p of PERMISSIONS) expect(hasPermission('platform-admin', p)).toBe(true);
-    expect(PERMISSIONS.filter((p) => hasPermission('viewer', p))).toEqual(['agents:read', 'events:read', 'tenants:read']);
+    expect(PERMISSIONS.filter((p) => hasPermission('viewer', p))).toEqual(['agents:read', 'events:read', 'nodes:read', 'tenants:read']);
   });
 
   it('roles are ordered: each role has every permission of the roles below it', () => {

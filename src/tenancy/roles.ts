@@ -10,6 +10,7 @@ export const PERMISSIONS = [
   'agents:read',
   'agents:write',
   'events:read',
+  'nodes:read',
   'quota:read',
   'usage:read',
   'keys:read',
@@ -23,7 +24,7 @@ export type Permission = (typeof PERMISSIONS)[number];
 
 export const ROLES: readonly Role[] = ['platform-admin', 'tenant-admin', 'member', 'viewer'];
 
-const VIEWER: readonly Permission[] = ['agents:read', 'events:read', 'tenants:read'];
+const VIEWER: readonly Permission[] = ['agents:read', 'events:read', 'nodes:read', 'tenants:read'];
 const MEMBER: readonly Permission[] = [...VIEWER, 'agents:write'];
 const TENANT_ADMIN: readonly Permission[] = [...MEMBER, 'quota:read', 'usage:read', 'keys:read', 'keys:write', 'audit:read'];
 

@@ -122,6 +122,7 @@ describe('the ClusterRole grants what the runtime uses, and no more', () => {
     await plain.ensureNamespace('rbac', { cpuMillicores: 2000, memoryMiB: 1024, gpu: 0, agents: 4 }); // the update path
     await plain.exposeAgent('rbac', { agentId: 'rbac-0', ports: [{ port: 8080 }] });
     await plain.exposeAgent('rbac', { agentId: 'rbac-0', ports: [{ port: 8081 }] });
+    await plain.podMetrics(); // usage collection (metrics.k8s.io)
   }, 60_000);
 
   afterAll(async () => {

@@ -26,12 +26,12 @@ export function registerNodeRoutes(routes: RouteRegistry, d: NodeRouteDeps): voi
   const view = (id: string) => toNodeResponse(d.nodes.node(id), d.nodes.condition(id), d.nodes.info(id), d.allocationOf(id));
 
   routes.add(
-    { method: 'GET', url: '/api/v1/nodes', summary: 'List nodes: capacity, allocation, conditions', tags: ['nodes'], responses: { 200: NodeList } },
+    { method: 'GET', url: '/api/v1/nodes', summary: 'List nodes: capacity, allocation, conditions', tags: ['nodes'], permission: 'nodes:read', responses: { 200: NodeList } },
     async () => ({ items: d.nodes.nodes().map((n) => view(n.id)) }),
   );
 
   routes.add(
-    { method: 'GET', url: '/api/v1/nodes/:id', summary: 'Get a node and the live agents on it', tags: ['nodes'], params: NodeIdParams, responses: { 200: NodeDetail } },
+    { method: 'GET', url: '/api/v1/nodes/:id', summary: 'Get a node and the live agents on it (other tenants\' agents only for platform admins)', tags: ['nodes'], permission: 'nodes:read', params: NodeIdParams, responses: { 200: NodeDetail } },
     async ({ params, principal }) => {
       const node = view(params.id);
       const agentList: { id: string; tenantId: string; name: string; phase: Phase }[] = [];
