@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { loadConfig, ConfigError } from './config.js';
 import { buildPlatform } from './platform.js';
+import { DomainError, UnavailableError } from './domain/errors.js';
 
 /** `agent-platform serve`: wiring and signal handling only. */
 const program = new Command('agent-platform').description('agent-platform control plane');
@@ -19,7 +20,18 @@ program
       }
       throw err;
     }
-    const platform = await buildPlatform(config);
+    let platform;
+    try {
+      platform = await buildPlatform(config);
+    } catch (err) {
+      // A bad nodes file, rate card or secret key is a configuration mistake: say what to
+      // fix and exit 2 like a bad variable, without a stack trace.
+      if (err instanceof ConfigError || (err instanceof DomainError && !(err instanceof UnavailableError))) {
+        process.stderr.write(`agent-platform: invalid configuration: ${err.message}${err instanceof DomainError ? ` (${err.code})` : ''}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
     if (platform.generatedAdminToken) {
       process.stderr.write(
         `\n  Generated admin token (shown once, stored hashed):\n\n    export AGENT_PLATFORM_ADMIN_TOKEN=${platform.generatedAdminToken}\n\n`,

@@ -178,8 +178,9 @@ export class AgentNetworkManager {
   }
 
   /**
-   * Stops relays and the proxy listener, removes the host rules and, when no container uses
-   * it any more, the network. Running agents lose egress until the next start re-creates it.
+   * Stops relays and the proxy listener and, when no container uses it any more, removes
+   * the network and then its host rules. Running agents lose egress (never the firewall)
+   * until the next start re-creates the proxy.
    */
   async close(signal?: AbortSignal): Promise<void> {
     await this.forwarder.closeAll();
@@ -190,14 +191,17 @@ export class AgentNetworkManager {
     await this.egress?.close(signal);
     this.egress = undefined;
     if (info === undefined) return;
-    if (this.options.firewall !== false) {
-      await this.options.firewall.remove({ chain: this.chain, subnet: info.subnet }).catch((err: unknown) => this.logger.warn({ err }, 'removing host firewall rules failed'));
-    }
     try {
       await this.docker.getNetwork(info.name).remove();
     } catch (err) {
-      // In use by containers that outlive this process (a restart): they keep the network.
-      this.logger.debug({ err, network: info.name }, 'agent network left in place');
+      // In use by containers that outlive this process (a restart): they keep the network,
+      // and the host rules stay too — agents must never reach host services while the
+      // control plane is down. The next start finds both in place.
+      this.logger.debug({ err, network: info.name }, 'agent network and its host rules left in place');
+      return;
+    }
+    if (this.options.firewall !== false) {
+      await this.options.firewall.remove({ chain: this.chain, subnet: info.subnet }).catch((err: unknown) => this.logger.warn({ err }, 'removing host firewall rules failed'));
     }
   }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { Rates } from './usage-ledger.js';
+import { ConfigError } from '../config.js';
 
 /**
  * The rate card: prices per core-hour, GiB-hour (memory requests) and GPU-hour, with
@@ -26,7 +27,8 @@ const Price = z
 const Prices = z.strictObject({ cpuCoreHour: Price.optional(), memoryGiBHour: Price.optional(), gpuHour: Price.optional(), currency: z.string().regex(/^[A-Z]{3}$/).optional() });
 const RateCardInput = Prices.extend({ tenants: z.record(z.string(), Prices).optional() });
 
-export class RateCardError extends Error {
+/** A bad rate card is a configuration mistake: a ConfigError, so the start fails cleanly. */
+export class RateCardError extends ConfigError {
   constructor(message: string) {
     super(message);
     this.name = 'RateCardError';
