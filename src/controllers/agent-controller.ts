@@ -83,17 +83,72 @@ export class AgentController {
     this.abort.abort();
   }
 
-  /** One full pass: every live agent is queued and orphan containers are removed. */
+  /**
+   * One full level-triggered pass, as a diff rather than a reconcile of everything: list
+   * each node's containers (one call per node), scan every agent record once, and queue
+   * only agents whose recorded state may disagree with what runs — transitional phases,
+   * a Running agent whose container is not running, a finished agent whose container
+   * runs. Orphan containers are removed. At 100,000 agents this costs a few list calls
+   * and 100 page reads instead of 100,000 reconciles per interval.
+   */
   async resync(signal?: AbortSignal): Promise<void> {
-    let cursor: string | undefined;
-    do {
-      const page = await this.d.store.listAgents({ phase: ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'], limit: 1000, cursor });
-      for (const a of page.items) this.d.bus.enqueue(a.id);
-      cursor = page.nextCursor;
-    } while (cursor && !signal?.aborted);
+    // Containers first: an agent record always exists before its container, so a container
+    // listed here whose agent the scan below does not find is truly an orphan.
+    const observed = new Map<string, Map<string, ObservedContainer>>();
     for (const runtime of this.d.runtimes.all()) {
       if (signal?.aborted) return;
-      await this.sweepOrphans(runtime, signal).catch((err: unknown) => this.d.logger.warn({ err, node: runtime.nodeId }, 'orphan sweep failed'));
+      try {
+        const byAgent = new Map<string, ObservedContainer>();
+        for (const c of await runtime.list(signal)) byAgent.set(c.agentId, c);
+        observed.set(runtime.nodeId, byAgent);
+      } catch (err) {
+        // Unreachable node: its agents are the node controller's business (NodeLost).
+        this.d.logger.debug({ err, node: runtime.nodeId }, 'resync: node did not list its containers');
+      }
+    }
+    const nodeOf = new Map<string, string | undefined>();
+    let cursor: string | undefined;
+    do {
+      const page = await this.d.store.listAgents({ limit: 1000, cursor });
+      for (const a of page.items) {
+        nodeOf.set(a.id, a.status.node);
+        if (this.needsReconcile(a, observed)) this.d.bus.enqueue(a.id);
+      }
+      cursor = page.nextCursor;
+    } while (cursor && !signal?.aborted);
+    if (signal?.aborted) return;
+    for (const runtime of this.d.runtimes.all()) {
+      const containers = observed.get(runtime.nodeId);
+      if (!containers) continue;
+      await this.sweepOrphans(runtime, containers, nodeOf, signal).catch((err: unknown) => this.d.logger.warn({ err, node: runtime.nodeId }, 'orphan sweep failed'));
+    }
+  }
+
+  /** Whether the recorded state of `a` may disagree with what its node runs. */
+  private needsReconcile(a: Agent, observed: Map<string, Map<string, ObservedContainer>>): boolean {
+    if (a.desired === 'deleted' || (a.desired === 'stopped' && a.status.phase !== 'Stopped')) return true;
+    if (a.status.phase === 'Pending' || a.status.phase === 'Starting' || a.status.phase === 'Stopping' || a.status.phase === 'Deleting') return true;
+    const containers = a.status.node ? observed.get(a.status.node) : undefined;
+    if (!containers) return false; // not placed, or node unreachable
+    const c = containers.get(a.id);
+    const running = c !== undefined && (c.state === 'running' || c.state === 'restarting');
+    if (a.status.phase === 'Running') return !running || a.spec.timeoutSeconds !== undefined;
+    return running; // finished, but its container runs behind our back
+  }
+
+  /**
+   * Removes containers whose agent no longer exists or belongs to another node. The scan
+   * is only a hint: each candidate is read again before anything is removed.
+   */
+  private async sweepOrphans(runtime: Runtime, containers: Map<string, ObservedContainer>, nodeOf: Map<string, string | undefined>, signal?: AbortSignal): Promise<void> {
+    for (const c of containers.values()) {
+      if (signal?.aborted) return;
+      if (nodeOf.has(c.agentId) && (nodeOf.get(c.agentId) === undefined || nodeOf.get(c.agentId) === runtime.nodeId)) continue;
+      const agent = await this.d.store.getAgent(c.agentId);
+      if (!agent || (agent.status.node !== undefined && agent.status.node !== runtime.nodeId)) {
+        this.d.logger.info({ agentId: c.agentId, containerId: c.containerId, node: runtime.nodeId }, 'removing orphan container');
+        await runtime.remove(c.containerId, signal);
+      }
     }
   }
 
@@ -105,25 +160,6 @@ export class AgentController {
         this.d.logger.warn({ err }, 'resync failed');
       }
       await sleep(this.d.resyncIntervalMs, signal);
-    }
-  }
-
-  /**
-   * Removes containers whose agent no longer exists or belongs to another node, and
-   * queues agents whose container runs although the agent is finished. Containers are
-   * listed before agents are read: an agent record always exists before its container,
-   * so a container without a record is truly orphaned.
-   */
-  private async sweepOrphans(runtime: Runtime, signal?: AbortSignal): Promise<void> {
-    const containers = await runtime.list(signal);
-    for (const c of containers) {
-      const agent = await this.d.store.getAgent(c.agentId);
-      if (!agent || (agent.status.node !== undefined && agent.status.node !== runtime.nodeId)) {
-        this.d.logger.info({ agentId: c.agentId, containerId: c.containerId, node: runtime.nodeId }, 'removing orphan container');
-        await runtime.remove(c.containerId, signal);
-      } else if (c.state === 'running' && isTerminal(agent.status.phase)) {
-        this.d.bus.enqueue(agent.id);
-      }
     }
   }
 
