@@ -86,6 +86,8 @@ interface Tracked {
   history: UsagePoint[];
   /** Listed among the live agents in the last round. */
   live: boolean;
+  /** The round that last listed it. */
+  seenInRound: number;
 }
 
 const LIVE_PHASES: Phase[] = ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'];
@@ -109,6 +111,8 @@ export class UsageSampler {
   private abort: AbortController | undefined;
   private loop: Promise<void> | undefined;
   private rounds = 0;
+  /** Rounds begun, failed ones included: marks which tracked agents a listing saw. */
+  private listings = 0;
 
   constructor(private readonly o: UsageSamplerOptions) {
     this.intervalMs = o.intervalMs ?? 10_000;
@@ -165,22 +169,29 @@ export class UsageSampler {
 
   /** One sampling round. Collector failures are logged per node; a store failure rejects. */
   async sampleOnce(signal?: AbortSignal): Promise<void> {
-    const agents = await this.listLiveAgents(signal);
-    const seen = new Set<string>();
+    // Page by page: only the compact Tracked entries outlive a page, never the whole list
+    // of Agent records (at 100,000 agents that list alone was hundreds of MiB each round).
+    const round = ++this.listings;
     const byNode = new Map<string, Tracked[]>();
-    for (const agent of agents) {
-      seen.add(agent.id);
-      const t = this.track(agent);
-      if (agent.status.phase === 'Running' && agent.status.node && agent.status.containerId) {
-        const list = byNode.get(agent.status.node) ?? [];
-        list.push(t);
-        byNode.set(agent.status.node, list);
+    let cursor: string | undefined;
+    do {
+      signal?.throwIfAborted();
+      const page = await this.o.store.listAgents({ phase: LIVE_PHASES, limit: PAGE_SIZE, cursor });
+      for (const agent of page.items) {
+        const t = this.track(agent, round);
+        if (agent.status.phase === 'Running' && agent.status.node && agent.status.containerId) {
+          const list = byNode.get(agent.status.node) ?? [];
+          list.push(t);
+          byNode.set(agent.status.node, list);
+        }
       }
-    }
-    for (const [id, t] of this.tracked) {
-      if (!seen.has(id)) {
+      cursor = page.nextCursor;
+    } while (cursor);
+    for (const t of this.tracked.values()) {
+      if (t.seenInRound !== round && t.live) {
         t.live = false;
-        t.view.usage = undefined;
+        // A fresh object: the previous round's current() shares this view.
+        t.view = { ...t.view, usage: undefined };
       }
     }
 
@@ -204,11 +215,15 @@ export class UsageSampler {
       }),
     );
     this.prune();
-    this.liveViews = [...this.tracked.values()].filter((t) => t.live).map((t) => ({ ...t.view }));
+    // track() gives every live agent a new view each round, so the views are shared with
+    // current() rather than copied (a copy per agent per round was garbage and live heap).
+    const live: AgentContainerView[] = [];
+    for (const t of this.tracked.values()) if (t.live) live.push(t.view);
+    this.liveViews = live;
     this.rounds++;
   }
 
-  private track(agent: Agent): Tracked {
+  private track(agent: Agent, round: number): Tracked {
     const r = agent.spec.resources;
     const view: AgentContainerView = {
       agentId: agent.id,
@@ -225,11 +240,12 @@ export class UsageSampler {
     };
     let t = this.tracked.get(agent.id);
     if (!t) {
-      t = { view, containerId: undefined, previous: undefined, history: [], live: true };
+      t = { view, containerId: undefined, previous: undefined, history: [], live: true, seenInRound: round };
       this.tracked.set(agent.id, t);
     }
     t.view = view; // no usage until this round samples it
     t.live = true;
+    t.seenInRound = round;
     const running = agent.status.phase === 'Running' ? agent.status.containerId : undefined;
     if (running !== t.containerId) {
       // Another container (recreated after a crash): its counters start again from zero.
@@ -262,18 +278,6 @@ export class UsageSampler {
       // Finished or deleted agents keep their history until it ages out.
       if (!t.live && t.history.length === 0) this.tracked.delete(id);
     }
-  }
-
-  private async listLiveAgents(signal?: AbortSignal): Promise<Agent[]> {
-    const out: Agent[] = [];
-    let cursor: string | undefined;
-    do {
-      signal?.throwIfAborted();
-      const page = await this.o.store.listAgents({ phase: LIVE_PHASES, limit: PAGE_SIZE, cursor });
-      out.push(...page.items);
-      cursor = page.nextCursor;
-    } while (cursor);
-    return out;
   }
 
   private async run(signal: AbortSignal): Promise<void> {

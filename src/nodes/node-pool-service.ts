@@ -117,6 +117,12 @@ export class NodePoolService {
    * every other (EventTarget checks for duplicates), O(nodes) per beat at 5,000 nodes.
    */
   private readonly sleepers = new Set<() => void>();
+  /**
+   * Deadlines of the heartbeats in flight, aborted together when the service stops. Not
+   * AbortSignal.any per beat: each one registers a WeakRef on the long-lived service
+   * signal, and at 2,500 beats a second Node 20 keeps tens of thousands of them (MiBs).
+   */
+  private readonly beatsInFlight = new Set<AbortController>();
   private unsubscribe: (() => void) | undefined;
   private startedAt = 0;
   private cache: Node[] | undefined;
@@ -168,6 +174,8 @@ export class NodePoolService {
       () => {
         for (const wake of this.sleepers) wake();
         this.sleepers.clear();
+        for (const beat of this.beatsInFlight) beat.abort(abort.signal.reason);
+        this.beatsInFlight.clear();
       },
       { once: true },
     );
@@ -287,8 +295,16 @@ export class NodePoolService {
     const timeout = new AbortController();
     const timer = setTimeout(() => timeout.abort(new DOMException(`node ${id} did not answer within ${this.pingTimeoutMs} ms`, 'TimeoutError')), this.pingTimeoutMs);
     timer.unref();
+    let sig: AbortSignal;
+    if (signal === this.abort?.signal) {
+      // The service's own signal: the stop listener in start() aborts the beats in flight.
+      this.beatsInFlight.add(timeout);
+      if (signal.aborted) timeout.abort(signal.reason);
+      sig = timeout.signal;
+    } else {
+      sig = AbortSignal.any([signal, timeout.signal]);
+    }
     try {
-      const sig = AbortSignal.any([signal, timeout.signal]);
       await s.def.runtime.ping(sig);
       if (!s.ready || s.info === undefined) {
         const before = s.info;
@@ -307,6 +323,7 @@ export class NodePoolService {
       s.lastError = err instanceof Error ? err.message : String(err);
     } finally {
       clearTimeout(timer);
+      this.beatsInFlight.delete(timeout);
     }
     try {
       await this.evaluate(s, signal);

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Updateable } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
 import type { Agent, Phase } from '../domain/agent.js';
 import type { NewPlatformEvent, PlatformEvent } from '../domain/event.js';
 import { ConflictError, DomainError, InputError, UnavailableError, VersionConflictError, agentNotFound } from '../domain/errors.js';
@@ -6,7 +6,8 @@ import { decodeAgentCursor, encodeAgentCursor } from './agent-cursor.js';
 import { GroupCommitQueue, type GroupCommitOptions } from './group-commit-queue.js';
 import { MIGRATIONS, applyMigrations, type Migration } from './migrations.js';
 import { agentFromRow, eventFromRow, newAgentRow, nodeStateFromRow, nodeStateRow } from './row-mapping.js';
-import type { AgentsTable, Database } from './schema.js';
+import type { AgentsTable, Database, EventsTable, TenantQuotasTable, TenantsTable } from './schema.js';
+import { PreparedQuery, type SqlKind } from './prepared-query.js';
 import type { EgressAuditFilter, StoredEgressAudit, StoredSecret } from './store.js';
 import type { EgressAuditRecord } from '../egress/egress-audit.js';
 import type {
@@ -42,6 +43,7 @@ import {
   limitColumns,
   lockQuotaRow,
   quotaStateFromRow,
+  readQuotaRow,
   releaseDeleted,
   tenantExists,
   tenantFromRows,
@@ -55,6 +57,37 @@ const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
 /** Rounds of "key taken but its agent is gone" before createAgent gives up; see createAgent. */
 const MAX_IDEMPOTENCY_ROUNDS = 3;
+
+// The hot path's queries, compiled once per dialect (prepared-query.ts says why).
+type AgentRow = Selectable<AgentsTable>;
+const selectAgent = new PreparedQuery<{ id: string }, AgentRow>((db, p) => db.selectFrom('agents').selectAll().where('id', '=', p('id')));
+const selectAgentForUpdate = new PreparedQuery<{ id: string }, AgentRow>((db, p) => db.selectFrom('agents').selectAll().where('id', '=', p('id')).forUpdate());
+type EventRow = Omit<EventsTable, 'id'>;
+const insertEvent = new PreparedQuery<EventRow, { id: number | bigint | string }>((db, p) =>
+  db
+    .insertInto('events')
+    .values({
+      tenant_id: p('tenant_id'),
+      object_kind: p('object_kind'),
+      object_id: p('object_id'),
+      type: p('type'),
+      reason: p('reason'),
+      message: p('message'),
+      data: p('data'),
+      time: p('time'),
+    })
+    .returning('id'),
+);
+// One round trip for getTenant: the quota columns are all null when the tenant has no quota row.
+const selectTenantWithQuota = new PreparedQuery<{ id: string }, Selectable<TenantsTable> & NullableRow<Selectable<TenantQuotasTable>>>((db, p) =>
+  db.selectFrom('tenants').leftJoin('tenant_quotas', 'tenant_quotas.tenant_id', 'tenants.id').selectAll('tenants').selectAll('tenant_quotas').where('tenants.id', '=', p('id')),
+);
+type NullableRow<T> = { [K in keyof T]: T[K] | null };
+/** Arguments of the agent compare-and-set besides the column values; no column has these names. */
+const CAS_ID = '?id';
+const CAS_VERSION = '?version';
+const COMMIT = CompiledQuery.raw('commit');
+const ROLLBACK = CompiledQuery.raw('rollback');
 
 export interface KyselyStoreOptions {
   /**
@@ -83,6 +116,10 @@ export class KyselyStore implements Store {
   readonly #db: Kysely<Database>;
   readonly #migrations: readonly Migration[];
   readonly #writes: GroupCommitQueue | undefined;
+  /** Compiled agent compare-and-set updates and inserts, by column list. */
+  readonly #casUpdates = new Map<string, PreparedQuery<Record<string, unknown>, AgentRow>>();
+  readonly #agentInserts = new Map<string, PreparedQuery<Record<string, unknown>, unknown>>();
+  readonly #beginWrite: CompiledQuery;
   #closed = false;
 
   constructor(dialect: StoreDialect, options: KyselyStoreOptions = {}) {
@@ -90,6 +127,7 @@ export class KyselyStore implements Store {
     this.#db = dialect.db;
     this.kind = dialect.kind;
     this.#migrations = options.migrations ?? MIGRATIONS;
+    this.#beginWrite = CompiledQuery.raw(dialect.beginWriteSql);
     const groupCommit = options.groupCommit ?? {};
     this.#writes = dialect.singleWriter && groupCommit !== false ? new GroupCommitQueue(this.#db, dialect.beginWriteSql, groupCommit) : undefined;
   }
@@ -173,7 +211,7 @@ export class KyselyStore implements Store {
 
   getAgent(id: string): Promise<Agent | undefined> {
     return this.#guard(async () => {
-      const row = await this.#db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+      const row = await selectAgent.first(this.#db, this.#dialect.kind, { id });
       return row ? agentFromRow(row) : undefined;
     });
   }
@@ -235,18 +273,11 @@ export class KyselyStore implements Store {
         // A status change may take or release quota and close a billed interval: read the
         // row (locked on PostgreSQL), then compare-and-set, all in one transaction.
         return this.#write(async (trx) => {
-          const select = trx.selectFrom('agents').selectAll().where('id', '=', id);
-          const old = await (this.#dialect.kind === 'postgres' ? select.forUpdate() : select).executeTakeFirst();
+          const old = await this.#readAgentForUpdate(trx, id);
           if (!old) throw agentNotFound(id);
           if (Number(old.version) !== expectedVersion) throw new VersionConflictError(id, expectedVersion);
           const transition = await applyTransition(trx, this.#dialect.kind, old, status, update.updatedAt);
-          const row = await trx
-            .updateTable('agents')
-            .set((eb) => ({ ...set, ...transition.set, version: eb('version', '+', 1) }))
-            .where('id', '=', id)
-            .where('version', '=', expectedVersion)
-            .returningAll()
-            .executeTakeFirst();
+          const row = await this.#compareAndSet(trx, id, expectedVersion, { ...set, ...transition.set });
           if (!row) throw new VersionConflictError(id, expectedVersion);
           if (transition.usage) await trx.insertInto('usage_ledger').values(transition.usage).execute();
           return agentFromRow(row);
@@ -254,13 +285,7 @@ export class KyselyStore implements Store {
       }
       return this.#write(async (db) => {
         // One statement is the compare-and-set: no transaction, no lock held across awaits.
-        const row = await db
-          .updateTable('agents')
-          .set((eb) => ({ ...set, version: eb('version', '+', 1) }))
-          .where('id', '=', id)
-          .where('version', '=', expectedVersion)
-          .returningAll()
-          .executeTakeFirst();
+        const row = await this.#compareAndSet(db, id, expectedVersion, set);
         if (row) return agentFromRow(row);
         const current = await db.selectFrom('agents').select('version').where('id', '=', id).executeTakeFirst();
         if (!current) throw agentNotFound(id);
@@ -272,8 +297,7 @@ export class KyselyStore implements Store {
   deleteAgent(id: string): Promise<void> {
     return this.#guard(() =>
       this.#write(async (trx) => {
-        const select = trx.selectFrom('agents').selectAll().where('id', '=', id);
-        const old = await (this.#dialect.kind === 'postgres' ? select.forUpdate() : select).executeTakeFirst();
+        const old = await this.#readAgentForUpdate(trx, id);
         await trx.deleteFrom('idempotency_keys').where('agent_id', '=', id).execute();
         if (!old) return;
         await trx.deleteFrom('agents').where('id', '=', id).execute();
@@ -295,7 +319,7 @@ export class KyselyStore implements Store {
         data,
         time: event.time,
       };
-      const inserted = await this.#write((db) => db.insertInto('events').values(row).returning('id').executeTakeFirstOrThrow(), 'single');
+      const inserted = await this.#write(async (db) => (await insertEvent.first(db, this.#dialect.kind, row))!, 'single');
       const stored: PlatformEvent = { ...event, id: Number(inserted.id) };
       if (data === null) delete stored.data;
       return stored;
@@ -441,7 +465,7 @@ export class KyselyStore implements Store {
 
   getTenantQuota(tenantId: string): Promise<TenantQuotaState> {
     return this.#guard(async () => {
-      const row = await this.#db.selectFrom('tenant_quotas').selectAll().where('tenant_id', '=', tenantId).executeTakeFirst();
+      const row = await readQuotaRow(this.#db, this.#dialect.kind, tenantId);
       return quotaStateFromRow(tenantId, row);
     });
   }
@@ -488,8 +512,7 @@ export class KyselyStore implements Store {
   admitQueuedAgent(id: string, now: number): Promise<Agent | undefined> {
     return this.#guard(() =>
       this.#write(async (trx) => {
-        const select = trx.selectFrom('agents').selectAll().where('id', '=', id);
-        const old = await (this.#dialect.kind === 'postgres' ? select.forUpdate() : select).executeTakeFirst();
+        const old = await this.#readAgentForUpdate(trx, id);
         if (!old || Number(old.holds_quota) === 1 || old.phase !== 'Pending' || old.desired !== 'running') return undefined;
         if (agentFromRow(old).status.reason !== QUOTA_EXCEEDED_REASON) return undefined;
         const status = await admitQueued(trx, this.#dialect.kind, old);
@@ -582,10 +605,10 @@ export class KyselyStore implements Store {
   }
 
   async #readTenant(db: Kysely<Database>, id: string): Promise<Tenant | undefined> {
-    const t = await db.selectFrom('tenants').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!t) return undefined;
-    const q = await db.selectFrom('tenant_quotas').selectAll().where('tenant_id', '=', id).executeTakeFirst();
-    return tenantFromRows(t, q);
+    const row = await selectTenantWithQuota.first(db, this.#dialect.kind, { id });
+    if (!row) return undefined;
+    // A left join without a match leaves tenant_id null: the tenant has no quota row.
+    return tenantFromRows(row, row.tenant_id === null ? undefined : (row as Selectable<TenantQuotasTable>));
   }
 
   // ---- secrets and egress audit (src/security) ----------------------------------------
@@ -705,7 +728,9 @@ export class KyselyStore implements Store {
 
   async #insertAgent(db: Kysely<Database>, row: AgentsTable): Promise<void> {
     try {
-      await db.insertInto('agents').values(row).execute();
+      await preparedFor(this.#agentInserts, row, (columns) =>
+        new PreparedQuery<Record<string, unknown>, unknown>((b, p) => b.insertInto('agents').values(Object.fromEntries(columns.map((c) => [c, p(c)])) as unknown as AgentsTable)),
+      ).execute(db, this.#dialect.kind, row as unknown as Record<string, unknown>);
     } catch (err) {
       if (!this.#dialect.isUniqueViolation(err)) throw err;
       // Two unique keys on agents: the primary key (id) and (tenant_id, name).
@@ -717,6 +742,30 @@ export class KyselyStore implements Store {
         name: row.name,
       });
     }
+  }
+
+  /** The agent row, locked until the transaction ends on PostgreSQL (SQLite's writer holds the database). */
+  #readAgentForUpdate(trx: Kysely<Database>, id: string): Promise<AgentRow | undefined> {
+    return (this.#dialect.kind === 'postgres' ? selectAgentForUpdate : selectAgent).first(trx, this.#dialect.kind, { id });
+  }
+
+  /**
+   * `update agents set <values>, version = version + 1 where id = ? and version = ?
+   * returning *`: the row after the update, or undefined when the version moved on (or
+   * the agent is gone). One compiled statement per set of columns.
+   */
+  #compareAndSet(db: Kysely<Database>, id: string, expectedVersion: number, values: Updateable<AgentsTable>): Promise<AgentRow | undefined> {
+    const query = preparedFor(this.#casUpdates, values, (columns) =>
+      new PreparedQuery<Record<string, unknown>, AgentRow>((b, p) =>
+        b
+          .updateTable('agents')
+          .set((eb) => ({ ...(Object.fromEntries(columns.map((c) => [c, p(c)])) as Updateable<AgentsTable>), version: eb('version', '+', 1) }))
+          .where('id', '=', p(CAS_ID) as string)
+          .where('version', '=', p(CAS_VERSION) as number)
+          .returningAll(),
+      ),
+    );
+    return query.first(db, this.#dialect.kind, { ...values, [CAS_ID]: id, [CAS_VERSION]: expectedVersion });
   }
 
   /**
@@ -736,15 +785,15 @@ export class KyselyStore implements Store {
    */
   #writeTransaction<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
     return this.#db.connection().execute(async (conn) => {
-      await sql.raw(this.#dialect.beginWriteSql).execute(conn);
+      await conn.executeQuery(this.#beginWrite);
       let result: T;
       try {
         result = await fn(conn);
       } catch (err) {
-        await sql`rollback`.execute(conn).catch(() => undefined);
+        await conn.executeQuery(ROLLBACK).catch(() => undefined);
         throw err;
       }
-      await sql`commit`.execute(conn);
+      await conn.executeQuery(COMMIT);
       return result;
     });
   }
@@ -765,6 +814,23 @@ export class KyselyStore implements Store {
     if (cause !== undefined) (error as Error & { cause?: unknown }).cause = cause;
     return error;
   }
+}
+
+/**
+ * The prepared query for the columns of `values` (in their order), built by `make` the
+ * first time. Columns whose value is undefined are left out, as Kysely leaves them out.
+ */
+function preparedFor<Q>(cache: Map<string, Q>, values: object, make: (columns: string[]) => Q): Q {
+  const columns = Object.entries(values)
+    .filter(([, v]) => v !== undefined)
+    .map(([k]) => k);
+  const key = columns.join(',');
+  let query = cache.get(key);
+  if (query === undefined) {
+    query = make(columns);
+    cache.set(key, query);
+  }
+  return query;
 }
 
 function pageSize(limit: number | undefined): number {

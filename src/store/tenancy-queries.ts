@@ -4,6 +4,7 @@ import { ConflictError, NotFoundError } from '../domain/errors.js';
 import { QUOTA_EXCEEDED_REASON, applyLive, excessMessage, findExcess, isQueueable, quotaExceededError, quotaRequestOf } from '../tenancy/quota.js';
 import { accrualStep } from '../tenancy/usage-ledger.js';
 import type { AgentsTable, ApiKeysTable, AuditLogTable, Database, TenantQuotasTable, TenantsTable, UsageLedgerTable } from './schema.js';
+import { PreparedQuery, type SqlKind } from './prepared-query.js';
 import type { AdmissionMode, ApiKeyRecord, AuditRecord, QuotaLimits, QuotaUsed, Role, Tenant, TenantQuotaState, UsageRecord } from './store.js';
 
 /**
@@ -72,11 +73,23 @@ export function quotaStateFromRow(tenantId: string, row: Selectable<TenantQuotas
  * The tenant's quota row, locked until the transaction ends (FOR UPDATE on PostgreSQL;
  * SQLite's writer already holds the database). Created, unlimited, when missing.
  */
-export async function lockQuotaRow(trx: Db, kind: 'sqlite' | 'postgres', tenantId: string): Promise<Selectable<TenantQuotasTable>> {
-  const select = (): Promise<Selectable<TenantQuotasTable> | undefined> => {
-    const q = trx.selectFrom('tenant_quotas').selectAll().where('tenant_id', '=', tenantId);
-    return (kind === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
-  };
+const selectQuota = new PreparedQuery<{ tenantId: string }, Selectable<TenantQuotasTable>>((db: Db, p) =>
+  db.selectFrom('tenant_quotas').selectAll().where('tenant_id', '=', p('tenantId')),
+);
+const selectQuotaForUpdate = new PreparedQuery<{ tenantId: string }, Selectable<TenantQuotasTable>>((db: Db, p) =>
+  db.selectFrom('tenant_quotas').selectAll().where('tenant_id', '=', p('tenantId')).forUpdate(),
+);
+
+/** The tenant's quota row, unlocked; undefined when it has none. */
+export const readQuotaRow = (db: Db, kind: SqlKind, tenantId: string): Promise<Selectable<TenantQuotasTable> | undefined> =>
+  selectQuota.first(db, kind, { tenantId });
+
+/**
+ * The tenant's quota row, locked until the transaction ends (FOR UPDATE on PostgreSQL;
+ * SQLite's writer already holds the database). Created, unlimited, when missing.
+ */
+export async function lockQuotaRow(trx: Db, kind: SqlKind, tenantId: string): Promise<Selectable<TenantQuotasTable>> {
+  const select = (): Promise<Selectable<TenantQuotasTable> | undefined> => (kind === 'postgres' ? selectQuotaForUpdate : selectQuota).first(trx, kind, { tenantId });
   const row = await select();
   if (row) return row;
   await trx
@@ -87,20 +100,30 @@ export async function lockQuotaRow(trx: Db, kind: 'sqlite' | 'postgres', tenantI
   return (await select())!;
 }
 
-/** Adds `delta` to the used counters (negative to release). */
-export async function changeUsed(trx: Db, tenantId: string, delta: QuotaUsed): Promise<void> {
-  if (!delta.cpuMillicores && !delta.memoryMiB && !delta.gpu && !delta.agents && !delta.running) return;
-  await trx
+const addUsed = new PreparedQuery<{ tenantId: string; cpu: number; memory: number; gpu: number; agents: number; running: number }, unknown>((db: Db, p) =>
+  db
     .updateTable('tenant_quotas')
     .set((eb) => ({
-      used_cpu: eb('used_cpu', '+', delta.cpuMillicores),
-      used_memory: eb('used_memory', '+', delta.memoryMiB),
-      used_gpu: eb('used_gpu', '+', delta.gpu),
-      used_agents: eb('used_agents', '+', delta.agents),
-      used_running: eb('used_running', '+', delta.running),
+      used_cpu: eb('used_cpu', '+', p('cpu')),
+      used_memory: eb('used_memory', '+', p('memory')),
+      used_gpu: eb('used_gpu', '+', p('gpu')),
+      used_agents: eb('used_agents', '+', p('agents')),
+      used_running: eb('used_running', '+', p('running')),
     }))
-    .where('tenant_id', '=', tenantId)
-    .execute();
+    .where('tenant_id', '=', p('tenantId')),
+);
+
+/** Adds `delta` to the used counters (negative to release). */
+export async function changeUsed(trx: Db, kind: SqlKind, tenantId: string, delta: QuotaUsed): Promise<void> {
+  if (!delta.cpuMillicores && !delta.memoryMiB && !delta.gpu && !delta.agents && !delta.running) return;
+  await addUsed.execute(trx, kind, {
+    tenantId,
+    cpu: delta.cpuMillicores,
+    memory: delta.memoryMiB,
+    gpu: delta.gpu,
+    agents: delta.agents,
+    running: delta.running,
+  });
 }
 
 const liveDelta = (r: Resources, sign: 1 | -1, agents = 0): QuotaUsed => ({
@@ -113,7 +136,7 @@ const liveDelta = (r: Resources, sign: 1 | -1, agents = 0): QuotaUsed => ({
  * returns the row to insert: holding quota, or queued (Pending, QuotaExceeded) for a
  * tenant in queue mode. Throws QUOTA_EXCEEDED otherwise.
  */
-export async function admitNewAgent(trx: Db, kind: 'sqlite' | 'postgres', row: AgentsTable, nowMs: number): Promise<AgentsTable> {
+export async function admitNewAgent(trx: Db, kind: SqlKind, row: AgentsTable, nowMs: number): Promise<AgentsTable> {
   const quota = await lockQuotaRow(trx, kind, row.tenant_id);
   const resources = (JSON.parse(row.spec) as { resources: Resources }).resources;
   const limits = limitsFromRow(quota);
@@ -125,11 +148,11 @@ export async function admitNewAgent(trx: Db, kind: 'sqlite' | 'postgres', row: A
     : findExcess({ agents: limits.agents }, used, { cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 1 });
   const accrued = status.phase === 'Running' ? nowMs : null;
   if (!excess) {
-    await changeUsed(trx, row.tenant_id, live ? liveDelta(resources, 1, 1) : { cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 1, running: 0 });
+    await changeUsed(trx, kind, row.tenant_id, live ? liveDelta(resources, 1, 1) : { cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 1, running: 0 });
     return { ...row, holds_quota: live ? 1 : 0, accrued_until: accrued };
   }
   if (quota.admission === 'queue' && isQueueable(excess) && status.phase === 'Pending') {
-    await changeUsed(trx, row.tenant_id, { cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 1, running: 0 });
+    await changeUsed(trx, kind, row.tenant_id, { cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 1, running: 0 });
     const queued: AgentStatus = { ...status, reason: QUOTA_EXCEEDED_REASON, message: `waiting for quota: ${excessMessage(excess)}` };
     return { ...row, holds_quota: 0, accrued_until: null, status: JSON.stringify(queued) };
   }
@@ -149,20 +172,20 @@ export interface AgentTransition {
  * holds_quota flag flips with it); leaving a terminal phase (start) takes it again or
  * queues / throws QUOTA_EXCEEDED; leaving Running closes the billed interval.
  */
-export async function applyTransition(trx: Db, kind: 'sqlite' | 'postgres', old: Selectable<AgentsTable>, status: AgentStatus, nowMs: number): Promise<AgentTransition> {
+export async function applyTransition(trx: Db, kind: SqlKind, old: Selectable<AgentsTable>, status: AgentStatus, nowMs: number): Promise<AgentTransition> {
   const resources = (JSON.parse(old.spec) as { resources: Resources }).resources;
   let holds = Number(old.holds_quota);
   let newStatus: AgentStatus | undefined;
   const oldPhase = old.phase as AgentStatus['phase'];
   if (holds === 1 && isTerminal(status.phase)) {
     await lockQuotaRow(trx, kind, old.tenant_id);
-    await changeUsed(trx, old.tenant_id, liveDelta(resources, -1));
+    await changeUsed(trx, kind, old.tenant_id, liveDelta(resources, -1));
     holds = 0;
   } else if (holds === 0 && isTerminal(oldPhase) && !isTerminal(status.phase) && status.phase !== 'Deleting' && old.desired !== 'deleted') {
     const quota = await lockQuotaRow(trx, kind, old.tenant_id);
     const excess = findExcess(limitsFromRow(quota), usedFromRow(quota), quotaRequestOf(resources, false));
     if (!excess) {
-      await changeUsed(trx, old.tenant_id, liveDelta(resources, 1));
+      await changeUsed(trx, kind, old.tenant_id, liveDelta(resources, 1));
       holds = 1;
     } else if (quota.admission === 'queue' && isQueueable(excess) && status.phase === 'Pending') {
       newStatus = { ...status, reason: QUOTA_EXCEEDED_REASON, message: `waiting for quota: ${excessMessage(excess)}` };
@@ -198,22 +221,22 @@ export async function applyTransition(trx: Db, kind: 'sqlite' | 'postgres', old:
 }
 
 /** Releases what a deleted agent row held. */
-export async function releaseDeleted(trx: Db, kind: 'sqlite' | 'postgres', old: Selectable<AgentsTable>): Promise<void> {
+export async function releaseDeleted(trx: Db, kind: SqlKind, old: Selectable<AgentsTable>): Promise<void> {
   const resources = (JSON.parse(old.spec) as { resources: Resources }).resources;
   await lockQuotaRow(trx, kind, old.tenant_id);
   const delta = Number(old.holds_quota) === 1 ? liveDelta(resources, -1, -1) : { cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: -1, running: 0 };
-  await changeUsed(trx, old.tenant_id, delta);
+  await changeUsed(trx, kind, old.tenant_id, delta);
 }
 
 /**
  * Takes quota for a queued agent if it fits now. Returns the new status JSON, or
  * undefined when it does not fit.
  */
-export async function admitQueued(trx: Db, kind: 'sqlite' | 'postgres', old: Selectable<AgentsTable>): Promise<string | undefined> {
+export async function admitQueued(trx: Db, kind: SqlKind, old: Selectable<AgentsTable>): Promise<string | undefined> {
   const resources = (JSON.parse(old.spec) as { resources: Resources }).resources;
   const quota = await lockQuotaRow(trx, kind, old.tenant_id);
   if (findExcess(limitsFromRow(quota), usedFromRow(quota), quotaRequestOf(resources, false))) return undefined;
-  await changeUsed(trx, old.tenant_id, liveDelta(resources, 1));
+  await changeUsed(trx, kind, old.tenant_id, liveDelta(resources, 1));
   const status = JSON.parse(old.status) as AgentStatus;
   return JSON.stringify({ ...status, reason: 'Admitted', message: 'admitted: quota is available; waiting to be scheduled' } satisfies AgentStatus);
 }

@@ -1,7 +1,8 @@
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { DomainError } from '../../domain/errors.js';
 import type { KubeStatus, KubeWatchEvent } from './kube-types.js';
 
@@ -82,7 +83,7 @@ export class KubeClient {
 
   /** Loads credentials as KubeClientOptions describes. */
   static load(options: KubeClientOptions = {}): KubeClient {
-    const kc = new KubeConfig();
+    const kc = new (loadClientNode().KubeConfig)();
     if (options.inCluster) kc.loadFromCluster();
     else if (options.kubeconfigPath) kc.loadFromFile(options.kubeconfigPath);
     else kc.loadFromDefault();
@@ -208,4 +209,13 @@ function errorFromBody(httpStatus: number, text: string, what: string): KubeApiE
     // Not a Status: a proxy or a misconfigured server answered.
   }
   return new KubeApiError(httpStatus, httpStatus === 401 ? 'Unauthorized' : 'Unknown', `${what}: HTTP ${httpStatus} ${text.slice(0, 200)}`);
+}
+
+/**
+ * @kubernetes/client-node, loaded on first use: importing it costs about 65 MiB of RSS
+ * (generated API classes for every resource kind), which every platform process paid
+ * at startup even with no Kubernetes node configured.
+ */
+function loadClientNode(): typeof import('@kubernetes/client-node') {
+  return createRequire(import.meta.url)('@kubernetes/client-node') as typeof import('@kubernetes/client-node');
 }
