@@ -191,7 +191,13 @@ export class AgentController {
   /** Reconciles one agent; returns when to look again (undefined: only on events). */
   async reconcile(agentId: string, signal?: AbortSignal): Promise<number | undefined> {
     const agent = await this.d.store.getAgent(agentId);
-    if (!agent) return undefined;
+    if (!agent) {
+      // Gone (deleted, perhaps by a pass that failed half-way): make sure nothing of it is
+      // still held here. Both calls are idempotent.
+      this.d.placer.release(agentId);
+      await this.d.sandbox?.forget(agentId);
+      return undefined;
+    }
     // Waiting for quota (tenant admission "queue"): the admission queue admits it (reason
     // changes to Admitted) and queues it again; until then there is nothing to do.
     if (agent.status.phase === 'Pending' && agent.status.reason === QUOTA_EXCEEDED_REASON && agent.desired === 'running') return undefined;
@@ -205,7 +211,10 @@ export class AgentController {
     else if (!runtime) observed = 'unreachable';
     else {
       try {
-        observed = await runtime.inspect(agent.status.containerId ?? containerName(agent.id), signal);
+        // By the deterministic name, never by a recorded id: the id goes stale when the
+        // container is replaced (pruned, recreated after a start timeout), and a stale id
+        // would read as "absent" while the real container runs on.
+        observed = await runtime.inspect(containerName(agent.id), signal);
       } catch (err) {
         // Shutdown or lost leadership: not a runtime problem, and no decision to make.
         if (signal?.aborted) return undefined;
@@ -226,6 +235,8 @@ export class AgentController {
     // intent and the real container and does the rest.
     if (decision.status) current = await this.writeStatus(current, decision.status, decision.events);
     else await this.emit(current, decision.events);
+    // Unbound from its node (given up on an unreachable node): its room there goes back.
+    if (agent.status.node !== undefined && current.status.node === undefined) this.d.placer.release(current.id);
 
     for (const action of decision.actions) {
       // A deposed leader stops before its next step rather than after it.
@@ -266,16 +277,16 @@ export class AgentController {
           }
         }
         case 'stop':
-          if (runtime && current.status.containerId) await runtime.stop(current.status.containerId, action.graceMs, signal);
-          else if (runtime) await runtime.stop(containerName(current.id), action.graceMs, signal);
+          if (runtime) await runtime.stop(containerName(current.id), action.graceMs, signal);
           break;
         case 'remove':
-          if (runtime) await runtime.remove(current.status.containerId ?? containerName(current.id), signal);
+          if (runtime) await runtime.remove(containerName(current.id), signal);
           break;
         case 'deleteRecord':
           await this.d.store.deleteAgent(current.id);
-          await this.d.sandbox?.forget(current.id);
+          // Release first: both are idempotent, and a failing forget must not leak node room.
           this.d.placer.release(current.id);
+          await this.d.sandbox?.forget(current.id);
           await this.d.events.record({ tenantId: current.tenantId, objectKind: 'Agent', objectId: current.id, type: 'Normal', reason: 'Deleted', message: `agent ${current.name} deleted` });
           log.info({}, 'agent deleted');
           return undefined;

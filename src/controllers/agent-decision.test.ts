@@ -194,3 +194,32 @@ describe('decide: stop and delete from every phase', () => {
     expect(d.actions).toEqual([{ type: 'start' }]);
   });
 });
+
+describe('decide: nothing waits forever on a node that never answers', () => {
+  it('Starting past the start timeout on an unreachable node: restartable agents are unbound for rescheduling', () => {
+    const a = agent({ node: 'n1', phase: 'Starting', phaseSince: 0, containerId: 'c1' }, { restartPolicy: 'Always' });
+    expect(decide(a, 'unreachable', cfg.startTimeoutMs - 1, cfg).status).toBeUndefined();
+    const d = decide(a, 'unreachable', cfg.startTimeoutMs, cfg);
+    expect(d.status).toMatchObject({ phase: 'Pending', reason: 'NodeUnreachable' });
+    expect(d.status?.node).toBeUndefined();
+    expect(d.status?.containerId).toBeUndefined();
+  });
+  it('... and Never agents fail with NodeLost', () => {
+    const d = decide(agent({ node: 'n1', phase: 'Pending', phaseSince: 0 }), 'unreachable', cfg.startTimeoutMs, cfg);
+    expect(d.status).toMatchObject({ phase: 'Failed', reason: 'NodeLost' });
+  });
+  it('a stop on an unreachable node is recorded after the stop timeout', () => {
+    const a = agent({ node: 'n1', phase: 'Stopping', phaseSince: 0 }, { desired: 'stopped' });
+    expect(decide(a, 'unreachable', cfg.stopTimeoutMs, cfg).status).toMatchObject({ phase: 'Stopped', reason: 'NodeUnreachable' });
+  });
+  it('Deleting past its deadline on a reachable node deletes the record without waiting for the container', () => {
+    const a = agent({ node: 'n1', phase: 'Deleting', phaseSince: 0 }, { desired: 'deleted' });
+    expect(decide(a, container('running'), cfg.deleteTimeoutMs - 1, cfg).actions).toEqual([{ type: 'remove' }, { type: 'deleteRecord' }]);
+    expect(decide(a, container('running'), cfg.deleteTimeoutMs, cfg).actions).toEqual([{ type: 'deleteRecord' }]);
+  });
+  it('creating a container forgets a recorded container id, which can only be stale', () => {
+    const d = decide(agent({ node: 'n1', phase: 'Pending', containerId: 'old' }), undefined, 0, cfg);
+    expect(d.actions).toEqual([{ type: 'createAndStart' }]);
+    expect(d.status?.containerId).toBeUndefined();
+  });
+});

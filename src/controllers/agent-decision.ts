@@ -77,14 +77,35 @@ export function decide(agent: Agent, observed: ObservedContainer | undefined | '
         events: [],
       };
     }
+    if (observed && s.phase === 'Deleting' && inPhaseMs >= cfg.deleteTimeoutMs) {
+      // The node answers but keeps failing to remove the container: the record goes
+      // anyway (a DELETE must not hang forever) and the orphan sweep retries the container.
+      return { actions: [{ type: 'deleteRecord' }], events: [{ type: 'Warning', reason: 'DeleteTimeout', message: `container not removed within ${Math.round(inPhaseMs / 1000)}s; record deleted, the orphan sweep keeps trying` }] };
+    }
     const actions: Action[] = observed ? [{ type: 'remove' }] : [];
     actions.push({ type: 'deleteRecord' });
     return { actions, events: [] };
   }
 
   if (observed === 'unreachable') {
-    // Node failure handling (reschedule / NodeLost) belongs to the node controller;
-    // here we only wait and look again.
+    // Losing a node is the node controller's business (reschedule or NodeLost when it goes
+    // NotReady). But phases with a deadline keep it here too, so nothing waits forever on
+    // a node that never comes back (removed from config, or NotReady missed in a handover).
+    const restartable = agent.spec.restartPolicy !== 'Never';
+    if (agent.desired === 'stopped' && s.phase !== 'Stopped' && !isTerminal(s.phase) && inPhaseMs >= cfg.stopTimeoutMs) {
+      return { actions: [], status: to({ phase: 'Stopped', reason: 'NodeUnreachable', message: `node ${s.node} did not answer; recorded as stopped`, finishedAt: now }, ['nextAttemptAt']), events: [{ type: 'Warning', reason: 'NodeUnreachable', message: `node ${s.node} did not answer while stopping` }] };
+    }
+    if (agent.desired === 'running' && (s.phase === 'Pending' || s.phase === 'Starting') && inPhaseMs >= cfg.startTimeoutMs) {
+      if (restartable) {
+        return {
+          actions: [],
+          status: to({ phase: 'Pending', reason: 'NodeUnreachable', message: `node ${s.node} did not answer for ${Math.round(inPhaseMs / 1000)}s; rescheduling`, node: undefined, containerId: undefined, gpuIds: undefined }, ['nextAttemptAt']),
+          requeueAfterMs: 1,
+          events: [{ type: 'Warning', reason: 'NodeUnreachable', message: `node ${s.node} did not answer; rescheduling elsewhere` }],
+        };
+      }
+      return { actions: [], status: to({ phase: 'Failed', reason: 'NodeLost', message: `node ${s.node} did not answer for ${Math.round(inPhaseMs / 1000)}s`, finishedAt: now }), events: [{ type: 'Warning', reason: 'NodeLost', message: `node ${s.node} did not answer` }] };
+    }
     return { ...none, requeueAfterMs: 5_000 };
   }
 
@@ -138,7 +159,8 @@ export function decide(agent: Agent, observed: ObservedContainer | undefined | '
     if (s.phase === 'Starting' && inPhaseMs >= cfg.startTimeoutMs) return startTimeout(inPhaseMs, now, to);
     return {
       actions: [{ type: 'createAndStart' }],
-      status: to({ phase: 'Starting', reason: 'ContainerCreating', message: `creating container on node ${s.node}` }, ['nextAttemptAt']),
+      // No container exists: a recorded id would be stale, so it goes with this write.
+      status: to({ phase: 'Starting', reason: 'ContainerCreating', message: `creating container on node ${s.node}` }, ['nextAttemptAt', 'containerId']),
       requeueAfterMs: cfg.startTimeoutMs,
       events: [],
     };

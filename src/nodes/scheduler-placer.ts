@@ -81,6 +81,11 @@ export class SchedulerPlacer implements Placer {
    * agents of the store that are not terminal, not being deleted, with status.node.
    */
   async rebuild(store: Store, signal?: AbortSignal): Promise<number> {
+    // From scratch: bindings of an earlier term (another replica led in between, deleting
+    // or moving agents) would otherwise stay counted forever.
+    this.bindings.clear();
+    this.waiting.clear();
+    this.pool = undefined;
     let cursor: string | undefined;
     let count = 0;
     do {

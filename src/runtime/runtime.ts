@@ -157,7 +157,11 @@ export interface Runtime {
   stop(containerId: string, graceMs: number, signal?: AbortSignal): Promise<void>;
   /** Force-removes. Removing an absent container is a no-op. */
   remove(containerId: string, signal?: AbortSignal): Promise<void>;
-  /** undefined when the container does not exist. */
+  /**
+   * undefined when the container does not exist. Like start/stop/remove, accepts the
+   * container id or its deterministic `containerName(agentId)`; the controller uses the
+   * name, which cannot go stale.
+   */
   inspect(containerId: string, signal?: AbortSignal): Promise<ObservedContainer | undefined>;
   /** Every container this platform manages on the node, running or not. */
   list(signal?: AbortSignal): Promise<ObservedContainer[]>;
