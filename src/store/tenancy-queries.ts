@@ -161,7 +161,7 @@ export async function admitNewAgent(trx: Db, kind: SqlKind, row: AgentsTable, no
 
 export interface AgentTransition {
   /** Values to set on the agent row besides the update's own. */
-  set: { holds_quota: number; accrued_until: number | null; status?: string };
+  set: { holds_quota: number; accrued_until: number | null; status?: string; phase?: string };
   /** A ledger record closing the Running interval, when the agent left Running. */
   usage?: Omit<UsageLedgerTable, 'id'> | undefined;
 }
@@ -181,16 +181,22 @@ export async function applyTransition(trx: Db, kind: SqlKind, old: Selectable<Ag
     await lockQuotaRow(trx, kind, old.tenant_id);
     await changeUsed(trx, kind, old.tenant_id, liveDelta(resources, -1));
     holds = 0;
-  } else if (holds === 0 && isTerminal(oldPhase) && !isTerminal(status.phase) && status.phase !== 'Deleting' && old.desired !== 'deleted') {
-    const quota = await lockQuotaRow(trx, kind, old.tenant_id);
-    const excess = findExcess(limitsFromRow(quota), usedFromRow(quota), quotaRequestOf(resources, false));
-    if (!excess) {
-      await changeUsed(trx, kind, old.tenant_id, liveDelta(resources, 1));
-      holds = 1;
-    } else if (quota.admission === 'queue' && isQueueable(excess) && status.phase === 'Pending') {
-      newStatus = { ...status, reason: QUOTA_EXCEEDED_REASON, message: `waiting for quota: ${excessMessage(excess)}` };
-    } else {
-      throw quotaExceededError(old.tenant_id, excess);
+  } else if (holds === 0 && !isTerminal(status.phase) && status.phase !== 'Deleting' && old.desired !== 'deleted') {
+    // A live agent holding no quota is either leaving a terminal phase (start) or queued
+    // for quota. Whoever writes it (a start, the node evictor, a drain) must not turn it
+    // into a schedulable agent without admission: it takes quota here, or stays queued.
+    const staysQueued = oldPhase === 'Pending' && status.phase === 'Pending' && status.reason === QUOTA_EXCEEDED_REASON;
+    if (!staysQueued) {
+      const quota = await lockQuotaRow(trx, kind, old.tenant_id);
+      const excess = findExcess(limitsFromRow(quota), usedFromRow(quota), quotaRequestOf(resources, false));
+      if (!excess) {
+        await changeUsed(trx, kind, old.tenant_id, liveDelta(resources, 1));
+        holds = 1;
+      } else if (quota.admission === 'queue' && isQueueable(excess) && (status.phase === 'Pending' || !isTerminal(oldPhase))) {
+        newStatus = { ...status, phase: 'Pending', reason: QUOTA_EXCEEDED_REASON, message: `waiting for quota: ${excessMessage(excess)}` };
+      } else {
+        throw quotaExceededError(old.tenant_id, excess);
+      }
     }
   }
   let accrued = old.accrued_until === null ? null : Number(old.accrued_until);
@@ -217,7 +223,7 @@ export async function applyTransition(trx: Db, kind: SqlKind, old: Selectable<Ag
   } else if (status.phase === 'Running' && old.phase !== 'Running') {
     accrued = nowMs;
   }
-  return { set: { holds_quota: holds, accrued_until: accrued, ...(newStatus ? { status: JSON.stringify(newStatus) } : {}) }, usage };
+  return { set: { holds_quota: holds, accrued_until: accrued, ...(newStatus ? { status: JSON.stringify(newStatus), phase: newStatus.phase } : {}) }, usage };
 }
 
 /** Releases what a deleted agent row held. */
