@@ -1,7 +1,7 @@
 import type { Agent, AgentStatus } from '../domain/agent.js';
 import { isTerminal } from '../domain/agent.js';
 import type { Clock } from '../domain/clock.js';
-import { VersionConflictError } from '../domain/errors.js';
+import { DomainError, VersionConflictError } from '../domain/errors.js';
 import type { Logger } from '../domain/logger.js';
 import type { Bus } from '../bus/bus.js';
 import type { Store } from '../store/store.js';
@@ -247,11 +247,14 @@ export class AgentController {
         case 'createAndStart':
         case 'start': {
           if (!runtime) return 1_000;
+          let creating = false;
           try {
             let containerId = current.status.containerId;
             if (action.type === 'createAndStart' || !containerId) {
               const spec = this.containerSpec(current);
+              creating = true;
               containerId = await runtime.create(this.d.sandbox ? await this.d.sandbox.prepare(current, spec, signal) : spec, signal);
+              creating = false;
             }
             await runtime.start(containerId, signal);
             const sandboxStatus = (await this.d.sandbox?.started(current, containerId, signal)) ?? {};
@@ -264,9 +267,13 @@ export class AgentController {
             log.info({ containerId }, 'agent running');
             return current.spec.timeoutSeconds !== undefined ? current.spec.timeoutSeconds * 1000 : undefined;
           } catch (err) {
-            if (err instanceof ImageNotFoundError || err instanceof SandboxSetupError) {
+            // The runtime refused to create the container from this spec (Docker answers 400:
+            // bad reference, unknown OCI runtime, ...): retrying cannot help, so fail now with its message rather
+            // than as a StartTimeout two minutes later.
+            const refused = creating && err instanceof DomainError && err.code === 'RUNTIME_ERROR' && (err.details as { statusCode?: number } | undefined)?.statusCode === 400;
+            if (err instanceof ImageNotFoundError || err instanceof SandboxSetupError || refused) {
               const now = this.d.clock.now();
-              const reason = err instanceof SandboxSetupError ? err.reason : 'ImageNotFound';
+              const reason = err instanceof SandboxSetupError ? err.reason : refused ? 'CreateError' : 'ImageNotFound';
               await this.writeStatus(current, { ...current.status, phase: 'Failed', reason, message: err.message, finishedAt: now, phaseSince: now }, [
                 { type: 'Warning', reason, message: err.message },
               ]);

@@ -75,7 +75,13 @@ export const CreateAgentRequest = z
       .string()
       .min(1)
       .max(512)
-      .regex(/^[a-zA-Z0-9][a-zA-Z0-9._\-/:@]*$/, 'must be an image reference like "repo/name:tag"'),
+      .regex(
+        // Docker's reference grammar: optional registry host[:port]/, lowercase path
+        // components, optional :tag and @sha256:digest. Docker refuses uppercase
+        // repositories, so catch them here rather than as a failed start.
+        /^(?:(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|[a-zA-Z0-9-]+:[0-9]+|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+:[0-9]+)\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/,
+        'must be an image reference like "repo/name:tag" (lowercase repository, optional registry host and @sha256 digest)',
+      ),
     command: z.array(z.string().max(65536)).max(256).optional(),
     args: z.array(z.string().max(65536)).max(1024).optional(),
     env: z.record(EnvName, EnvValueInput).optional().meta({ description: 'Values are strings or {"secretRef": "<secret name>"} (resolved only into the container)' }),
