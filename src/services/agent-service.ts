@@ -169,20 +169,23 @@ export class AgentService {
    * Marks the agent for deletion and waits up to `waitMs` for the controller to
    * remove container and record. Returns true when it is gone.
    */
-  async delete(principal: Principal, id: string, waitMs: number): Promise<{ gone: boolean; agent?: Agent }> {
+  async delete(principal: Principal, id: string, waitMs: number, signal?: AbortSignal): Promise<{ gone: boolean; agent?: Agent }> {
     const existing = await this.get(principal, id);
     const gone = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
+      const finish = (result: boolean): void => {
+        clearTimeout(timer);
         unsubscribe();
-        resolve(false);
-      }, waitMs);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(result);
+      };
+      // Shutdown or a client that hung up: stop waiting; the controller finishes the delete.
+      const onAbort = (): void => finish(false);
+      const timer = setTimeout(() => finish(false), waitMs);
       const unsubscribe = this.bus.subscribe((e) => {
-        if (e.objectId === id && e.reason === 'Deleted') {
-          clearTimeout(timer);
-          unsubscribe();
-          resolve(true);
-        }
+        if (e.objectId === id && e.reason === 'Deleted') finish(true);
       });
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
     });
     const agent = existing.desired === 'deleted' ? existing : await this.setDesired(principal, id, 'deleted');
     if (existing.desired === 'deleted') this.bus.enqueue(id);

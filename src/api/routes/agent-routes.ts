@@ -85,7 +85,12 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       responses: { 200: z.object({ id: z.string(), deleted: z.literal(true) }), 202: AgentResponse },
     },
     async ({ params, principal, reply }) => {
-      const result = await d.agents.delete(principal, params.id, d.deleteWaitMs);
+      const hungUp = new AbortController();
+      // The response's close before it was written means the client went away.
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) hungUp.abort();
+      });
+      const result = await d.agents.delete(principal, params.id, d.deleteWaitMs, AbortSignal.any([routes.closing, hungUp.signal]));
       if (result.gone) return { id: params.id, deleted: true as const };
       void reply.status(202);
       return toAgentResponse(result.agent!);
