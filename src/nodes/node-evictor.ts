@@ -104,19 +104,20 @@ export class NodeEvictor {
         return;
       }
       try {
-        const container = listed.status.containerId ?? containerName(listed.id);
-        if (runtime) {
-          // Stop before remove: the agent gets its SIGTERM grace, as on any stop.
-          await runtime.stop(container, this.d.stopGraceMs, signal);
-          await runtime.remove(container, signal);
-        }
-        const restarts = listed.status.restarts;
+        // Record first, then stop: unbound in the store, the agent is the scheduler's again,
+        // so the container's exit (seen by the controller during the stop) cannot be taken
+        // for the end of the workload (an OnFailure agent exiting 0 on SIGTERM would
+        // otherwise end Succeeded instead of moving). The orphan sweep backs up the removal.
         const outcome = await this.update(listed.id, (a, now) => {
           if (a.status.node !== nodeId || isTerminal(a.status.phase) || a.desired !== 'running') return undefined;
-          // The controller may have counted the stop as a crash meanwhile; a drain is not one.
-          return { kind: 'rescheduled' as const, status: { ...unbound(a.status, now, 'Drained', `node ${nodeId} drained; waiting for another node`), restarts } };
+          return { kind: 'rescheduled' as const, status: unbound(a.status, now, 'Drained', `node ${nodeId} drained; waiting for another node`) };
         });
         if (outcome === undefined) return;
+        if (runtime) {
+          // Stop before remove: the agent gets its SIGTERM grace, as on any stop.
+          await runtime.stop(containerName(listed.id), this.d.stopGraceMs, signal);
+          await runtime.remove(containerName(listed.id), signal);
+        }
         result.rescheduled++;
         await this.d.events.record({ tenantId: outcome.agent.tenantId, objectKind: 'Agent', objectId: outcome.agent.id, type: 'Normal', reason: NODE_EVENT_REASONS.drained, message: `container removed from node ${nodeId} (drain); rescheduling` });
       } catch (err) {
