@@ -74,7 +74,11 @@ export class AgentController {
   private startRun(signal: AbortSignal): void {
     this.d.bus.consume((key, sig) => this.reconcileKey(key, sig), this.d.concurrency, signal);
     for (const runtime of this.d.runtimes.all()) {
-      runtime.watch((ev) => this.d.bus.enqueue(ev.agentId), signal);
+      // Exits and removals are what the controller must see at once. Its own creates and
+      // starts it has just recorded; a start from outside is picked up by the resync.
+      runtime.watch((ev) => {
+        if (ev.action !== 'create' && ev.action !== 'start') this.d.bus.enqueue(ev.agentId);
+      }, signal);
     }
     void this.resyncLoop(signal);
   }
