@@ -49,6 +49,8 @@ const errorBackoffMs = (failures: number): number => Math.min(30_000, 100 * 2 **
  */
 export class AgentController {
   private readonly failures = new Map<string, number>();
+  /** Reconciles under way, so stop() can wait for them. */
+  private readonly inFlight = new Set<Promise<void>>();
   private abort = new AbortController();
 
   constructor(private readonly d: AgentControllerDeps) {}
@@ -83,8 +85,16 @@ export class AgentController {
     void this.resyncLoop(signal);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops consuming and waits (up to `waitMs`) for reconciles in flight, which see their
+   * signal abort; so a close() after it does not pull the store from under them.
+   */
+  async stop(waitMs = 5_000): Promise<void> {
     this.abort.abort();
+    if (this.inFlight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+    clearTimeout(timer);
   }
 
   /**
@@ -95,7 +105,7 @@ export class AgentController {
    * runs. Orphan containers are removed. At 100,000 agents this costs a few list calls
    * and 100 page reads instead of 100,000 reconciles per interval.
    */
-  async resync(signal?: AbortSignal): Promise<void> {
+  async resync(signal?: AbortSignal, full = false): Promise<void> {
     // Containers first: an agent record always exists before its container, so a container
     // listed here whose agent the scan below does not find is truly an orphan.
     const observed = new Map<string, Map<string, ObservedContainer>>();
@@ -116,7 +126,7 @@ export class AgentController {
       const page = await this.d.store.listAgents({ limit: 1000, cursor });
       for (const a of page.items) {
         nodeOf.set(a.id, a.status.node);
-        if (this.needsReconcile(a, observed)) this.d.bus.enqueue(a.id);
+        if ((full && !isTerminal(a.status.phase)) || this.needsReconcile(a, observed)) this.d.bus.enqueue(a.id);
       }
       cursor = page.nextCursor;
     } while (cursor && !signal?.aborted);
@@ -157,9 +167,14 @@ export class AgentController {
   }
 
   private async resyncLoop(signal: AbortSignal): Promise<void> {
+    // The first pass after a start reconciles every live agent once, as an informer's
+    // initial list does: state kept outside the store (proxy registrations, relays, the
+    // placer's books) is rebuilt by those reconciles. Later passes are diffs.
+    let full = true;
     while (!signal.aborted) {
       try {
-        await this.resync(signal);
+        await this.resync(signal, full);
+        full = false;
       } catch (err) {
         this.d.logger.warn({ err }, 'resync failed');
       }
@@ -167,7 +182,15 @@ export class AgentController {
     }
   }
 
-  private async reconcileKey(agentId: string, signal: AbortSignal): Promise<void> {
+
+  private reconcileKey(agentId: string, signal: AbortSignal): Promise<void> {
+    const run = this.reconcileKeyOnce(agentId, signal);
+    this.inFlight.add(run);
+    run.finally(() => this.inFlight.delete(run)).catch(() => undefined);
+    return run;
+  }
+
+  private async reconcileKeyOnce(agentId: string, signal: AbortSignal): Promise<void> {
     const startedMs = performance.now();
     try {
       const requeueAfterMs = await this.reconcile(agentId, signal);

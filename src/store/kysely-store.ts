@@ -457,6 +457,8 @@ export class KyselyStore implements Store {
         const agent = await trx.selectFrom('agents').select('id').where('tenant_id', '=', id).limit(1).executeTakeFirst();
         if (agent) throw new ConflictError('TENANT_HAS_AGENTS', `tenant "${id}" still has agents; delete them first or use ?cascade=true`, { tenantId: id });
         await trx.deleteFrom('api_keys').where('tenant_id', '=', id).execute();
+        // Secrets go with their tenant: a new tenant reusing the id must not read them.
+        await trx.deleteFrom('secrets').where('tenant_id', '=', id).execute();
         await trx.deleteFrom('tenant_quotas').where('tenant_id', '=', id).execute();
         await trx.deleteFrom('tenants').where('id', '=', id).execute();
       }, 'transaction'),

@@ -331,8 +331,8 @@ export interface Store {
   /** Throws NotFoundError(TENANT_NOT_FOUND). */
   updateTenant(id: string, patch: TenantPatch): Promise<Tenant>;
   /**
-   * Removes the tenant, its API keys and its quota row in one transaction (usage and audit
-   * records stay). Throws ConflictError(TENANT_HAS_AGENTS) while it has agent records.
+   * Removes the tenant, its API keys, secrets and quota row in one transaction (usage,
+   * audit and event records stay). Throws ConflictError(TENANT_HAS_AGENTS) while it has agent records.
    * No error if absent.
    */
   deleteTenant(id: string): Promise<void>;

@@ -568,8 +568,11 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         const { agent } = await store.createAgent(newAgent({ tenantId: 'acme' }));
         await expectDomainError(store.deleteTenant('acme'), ConflictError, 'TENANT_HAS_AGENTS');
         await store.deleteAgent(agent.id);
+        await store.putSecret({ tenantId: 'acme', name: 's1', keyId: 'k', ciphertext: 'c', createdAt: BASE_MS, updatedAt: BASE_MS });
         await store.deleteTenant('acme');
         expect(await store.getTenant('acme')).toBeUndefined();
+        // A tenant created again under the same id must not inherit the old secrets.
+        expect(await store.listSecrets('acme')).toEqual([]);
       });
 
       it('admission is exact: counters follow create, terminal phases, start and delete, each exactly once', async () => {
