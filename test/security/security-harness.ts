@@ -259,19 +259,37 @@ export class EscapeReport {
  * of the agent's own process tree, so every attempt runs exactly as agent code would (with
  * the container's seccomp filter, which gVisor does not apply to `docker exec` processes).
  */
-export const AGENT_RUNNER = `import glob, json, os, subprocess, time
+export const AGENT_RUNNER = `import glob, json, os, signal, subprocess, time
 d = '/tmp/jobs'
 os.makedirs(d, exist_ok=True)
 while True:
     for job in sorted(glob.glob(d + '/*.job')):
         spec = json.load(open(job)); os.remove(job)
-        try:
-            r = subprocess.run(['python3', '-c', spec['script']] + spec['args'], capture_output=True, text=True, timeout=spec['timeoutS'])
-            out = {'code': r.returncode, 'stdout': r.stdout, 'stderr': r.stderr}
-        except subprocess.TimeoutExpired as e:
-            out = {'code': -1, 'stdout': str(e.stdout or ''), 'stderr': 'timeout'}
-        tmp = job[:-4] + '.tmp'
-        json.dump(out, open(tmp, 'w')); os.rename(tmp, job[:-4] + '.out')
+        base = job[:-4]
+        # Output to files, not pipes: a child the job leaves behind (a server, a sleeper)
+        # would hold a pipe open and hang the runner waiting for end-of-file.
+        with open(base + '.o', 'w+') as so, open(base + '.e', 'w+') as se:
+            p = subprocess.Popen(['python3', '-c', spec['script']] + spec['args'], stdout=so, stderr=se, start_new_session=True)
+            try:
+                code = p.wait(timeout=spec['timeoutS'])
+            except subprocess.TimeoutExpired:
+                code = -1
+            # Whatever the job started dies with it, so no job outlives its answer.
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            if code == -1:
+                p.wait()
+            so.seek(0); se.seek(0)
+            out = {'code': code, 'stdout': so.read(), 'stderr': 'timeout' if code == -1 else se.read()}
+        for f in (base + '.o', base + '.e'):
+            try:
+                os.remove(f)
+            except OSError:
+                pass
+        tmp = base + '.tmp'
+        json.dump(out, open(tmp, 'w')); os.rename(tmp, base + '.out')
     time.sleep(0.1)
 `;
 
@@ -282,7 +300,7 @@ while True:
 export async function runInAgent(containerId: string, script: string, args: string[] = [], timeoutMs = 170_000): Promise<{ code: number; stdout: string; stderr: string }> {
   const id = randomBytes(6).toString('hex');
   const job = JSON.stringify({ script, args, timeoutS: Math.ceil(timeoutMs / 1000) });
-  const put = await dockerExec(containerId, ['sh', '-c', `cat > /tmp/jobs/${id}.part && mv /tmp/jobs/${id}.part /tmp/jobs/${id}.job`], job);
+  const put = await dockerExec(containerId, ['sh', '-c', `mkdir -p /tmp/jobs && cat > /tmp/jobs/${id}.part && mv /tmp/jobs/${id}.part /tmp/jobs/${id}.job`], job);
   if (put.code !== 0) throw new Error(`could not hand the job to the agent: ${put.stderr}`);
   const deadline = Date.now() + timeoutMs + 15_000;
   for (;;) {
