@@ -243,7 +243,15 @@ describe.skipIf(!enabled).sequential('multi-node scheduling on three real docker
     expect(drained.out).toBe('node/nd-1 drained: 4 agent(s) moved, 0 left to finish\n');
     const running = await waitRunning([...spreadIds, ...packIds], 30_000);
     for (const a of running) expect(a.status.node).not.toBe('nd-1');
-    expect((await daemonOf('nd-1').containers()).filter((c) => moved.includes(c.Labels[AGENT_ID_LABEL] ?? ''))).toEqual([]);
+    // Docker lists a container whose removal is still under way ("Removal In Progress"), so wait for it to go.
+    await waitFor(
+      'drained containers removed from nd-1',
+      async () => {
+        const left = (await daemonOf('nd-1').containers()).filter((c) => moved.includes(c.Labels[AGENT_ID_LABEL] ?? ''));
+        return left.length === 0 ? true : undefined;
+      },
+      20_000,
+    );
     await expectExactAccounting();
     const described = await cli('describe', 'node', 'nd-1');
     expect(described.code).toBe(0);
@@ -252,5 +260,5 @@ describe.skipIf(!enabled).sequential('multi-node scheduling on three real docker
     const un = await cli('uncordon', 'nd-1');
     expect(un.out).toBe('node/nd-1 uncordoned\n');
     expect((await nodes()).find((n) => n.id === 'nd-1')?.cordoned).toBe(false);
-  }, 60_000);
+  }, 80_000);
 });
