@@ -10,6 +10,12 @@ LOG_TAG=docker
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 DOCKER_READY_TIMEOUT_S=${DOCKER_READY_TIMEOUT_S:-30}
 
+# docker-compose (Debian's 1.29) validates deploy/compose/docker-compose.yml in the tests;
+# docker.io ships no compose plugin.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  apt_install docker-compose || die "could not install docker-compose"
+fi
+
 docker info >/dev/null 2>&1 && exit 0
 
 if ! docker_uses_local_daemon; then

@@ -277,14 +277,16 @@ export class AgentController {
           let creating = false;
           try {
             let containerId = current.status.containerId;
+            let created: ContainerSpec | undefined;
             if (action.type === 'createAndStart' || !containerId) {
               const spec = this.containerSpec(current);
+              created = this.d.sandbox ? await this.d.sandbox.prepare(current, spec, signal) : spec;
               creating = true;
-              containerId = await runtime.create(this.d.sandbox ? await this.d.sandbox.prepare(current, spec, signal) : spec, signal);
+              containerId = await runtime.create(created, signal);
               creating = false;
             }
             await runtime.start(containerId, signal);
-            const sandboxStatus = (await this.d.sandbox?.started(current, containerId, signal)) ?? {};
+            const sandboxStatus = (await this.d.sandbox?.started(current, containerId, signal, created)) ?? {};
             const now = this.d.clock.now();
             current = await this.writeStatus(
               current,
@@ -392,8 +394,14 @@ export class AgentController {
   }
 
   private async writeStatus(agent: Agent, status: AgentStatus, events: DecisionEvent[]): Promise<Agent> {
-    const updated = await this.d.store.updateAgent(agent.id, agent.version, { status, updatedAt: this.d.clock.now() });
-    await this.emit(updated, events);
+    // The events are stored in the update's transaction: one commit to wait for, not one per event.
+    const { agent: updated, events: stored } = await this.d.store.updateAgentWithEvents(
+      agent.id,
+      agent.version,
+      { status, updatedAt: this.d.clock.now() },
+      events.map((e) => this.d.events.stamp({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: e.type, reason: e.reason, message: e.message, data: e.data })),
+    );
+    this.d.events.published(stored);
     if (status.phase !== agent.status.phase) {
       this.d.bus.publish({
         id: 0,

@@ -16,8 +16,11 @@ import type { SecretService } from './secret-service.js';
 export interface ContainerHooks {
   /** Completes the spec: isolation class, network, proxy and secret environment. */
   prepare(agent: Agent, spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerSpec>;
-  /** Right after a start: registers egress, opens exposed ports; returns status fields to record. */
-  started(agent: Agent, containerId: string, signal?: AbortSignal): Promise<Partial<AgentStatus>>;
+  /**
+   * Right after a start: registers egress, opens exposed ports; returns status fields to
+   * record. `created` is the spec prepare() returned when this start follows a create.
+   */
+  started(agent: Agent, containerId: string, signal?: AbortSignal, created?: ContainerSpec): Promise<Partial<AgentStatus>>;
   /**
    * On every reconcile, with what the runtime reported: repairs or removes registrations
    * (level-triggered). Returns status fields to record when they changed.
@@ -107,11 +110,12 @@ export class AgentSandbox implements ContainerHooks {
     return { ...spec, env: { ...spec.env, ...secretEnv, ...proxyEnv }, runtimeClass, networkName };
   }
 
-  async started(agent: Agent, containerId: string, signal?: AbortSignal): Promise<Partial<AgentStatus>> {
-    // A reused container (start after a stop, restart after an exit) keeps the class it was
-    // created with: report that, not what a minimum raised since then would give a new one.
+  async started(agent: Agent, containerId: string, signal?: AbortSignal, created?: ContainerSpec): Promise<Partial<AgentStatus>> {
+    // Report the class the container was created with: the spec just created (no second
+    // read of the tenant), or for a reused container (start after a stop, restart after an
+    // exit) the class recorded then, not what a minimum raised since would give a new one.
     const reused = agent.status.containerId === containerId && agent.status.isolation !== undefined;
-    const isolation = reused ? agent.status.isolation! : await this.isolationOf(agent);
+    const isolation = created?.runtimeClass ?? (reused ? agent.status.isolation! : await this.isolationOf(agent));
     if (!this.attachable(agent)) return { isolation, endpoints: undefined };
     const endpoints = await this.o.network!.attach(agent, containerId, signal);
     return { isolation, endpoints: endpoints.length > 0 ? endpoints : undefined };

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 import type { Agent, AgentSpec, DesiredState, Phase } from '../domain/agent.js';
 import type { Clock } from '../domain/clock.js';
 import { agentNotFound, DomainError, ConflictError, InputError, VersionConflictError } from '../domain/errors.js';
@@ -22,13 +22,36 @@ export interface AgentServiceDefaults {
   memory: string;
 }
 
-/** Short, sortable-enough, URL-safe ids: 20 lowercase base32 characters. */
-export function newAgentId(): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-  const bytes = randomBytes(20);
+/** Lowercase base32 in ASCII order, so that string order is numeric order. */
+const ID_ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/**
+ * 20 lowercase base32 characters: 10 of creation time in milliseconds (most significant
+ * first), 10 random (50 bits). Time first keeps new agents together at the right edge of
+ * every index keyed by id (the primary key, (phase, id), the events' object index), so a
+ * commit writes a few pages instead of one random page per agent per index; with random
+ * ids the WAL writes of each commit dominated the store's cost at 100,000 agents.
+ */
+export function newAgentId(nowMs: number = Date.now()): string {
   let out = '';
-  for (const b of bytes) out += alphabet[b & 31];
+  let t = Math.max(0, Math.floor(nowMs));
+  for (let i = 0; i < 10; i++) {
+    out = ID_ALPHABET[t % 32]! + out;
+    t = Math.floor(t / 32);
+  }
+  for (let i = 0; i < 10; i++) out += ID_ALPHABET[nextRandomByte() & 31];
   return out;
+}
+
+// randomBytes per id cost more than the rest of the id: draw from a refilled pool instead.
+const randomPool = Buffer.alloc(4096);
+let randomPoolAt = randomPool.length;
+function nextRandomByte(): number {
+  if (randomPoolAt === randomPool.length) {
+    randomFillSync(randomPool);
+    randomPoolAt = 0;
+  }
+  return randomPool[randomPoolAt++]!;
 }
 
 /**
@@ -87,10 +110,11 @@ export class AgentService {
     const spec = this.specAdmission ? await this.specAdmission(principal, this.toSpec(req)) : this.toSpec(req);
     const now = this.clock.now();
     const requestHash = createHash('sha256').update(JSON.stringify(rawBody ?? req)).digest('hex');
-    const { agent, created } = await this.store
+    const id = newAgentId();
+    const { agent, created, events } = await this.store
       .createAgent(
       {
-        id: newAgentId(),
+        id,
         tenantId: principal.tenantId,
         name: req.name,
         labels: req.labels ?? {},
@@ -100,6 +124,8 @@ export class AgentService {
         createdAt: now,
       },
       idempotencyKey ? { key: idempotencyKey, requestHash } : undefined,
+      // Stored in the create's transaction: no second commit to wait for.
+      [this.events.stamp({ tenantId: principal.tenantId, objectKind: 'Agent', objectId: id, type: 'Normal', reason: 'Created', message: `agent ${req.name} created (image ${spec.image})` })],
       )
       .catch(async (err: unknown) => {
         // A rejected create leaves no agent to hang an event on: record it on the tenant,
@@ -110,7 +136,7 @@ export class AgentService {
         throw err;
       });
     if (created) {
-      await this.events.record({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: 'Normal', reason: 'Created', message: `agent ${agent.name} created (image ${spec.image})` });
+      this.events.published(events);
       // Admission (quota) happened in the store, in the insert's transaction; a tenant in
       // queue mode gets the agent back Pending with reason QuotaExceeded.
       if (agent.status.reason === QUOTA_EXCEEDED_REASON) {

@@ -1,4 +1,5 @@
 import { CompiledQuery, type Kysely } from 'kysely';
+import { holdConnection, releaseConnection, type SyncExecute } from './held-connection.js';
 
 // Compiled once: a batch of 256 writes runs 3 of these per write.
 const SAVEPOINT = CompiledQuery.raw('savepoint group_commit_write');
@@ -16,6 +17,12 @@ export interface GroupCommitOptions {
    * @default 256
    */
   maxBatch?: number | undefined;
+  /**
+   * Runs compiled SQL at once on the single connection (SQLite's driver is synchronous).
+   * When given, the batch's own statements and the prepared hot statements of its writes
+   * skip Kysely's promise chain (held-connection.ts).
+   */
+  executeSync?: SyncExecute | undefined;
 }
 
 interface QueuedWrite {
@@ -43,6 +50,7 @@ export class GroupCommitQueue {
   readonly #db: Kysely<any>;
   readonly #begin: CompiledQuery;
   readonly #maxBatch: number;
+  readonly #executeSync: SyncExecute | undefined;
   #queue: QueuedWrite[] = [];
   #scheduled = false;
   #draining: Promise<void> | undefined;
@@ -51,6 +59,7 @@ export class GroupCommitQueue {
     this.#db = db;
     this.#begin = CompiledQuery.raw(beginSql);
     this.#maxBatch = Math.max(1, options.maxBatch ?? 256);
+    this.#executeSync = options.executeSync;
   }
 
   /** Runs `op` in the next batch; resolves with its result once the batch has committed. */
@@ -103,7 +112,19 @@ export class GroupCommitQueue {
 
   #commit(batch: QueuedWrite[]): Promise<Outcome[]> {
     return this.#db.connection().execute(async (conn) => {
-      await conn.executeQuery(this.#begin);
+      const sync = this.#executeSync;
+      if (!sync) return this.#commitOn(conn, batch, (q) => conn.executeQuery(q));
+      holdConnection(conn, sync);
+      try {
+        return await this.#commitOn(conn, batch, async (q) => sync(q));
+      } finally {
+        releaseConnection(conn);
+      }
+    });
+  }
+
+  async #commitOn(conn: Kysely<any>, batch: QueuedWrite[], run: (query: CompiledQuery) => Promise<unknown>): Promise<Outcome[]> {
+      await run(this.#begin);
       const outcomes: Outcome[] = [];
       try {
         if (batch.length === 1) {
@@ -111,29 +132,28 @@ export class GroupCommitQueue {
           try {
             outcomes.push({ ok: true, value: await batch[0]!.op(conn) });
           } catch (error) {
-            await conn.executeQuery(ROLLBACK);
+            await run(ROLLBACK);
             return [{ ok: false, error }];
           }
         } else {
           for (const write of batch) {
-            await conn.executeQuery(SAVEPOINT);
+            await run(SAVEPOINT);
             try {
               outcomes.push({ ok: true, value: await write.op(conn) });
             } catch (error) {
               // If SQLite already rolled back the whole transaction (I/O error, ...),
               // this throws and the batch fails as a whole, which is then the truth.
-              await conn.executeQuery(ROLLBACK_TO_SAVEPOINT);
+              await run(ROLLBACK_TO_SAVEPOINT);
               outcomes.push({ ok: false, error });
             }
-            await conn.executeQuery(RELEASE_SAVEPOINT);
+            await run(RELEASE_SAVEPOINT);
           }
         }
-        await conn.executeQuery(COMMIT);
+        await run(COMMIT);
         return outcomes;
       } catch (error) {
-        await conn.executeQuery(ROLLBACK).catch(() => undefined);
+        await run(ROLLBACK).catch(() => undefined);
         throw error;
       }
-    });
   }
 }

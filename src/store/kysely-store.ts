@@ -129,7 +129,7 @@ export class KyselyStore implements Store {
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#beginWrite = CompiledQuery.raw(dialect.beginWriteSql);
     const groupCommit = options.groupCommit ?? {};
-    this.#writes = dialect.singleWriter && groupCommit !== false ? new GroupCommitQueue(this.#db, dialect.beginWriteSql, groupCommit) : undefined;
+    this.#writes = dialect.singleWriter && groupCommit !== false ? new GroupCommitQueue(this.#db, dialect.beginWriteSql, { ...groupCommit, executeSync: dialect.executeSync }) : undefined;
   }
 
   async migrate(): Promise<void> {
@@ -146,7 +146,7 @@ export class KyselyStore implements Store {
     }
   }
 
-  createAgent(agent: NewAgent, idempotency?: IdempotencyInput): Promise<CreateAgentResult> {
+  createAgent(agent: NewAgent, idempotency?: IdempotencyInput, events: readonly NewPlatformEvent[] = []): Promise<CreateAgentResult> {
     return this.#guard(async () => {
       const fresh = newAgentRow(agent);
       if (!idempotency) {
@@ -154,7 +154,7 @@ export class KyselyStore implements Store {
           // Quota first: the tenant's row lock serialises admissions (tenancy-queries.ts).
           const row = await admitNewAgent(trx, this.#dialect.kind, fresh, agent.createdAt);
           await this.#insertAgent(trx, row);
-          return { agent: agentFromRow(row), created: true };
+          return { agent: agentFromRow(row), created: true, events: await this.#insertEvents(trx, events) };
         }, 'transaction');
       }
       return this.#write(async (trx) => {
@@ -178,7 +178,7 @@ export class KyselyStore implements Store {
           if (Number(claim.numInsertedOrUpdatedRows ?? 0n) > 0) {
             const row = await admitNewAgent(trx, this.#dialect.kind, fresh, agent.createdAt);
             await this.#insertAgent(trx, row);
-            return { agent: agentFromRow(row), created: true };
+            return { agent: agentFromRow(row), created: true, events: await this.#insertEvents(trx, events) };
           }
           const held = await trx
             .selectFrom('idempotency_keys')
@@ -195,7 +195,7 @@ export class KyselyStore implements Store {
               );
             }
             const existing = await trx.selectFrom('agents').selectAll().where('id', '=', held.agent_id).executeTakeFirst();
-            if (existing) return { agent: agentFromRow(existing), created: false };
+            if (existing) return { agent: agentFromRow(existing), created: false, events: [] };
             // The key outlived its agent (deleteAgent removes keys, so only a crash or a
             // manual delete gets here): release it and create anew.
             await trx.deleteFrom('idempotency_keys').where('tenant_id', '=', keyWhere.tenantId).where('key', '=', keyWhere.key).execute();
@@ -257,7 +257,11 @@ export class KyselyStore implements Store {
     });
   }
 
-  updateAgent(id: string, expectedVersion: number, update: AgentUpdate): Promise<Agent> {
+  async updateAgent(id: string, expectedVersion: number, update: AgentUpdate): Promise<Agent> {
+    return (await this.updateAgentWithEvents(id, expectedVersion, update, [])).agent;
+  }
+
+  updateAgentWithEvents(id: string, expectedVersion: number, update: AgentUpdate, events: readonly NewPlatformEvent[]): Promise<{ agent: Agent; events: PlatformEvent[] }> {
     return this.#guard(async () => {
       const set: Updateable<AgentsTable> = { updated_at: update.updatedAt };
       if (update.desired !== undefined) set.desired = update.desired;
@@ -280,17 +284,21 @@ export class KyselyStore implements Store {
           const row = await this.#compareAndSet(trx, id, expectedVersion, { ...set, ...transition.set });
           if (!row) throw new VersionConflictError(id, expectedVersion);
           if (transition.usage) await trx.insertInto('usage_ledger').values(transition.usage).execute();
-          return agentFromRow(row);
+          return { agent: agentFromRow(row), events: await this.#insertEvents(trx, events) };
         }, 'transaction');
       }
-      return this.#write(async (db) => {
-        // One statement is the compare-and-set: no transaction, no lock held across awaits.
-        const row = await this.#compareAndSet(db, id, expectedVersion, set);
-        if (row) return agentFromRow(row);
-        const current = await db.selectFrom('agents').select('version').where('id', '=', id).executeTakeFirst();
-        if (!current) throw agentNotFound(id);
-        throw new VersionConflictError(id, expectedVersion);
-      }, 'single');
+      return this.#write(
+        async (db) => {
+          // Without events one statement is the compare-and-set: no transaction, no lock
+          // held across awaits.
+          const row = await this.#compareAndSet(db, id, expectedVersion, set);
+          if (row) return { agent: agentFromRow(row), events: await this.#insertEvents(db, events) };
+          const current = await db.selectFrom('agents').select('version').where('id', '=', id).executeTakeFirst();
+          if (!current) throw agentNotFound(id);
+          throw new VersionConflictError(id, expectedVersion);
+        },
+        events.length > 0 ? 'transaction' : 'single',
+      );
     });
   }
 
@@ -307,23 +315,7 @@ export class KyselyStore implements Store {
   }
 
   appendEvent(event: NewPlatformEvent): Promise<PlatformEvent> {
-    return this.#guard(async () => {
-      const data = event.data === undefined ? null : JSON.stringify(event.data);
-      const row = {
-        tenant_id: event.tenantId,
-        object_kind: event.objectKind,
-        object_id: event.objectId,
-        type: event.type,
-        reason: event.reason,
-        message: event.message,
-        data,
-        time: event.time,
-      };
-      const inserted = await this.#write(async (db) => (await insertEvent.first(db, this.#dialect.kind, row))!, 'single');
-      const stored: PlatformEvent = { ...event, id: Number(inserted.id) };
-      if (data === null) delete stored.data;
-      return stored;
-    });
+    return this.#guard(async () => (await this.#write((db) => this.#insertEvents(db, [event]), 'single'))[0]!);
   }
 
   listEvents(filter: EventFilter = {}): Promise<PlatformEvent[]> {
@@ -744,6 +736,29 @@ export class KyselyStore implements Store {
         name: row.name,
       });
     }
+  }
+
+  /** Inserts `events` in order (one prepared statement each) and returns them with their ids. */
+  async #insertEvents(db: Kysely<Database>, events: readonly NewPlatformEvent[]): Promise<PlatformEvent[]> {
+    const stored: PlatformEvent[] = [];
+    for (const event of events) {
+      const data = event.data === undefined ? null : JSON.stringify(event.data);
+      const row = {
+        tenant_id: event.tenantId,
+        object_kind: event.objectKind,
+        object_id: event.objectId,
+        type: event.type,
+        reason: event.reason,
+        message: event.message,
+        data,
+        time: event.time,
+      };
+      const inserted = (await insertEvent.first(db, this.#dialect.kind, row))!;
+      const one: PlatformEvent = { ...event, id: Number(inserted.id) };
+      if (data === null) delete one.data;
+      stored.push(one);
+    }
+    return stored;
   }
 
   /** The agent row, locked until the transaction ends on PostgreSQL (SQLite's writer holds the database). */

@@ -245,6 +245,14 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.schema.createIndex('agents_phase_id').on('agents').columns(['phase', 'id']).execute();
     },
   },
+  {
+    id: '0007_drop_agents_phase_index',
+    async up(db) {
+      // (phase, id) serves every lookup by phase; the phase-only index was one more B-tree
+      // to rewrite on each phase change (three per agent on the way to Running).
+      await db.schema.dropIndex('agents_phase_idx').execute();
+    },
+  },
 ];
 
 /**

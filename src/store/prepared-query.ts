@@ -1,5 +1,6 @@
 import type { CompiledQuery, Compilable, Kysely, QueryResult } from 'kysely';
 import type { Database } from './schema.js';
+import { syncExecutorOf } from './held-connection.js';
 
 /** The SQL dialects a KyselyStore speaks; compiled SQL differs between them (`?` vs `$1`). */
 export type SqlKind = 'sqlite' | 'postgres';
@@ -45,7 +46,16 @@ export class PreparedQuery<A extends Record<string, unknown>, R> {
   execute(db: Kysely<Database>, kind: SqlKind, args: A): Promise<QueryResult<R>> {
     const c = this.#compiled.get(kind) ?? this.#compile(db, kind);
     const parameters = c.slots.map((s) => ('arg' in s ? args[s.arg] : s.value));
-    return db.executeQuery<R>({ sql: c.sql, parameters, query: c.query, queryId: { queryId: '' } } as CompiledQuery<R>);
+    const compiled = { sql: c.sql, parameters, query: c.query, queryId: { queryId: '' } } as CompiledQuery<R>;
+    const sync = syncExecutorOf(db);
+    if (sync) {
+      try {
+        return Promise.resolve(sync(compiled));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return db.executeQuery<R>(compiled);
   }
 
   /** The first row, or undefined. */

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql, type Expression, type SqlBool } from 'kysely';
+import { Kysely, SqliteDialect, sql, type CompiledQuery, type Expression, type QueryResult, type SqlBool } from 'kysely';
 import { KyselyStore, type KyselyStoreOptions } from './kysely-store.js';
 import type { Database } from './schema.js';
 import type { StoreDialect } from './store-dialect.js';
@@ -38,14 +38,22 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   raw.pragma('foreign_keys = ON');
   // 64 MiB of page cache (default 2 MiB): 100,000 agents and their indices stay in memory.
   raw.pragma('cache_size = -65536');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(raw, options.statementCacheSize ?? 256) }) });
-  return new KyselyStore(sqliteDialect(db), options);
+  const statements = withStatementCache(raw, options.statementCacheSize ?? 256);
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
+  return new KyselyStore(sqliteDialect(db, statements), options);
 }
 
-function sqliteDialect(db: Kysely<Database>): StoreDialect {
+function sqliteDialect(db: Kysely<Database>, statements: { prepare(sql: string): RawStatement }): StoreDialect {
   return {
     kind: 'sqlite',
     db,
+    executeSync: <R>(query: CompiledQuery<R>): QueryResult<R> => {
+      // What Kysely's SqliteConnection.executeQuery does, without its promise.
+      const stmt = statements.prepare(query.sql);
+      if (stmt.reader) return { rows: stmt.all(query.parameters) as R[] };
+      const { changes, lastInsertRowid } = stmt.run(query.parameters);
+      return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
+    },
     // IMMEDIATE takes the write lock at BEGIN (waiting up to busy_timeout), so a
     // transaction never fails later on a read-to-write lock upgrade.
     beginWriteSql: 'begin immediate',
@@ -97,3 +105,4 @@ function withStatementCache(raw: RawDatabase, capacity: number): { close(): void
     },
   };
 }
+

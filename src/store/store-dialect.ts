@@ -1,5 +1,6 @@
 import type { Expression, Kysely, SqlBool } from 'kysely';
 import type { Database } from './schema.js';
+import type { SyncExecute } from './held-connection.js';
 
 /**
  * What differs between the SQL databases behind KyselyStore. Everything else
@@ -22,6 +23,11 @@ export interface StoreDialect {
    * writes then queue anyway, and committing them in groups is much cheaper.
    */
   readonly singleWriter: boolean;
+  /**
+   * Runs compiled SQL synchronously on the single writer connection (SQLite), for the
+   * group-commit queue's held batches (held-connection.ts). Absent on PostgreSQL.
+   */
+  readonly executeSync?: SyncExecute | undefined;
   /** SQL type of an auto-incrementing integer primary key. */
   readonly autoIncrementType: 'integer' | 'bigserial';
   /** A predicate true when the row's JSON `labels` column has every given label. */

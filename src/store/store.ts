@@ -25,6 +25,8 @@ export interface CreateAgentResult {
   agent: Agent;
   /** False when an earlier request with the same idempotency key created it. */
   created: boolean;
+  /** The events passed to createAgent as stored with the agent (none on a replay). */
+  events: PlatformEvent[];
 }
 
 export interface AgentFilter {
@@ -286,8 +288,10 @@ export interface Store {
    * of an idempotent create is not admitted again. updateAgent releases an agent's quota
    * when it becomes Succeeded, Failed or Stopped and takes it again when it leaves such a
    * phase (start), throwing QUOTA_EXCEEDED then when it does not fit; deleteAgent releases it.
+   *
+   * `events` (about the new agent) are stored in the same transaction, only when it is created.
    */
-  createAgent(agent: NewAgent, idempotency?: IdempotencyInput): Promise<CreateAgentResult>;
+  createAgent(agent: NewAgent, idempotency?: IdempotencyInput, events?: readonly NewPlatformEvent[]): Promise<CreateAgentResult>;
   getAgent(id: string): Promise<Agent | undefined>;
   getAgentByName(tenantId: string, name: string): Promise<Agent | undefined>;
   /** Ordered by createdAt then id; cursor-paginated. */
@@ -302,6 +306,12 @@ export interface Store {
    * version differs, agentNotFound when the agent is gone. Returns the new record.
    */
   updateAgent(id: string, expectedVersion: number, update: AgentUpdate): Promise<Agent>;
+  /**
+   * updateAgent and events about the change in one transaction: the events are stored
+   * if and only if the update is (a version conflict stores none). Saves the controller a
+   * commit per event, and a crash cannot leave a transition without its events.
+   */
+  updateAgentWithEvents(id: string, expectedVersion: number, update: AgentUpdate, events: readonly NewPlatformEvent[]): Promise<{ agent: Agent; events: PlatformEvent[] }>;
   /** Removes the agent and its idempotency keys (events stay until pruned). No error if absent. */
   deleteAgent(id: string): Promise<void>;
 

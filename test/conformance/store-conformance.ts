@@ -112,7 +112,7 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         // The retry carries a fresh id (the API makes one per request) and the same name:
         // the key must win over the name conflict.
         const retry = await store.createAgent(newAgent({ tenantId: 't1', name: 'job' }), { key: 'k1', requestHash: 'h1' });
-        expect(retry).toEqual({ agent: first.agent, created: false });
+        expect(retry).toEqual({ agent: first.agent, created: false, events: [] });
         expect((await store.listAgents({ tenantId: 't1' })).items).toHaveLength(1);
       });
 
@@ -120,7 +120,7 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         const first = await store.createAgent(newAgent({ tenantId: 't1' }), { key: 'k1', requestHash: 'h1' });
         const updated = await store.updateAgent(first.agent.id, 1, { desired: 'stopped', updatedAt: BASE_MS + 99 });
         const retry = await store.createAgent(newAgent({ tenantId: 't1' }), { key: 'k1', requestHash: 'h1' });
-        expect(retry).toEqual({ agent: updated, created: false });
+        expect(retry).toEqual({ agent: updated, created: false, events: [] });
       });
 
       it('refuses the same key with another request hash (IDEMPOTENCY_KEY_REUSED)', async () => {
@@ -262,6 +262,53 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         expect(ids(await store.listAgents({ phase: ['Running'] }))).toEqual([]);
         expect(ids(await store.listAgents({ node: 'n1' }))).toEqual([]);
         expect(ids(await store.listAgents({ phase: ['Pending'] }))).toEqual([agent.id]);
+      });
+    });
+
+    describe('events written with the agent (createAgent, updateAgentWithEvents)', () => {
+      it('createAgent stores its events in the same transaction and returns them with ids; a replay stores none', async () => {
+        const input = newAgent({ tenantId: 't1', name: 'ev' });
+        const created = await store.createAgent(input, { key: 'k-ev', requestHash: 'h' }, [newEvent({ tenantId: 't1', objectId: input.id, reason: 'Created', data: { image: 'x' } })]);
+        expect(created.events).toHaveLength(1);
+        expect(created.events[0]).toMatchObject({ tenantId: 't1', objectId: input.id, reason: 'Created', data: { image: 'x' } });
+        expect(await store.listEvents({ objectId: input.id })).toEqual(created.events);
+        const replay = await store.createAgent(newAgent({ tenantId: 't1', name: 'ev' }), { key: 'k-ev', requestHash: 'h' }, [newEvent({ tenantId: 't1', objectId: 'other', reason: 'Created' })]);
+        expect(replay.events).toEqual([]);
+        expect(await store.listEvents({ objectId: 'other' })).toEqual([]);
+      });
+
+      it('a refused create (name taken) stores no event', async () => {
+        await store.createAgent(newAgent({ tenantId: 't1', name: 'dup' }));
+        const second = newAgent({ tenantId: 't1', name: 'dup' });
+        await expectDomainError(store.createAgent(second, undefined, [newEvent({ objectId: second.id })]), ConflictError, 'AGENT_NAME_TAKEN');
+        expect(await store.listEvents({ objectId: second.id })).toEqual([]);
+      });
+
+      it('updateAgentWithEvents stores the events in order with the update (status and plain updates)', async () => {
+        const { agent } = await store.createAgent(newAgent({ tenantId: 't1' }));
+        const status: AgentStatus = { phase: 'Starting', node: 'n1', restarts: 0, phaseSince: BASE_MS + 1 };
+        const first = await store.updateAgentWithEvents(agent.id, 1, { status, updatedAt: BASE_MS + 1 }, [
+          newEvent({ tenantId: 't1', objectId: agent.id, reason: 'Scheduled', time: BASE_MS + 1 }),
+          newEvent({ tenantId: 't1', objectId: agent.id, reason: 'Starting', time: BASE_MS + 1 }),
+        ]);
+        expect(first.agent).toEqual({ ...agent, status, updatedAt: BASE_MS + 1, version: 2 });
+        expect(first.events.map((e) => e.reason)).toEqual(['Scheduled', 'Starting']);
+        expect(first.events[1]!.id).toBeGreaterThan(first.events[0]!.id);
+        const second = await store.updateAgentWithEvents(agent.id, 2, { labels: { a: 'b' }, updatedAt: BASE_MS + 2 }, [newEvent({ tenantId: 't1', objectId: agent.id, reason: 'Labelled' })]);
+        expect(second.agent.version).toBe(3);
+        expect((await store.listEvents({ objectId: agent.id })).map((e) => e.reason)).toEqual(['Scheduled', 'Starting', 'Labelled']);
+      });
+
+      it('a version conflict stores none of the events, with or without a status', async () => {
+        const { agent } = await store.createAgent(newAgent({ tenantId: 't1' }));
+        await store.updateAgent(agent.id, 1, { desired: 'stopped', updatedAt: BASE_MS + 1 });
+        const withStatus = store.updateAgentWithEvents(agent.id, 1, { status: { phase: 'Starting', node: 'n1', restarts: 0, phaseSince: BASE_MS }, updatedAt: BASE_MS + 2 }, [
+          newEvent({ objectId: agent.id, reason: 'Lost1' }),
+        ]);
+        await expect(withStatus).rejects.toBeInstanceOf(VersionConflictError);
+        const plain = store.updateAgentWithEvents(agent.id, 1, { labels: {}, updatedAt: BASE_MS + 2 }, [newEvent({ objectId: agent.id, reason: 'Lost2' })]);
+        await expect(plain).rejects.toBeInstanceOf(VersionConflictError);
+        expect(await store.listEvents({ objectId: agent.id })).toEqual([]);
       });
     });
 

@@ -16,12 +16,22 @@ async function bridgeGateway(): Promise<string | undefined> {
   let gateway: string | undefined;
   try {
     const info = (await new Docker().getNetwork('bridge').inspect()) as { IPAM?: { Config?: { Gateway?: string; Subnet?: string }[] } };
-    gateway = info.IPAM?.Config?.find((c) => c.Gateway !== undefined && !c.Gateway.includes(':'))?.Gateway;
+    const v4 = info.IPAM?.Config?.find((c) => (c.Gateway ?? c.Subnet ?? ':').includes(':') === false);
+    // Some engines (seen with a freshly created docker0) list only the subnet; Docker's
+    // default gateway is then the subnet's first address.
+    gateway = v4?.Gateway ?? (v4?.Subnet !== undefined ? firstHost(v4.Subnet) : undefined);
   } catch {
     gateway = undefined;
   }
   if (gateway === undefined && isCI) throw new Error("CI=true but Docker's default bridge network (docker0) is missing; restart dockerd without --bridge none");
   return gateway;
+}
+
+function firstHost(cidr: string): string {
+  const [base] = cidr.split('/');
+  const octets = base!.split('.').map(Number);
+  octets[3] = octets[3]! + 1;
+  return octets.join('.');
 }
 
 const gateway = await bridgeGateway();
