@@ -15,6 +15,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ AGENT_PLATFORM_PORT: '99999' })).toThrow(/AGENT_PLATFORM_PORT/);
     expect(() => loadConfig({ AGENT_PLATFORM_ADMIN_TOKEN: 'short' })).toThrow(/AGENT_PLATFORM_ADMIN_TOKEN/);
   });
+  it('accrues usage every 5 minutes by default and refuses an accrual interval at or above the longest step', () => {
+    expect(loadConfig({}).usageAccrualIntervalMs).toBe(300_000);
+    expect(() => loadConfig({ AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS: '3600000' })).toThrow(/AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS \(3600000\) must be below AGENT_PLATFORM_USAGE_MAX_STEP_MS/);
+    expect(loadConfig({ AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS: '60000', AGENT_PLATFORM_USAGE_MAX_STEP_MS: '120000' }).usageAccrualIntervalMs).toBe(60_000);
+  });
   it('reads the environment', () => {
     const c = loadConfig({ AGENT_PLATFORM_PORT: '9000', AGENT_PLATFORM_DATABASE_URL: 'postgres://x/y', DOCKER_HOST: 'unix:///tmp/d.sock' });
     expect(c.port).toBe(9000);

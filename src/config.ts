@@ -48,7 +48,7 @@ const Env = z.object({
   AGENT_PLATFORM_RATE_LIMIT_BURST: z.coerce.number().int().min(1).default(100),
   AGENT_PLATFORM_RATE_CARD: z.string().optional(),
   AGENT_PLATFORM_RATE_CARD_FILE: z.string().optional(),
-  AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
+  AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS: z.coerce.number().int().min(100).default(300_000),
   AGENT_PLATFORM_USAGE_MAX_STEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
   AGENT_PLATFORM_ADMISSION_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000),
   AGENT_PLATFORM_MIN_ISOLATION: z.enum(['runc', 'gvisor']).default('runc'),
@@ -167,6 +167,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration: ${problems}`);
   }
   const e = parsed.data;
+  if (e.AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS >= e.AGENT_PLATFORM_USAGE_MAX_STEP_MS) {
+    // Every regular step would count as a clock jump and be cut short.
+    throw new ConfigError(
+      `invalid configuration: AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS (${e.AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS}) must be below AGENT_PLATFORM_USAGE_MAX_STEP_MS (${e.AGENT_PLATFORM_USAGE_MAX_STEP_MS})`,
+    );
+  }
   return Object.freeze({
     port: e.AGENT_PLATFORM_PORT,
     host: e.AGENT_PLATFORM_HOST,

@@ -235,7 +235,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   registerEventRoutes(routes, { store, bus });
   app.addHook('onSend', audit.onSend);
   registerTenantRoutes(routes, { tenants, keys: apiKeys, clock, deleteWaitMs: 15_000 });
-  registerUsageRoutes(routes, { tenants, store, rateCard, clock });
+  registerUsageRoutes(routes, { tenants, store, rateCard, clock, maxStepMs: config.usageMaxStepMs });
   registerAuditRoutes(routes, { audit });
   security.registerRoutes(routes);
   const lease = config.redisUrl ? new RedisLeaderLease({ url: config.redisUrl, prefix: config.redisPrefix, ttlMs: config.leaseTtlMs, logger: logger.child({ component: 'leader-lease' }) }) : undefined;

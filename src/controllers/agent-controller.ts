@@ -4,7 +4,7 @@ import type { Clock } from '../domain/clock.js';
 import { DomainError, VersionConflictError } from '../domain/errors.js';
 import type { Logger } from '../domain/logger.js';
 import type { Bus } from '../bus/bus.js';
-import type { Store } from '../store/store.js';
+import type { AgentHead, Store } from '../store/store.js';
 import { ImageNotFoundError, containerName, type ContainerSpec, type ObservedContainer, type Runtime } from '../runtime/runtime.js';
 import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import { QUOTA_EXCEEDED_REASON } from '../tenancy/quota.js';
@@ -121,15 +121,16 @@ export class AgentController {
       }
     }
     const nodeOf = new Map<string, string | undefined>();
-    let cursor: string | undefined;
-    do {
-      const page = await this.d.store.listAgents({ limit: 1000, cursor });
+    for (let afterId: string | undefined; !signal?.aborted; ) {
+      // Heads only (no JSON to parse): at 100,000 agents the pass is a cheap index walk.
+      const page = await this.d.store.scanAgentHeads({ limit: 1000, afterId });
       for (const a of page.items) {
-        nodeOf.set(a.id, a.status.node);
-        if ((full && !isTerminal(a.status.phase)) || this.needsReconcile(a, observed)) this.d.bus.enqueue(a.id);
+        nodeOf.set(a.id, a.node);
+        if ((full && !isTerminal(a.phase)) || this.needsReconcile(a, observed)) this.d.bus.enqueue(a.id);
       }
-      cursor = page.nextCursor;
-    } while (cursor && !signal?.aborted);
+      if (page.nextAfterId === undefined) break;
+      afterId = page.nextAfterId;
+    }
     if (signal?.aborted) return;
     for (const runtime of this.d.runtimes.all()) {
       const containers = observed.get(runtime.nodeId);
@@ -138,15 +139,19 @@ export class AgentController {
     }
   }
 
-  /** Whether the recorded state of `a` may disagree with what its node runs. */
-  private needsReconcile(a: Agent, observed: Map<string, Map<string, ObservedContainer>>): boolean {
-    if (a.desired === 'deleted' || (a.desired === 'stopped' && a.status.phase !== 'Stopped')) return true;
-    if (a.status.phase === 'Pending' || a.status.phase === 'Starting' || a.status.phase === 'Stopping' || a.status.phase === 'Deleting') return true;
-    const containers = a.status.node ? observed.get(a.status.node) : undefined;
+  /**
+   * Whether the recorded state of `a` may disagree with what its node runs. A Running
+   * agent's deadline (timeoutSeconds) is not checked here: the reconcile that recorded
+   * Running queued it for its deadline, and the full pass after a start re-arms it.
+   */
+  private needsReconcile(a: AgentHead, observed: Map<string, Map<string, ObservedContainer>>): boolean {
+    if (a.desired === 'deleted' || (a.desired === 'stopped' && a.phase !== 'Stopped')) return true;
+    if (a.phase === 'Pending' || a.phase === 'Starting' || a.phase === 'Stopping' || a.phase === 'Deleting') return true;
+    const containers = a.node ? observed.get(a.node) : undefined;
     if (!containers) return false; // not placed, or node unreachable
     const c = containers.get(a.id);
     const running = c !== undefined && (c.state === 'running' || c.state === 'restarting');
-    if (a.status.phase === 'Running') return !running || a.spec.timeoutSeconds !== undefined;
+    if (a.phase === 'Running') return !running;
     return running; // finished, but its container runs behind our back
   }
 
@@ -396,8 +401,7 @@ export class AgentController {
   private async writeStatus(agent: Agent, status: AgentStatus, events: DecisionEvent[]): Promise<Agent> {
     // The events are stored in the update's transaction: one commit to wait for, not one per event.
     const { agent: updated, events: stored } = await this.d.store.updateAgentWithEvents(
-      agent.id,
-      agent.version,
+      agent,
       { status, updatedAt: this.d.clock.now() },
       events.map((e) => this.d.events.stamp({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: e.type, reason: e.reason, message: e.message, data: e.data })),
     );

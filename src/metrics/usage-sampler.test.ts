@@ -114,6 +114,28 @@ describe('UsageSampler', () => {
     expect(sampler.latest('done1')).toBeUndefined();
   });
 
+  it('reads in full only the agents whose record changed since the last round', async () => {
+    await addAgent('run1', { phase: 'Running', node: 'n1', containerId: 'c1' });
+    const b = await addAgent('run2', { phase: 'Running', node: 'n1', containerId: 'c2' });
+    const read: string[][] = [];
+    const getAgents = store.getAgents.bind(store);
+    store.getAgents = async (ids) => {
+      read.push([...ids]);
+      return getAgents(ids);
+    };
+    await round();
+    expect(read.flat().sort()).toEqual(['run1', 'run2']);
+    read.length = 0;
+    await round();
+    expect(read.flat()).toEqual([]);
+    expect(collector.asked.at(-1)?.sort()).toEqual(['c1', 'c2']);
+    await store.updateAgent('run2', b.version, { status: { ...b.status, restarts: 3 }, updatedAt: clock.now() });
+    await round();
+    expect(read.flat()).toEqual(['run2']);
+    expect(sampler.current().find((v) => v.agentId === 'run2')?.restarts).toBe(3);
+    expect(sampler.current().map((v) => v.agentId).sort()).toEqual(['run1', 'run2']);
+  });
+
   it('computes CPU cores from two samples of one container, and none across a counter reset or a new container', async () => {
     const a = await addAgent('run1', { phase: 'Running', node: 'n1', containerId: 'c1' });
     collector.table.set('c1', { cpuSeconds: 100, workingSetBytes: 64 * MiB });

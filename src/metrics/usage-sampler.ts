@@ -1,4 +1,4 @@
-import type { Agent, Phase } from '../domain/agent.js';
+import { isTerminal, type Agent, type Phase } from '../domain/agent.js';
 import { systemClock, type Clock } from '../domain/clock.js';
 import { silentLogger, type Logger } from '../domain/logger.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -81,6 +81,8 @@ export interface UsageSamplerOptions {
 
 interface Tracked {
   view: AgentContainerView;
+  /** The agent record version the view was built from: an unchanged agent is not read again. */
+  version: number;
   containerId: string | undefined;
   previous: ContainerUsage | undefined;
   history: UsagePoint[];
@@ -171,22 +173,38 @@ export class UsageSampler {
   async sampleOnce(signal?: AbortSignal): Promise<void> {
     // Page by page: only the compact Tracked entries outlive a page, never the whole list
     // of Agent records (at 100,000 agents that list alone was hundreds of MiB each round).
+    // Heads first: only agents whose version moved since the last round are read in full.
     const round = ++this.listings;
     const byNode = new Map<string, Tracked[]>();
-    let cursor: string | undefined;
-    do {
+    const place = (t: Tracked): void => {
+      if (t.view.phase !== 'Running' || !t.view.node || !t.containerId) return;
+      const list = byNode.get(t.view.node) ?? [];
+      list.push(t);
+      byNode.set(t.view.node, list);
+    };
+    for (let afterId: string | undefined; ; ) {
       signal?.throwIfAborted();
-      const page = await this.o.store.listAgents({ phase: LIVE_PHASES, limit: PAGE_SIZE, cursor });
-      for (const agent of page.items) {
-        const t = this.track(agent, round);
-        if (agent.status.phase === 'Running' && agent.status.node && agent.status.containerId) {
-          const list = byNode.get(agent.status.node) ?? [];
-          list.push(t);
-          byNode.set(agent.status.node, list);
+      const page = await this.o.store.scanAgentHeads({ phase: LIVE_PHASES, limit: PAGE_SIZE, afterId });
+      const changed: string[] = [];
+      for (const head of page.items) {
+        const t = this.tracked.get(head.id);
+        if (t === undefined || t.version !== head.version) {
+          changed.push(head.id);
+          continue;
         }
+        // A fresh view each round: the previous round's current() shares the old one.
+        t.view = { ...t.view, usage: undefined };
+        t.live = true;
+        t.seenInRound = round;
+        place(t);
       }
-      cursor = page.nextCursor;
-    } while (cursor);
+      for (const agent of await this.o.store.getAgents(changed)) {
+        if (isTerminal(agent.status.phase)) continue; // finished between the two reads
+        place(this.track(agent, round));
+      }
+      if (page.nextAfterId === undefined) break;
+      afterId = page.nextAfterId;
+    }
     for (const t of this.tracked.values()) {
       if (t.seenInRound !== round && t.live) {
         t.live = false;
@@ -240,10 +258,11 @@ export class UsageSampler {
     };
     let t = this.tracked.get(agent.id);
     if (!t) {
-      t = { view, containerId: undefined, previous: undefined, history: [], live: true, seenInRound: round };
+      t = { view, version: agent.version, containerId: undefined, previous: undefined, history: [], live: true, seenInRound: round };
       this.tracked.set(agent.id, t);
     }
     t.view = view; // no usage until this round samples it
+    t.version = agent.version;
     t.live = true;
     t.seenInRound = round;
     const running = agent.status.phase === 'Running' ? agent.status.containerId : undefined;

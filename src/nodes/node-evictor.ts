@@ -132,14 +132,13 @@ export class NodeEvictor {
   /** Non-terminal agents recorded on the node, every page. */
   private async agentsOn(nodeId: string, signal?: AbortSignal): Promise<Agent[]> {
     const out: Agent[] = [];
-    let cursor: string | undefined;
-    do {
+    for (let afterId: string | undefined; ; ) {
       signal?.throwIfAborted();
-      const page = await this.d.store.listAgents({ node: nodeId, phase: [...LIVE_PHASES], limit: 1000, cursor });
+      const page = await this.d.store.scanAgents({ node: nodeId, phase: [...LIVE_PHASES], limit: 1000, afterId });
       out.push(...page.items);
-      cursor = page.nextCursor;
-    } while (cursor);
-    return out;
+      if (page.nextAfterId === undefined) return out;
+      afterId = page.nextAfterId;
+    }
   }
 
   /**

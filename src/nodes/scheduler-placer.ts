@@ -86,17 +86,16 @@ export class SchedulerPlacer implements Placer {
     this.bindings.clear();
     this.waiting.clear();
     this.pool = undefined;
-    let cursor: string | undefined;
     let count = 0;
-    do {
+    for (let afterId: string | undefined; ; ) {
       signal?.throwIfAborted();
-      const page = await store.listAgents({ phase: ['Pending', 'Starting', 'Running', 'Stopping'], limit: 1000, cursor });
+      const page = await store.scanAgents({ phase: ['Pending', 'Starting', 'Running', 'Stopping'], limit: 1000, afterId });
       for (const agent of page.items) {
         if (agent.status.node !== undefined && agent.desired !== 'deleted' && this.adopt(agent)) count++;
       }
-      cursor = page.nextCursor;
-    } while (cursor);
-    return count;
+      if (page.nextAfterId === undefined) return count;
+      afterId = page.nextAfterId;
+    }
   }
 
   async place(agent: Agent): Promise<Placement> {

@@ -1,12 +1,13 @@
-import { CompiledQuery, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
-import type { Agent, Phase } from '../domain/agent.js';
+import { CompiledQuery, sql, type Kysely, type Selectable, type SelectQueryBuilder, type Updateable } from 'kysely';
+import type { Agent, AgentStatus, DesiredState, Phase, Resources } from '../domain/agent.js';
+import { accrualStep } from '../tenancy/usage-ledger.js';
 import type { NewPlatformEvent, PlatformEvent } from '../domain/event.js';
 import { ConflictError, DomainError, InputError, UnavailableError, VersionConflictError, agentNotFound } from '../domain/errors.js';
 import { decodeAgentCursor, encodeAgentCursor } from './agent-cursor.js';
 import { GroupCommitQueue, type GroupCommitOptions } from './group-commit-queue.js';
 import { MIGRATIONS, applyMigrations, type Migration } from './migrations.js';
 import { agentFromRow, eventFromRow, newAgentRow, nodeStateFromRow, nodeStateRow } from './row-mapping.js';
-import type { AgentsTable, Database, EventsTable, TenantQuotasTable, TenantsTable } from './schema.js';
+import type { AgentsTable, Database, EventsTable, TenantQuotasTable, TenantsTable, UsageLedgerTable } from './schema.js';
 import { PreparedQuery, type SqlKind } from './prepared-query.js';
 import type { EgressAuditFilter, StoredEgressAudit, StoredSecret } from './store.js';
 import type { EgressAuditRecord } from '../egress/egress-audit.js';
@@ -14,6 +15,10 @@ import type {
   AccruingAgent,
   AgentFilter,
   AgentPage,
+  AgentScan,
+  AgentHead,
+  AgentHeadPage,
+  AgentScanPage,
   AgentUpdate,
   ApiKeyRecord,
   AuditFilter,
@@ -39,6 +44,9 @@ import {
   apiKeyFromRow,
   apiKeyRow,
   applyTransition,
+  transitionSourceOfRow,
+  type AgentTransition,
+  type TransitionSource,
   auditFromRow,
   limitColumns,
   lockQuotaRow,
@@ -62,6 +70,30 @@ const MAX_IDEMPOTENCY_ROUNDS = 3;
 type AgentRow = Selectable<AgentsTable>;
 const selectAgent = new PreparedQuery<{ id: string }, AgentRow>((db, p) => db.selectFrom('agents').selectAll().where('id', '=', p('id')));
 const selectAgentForUpdate = new PreparedQuery<{ id: string }, AgentRow>((db, p) => db.selectFrom('agents').selectAll().where('id', '=', p('id')).forUpdate());
+/** The columns of an agent row that its Agent record does not carry. */
+type AgentBooks = Pick<AgentRow, 'version' | 'holds_quota' | 'accrued_until'>;
+const selectAgentBooks = new PreparedQuery<{ id: string }, AgentBooks>((db, p) => db.selectFrom('agents').select(['version', 'holds_quota', 'accrued_until']).where('id', '=', p('id')));
+const selectAgentBooksForUpdate = new PreparedQuery<{ id: string }, AgentBooks>((db, p) =>
+  db.selectFrom('agents').select(['version', 'holds_quota', 'accrued_until']).where('id', '=', p('id')).forUpdate(),
+);
+// The usage meter's statements: one pair per Running agent per accrual interval.
+const moveAccruedUntil = new PreparedQuery<{ id: string; to: number; expected: number }, unknown>((db, p) =>
+  db.updateTable('agents').set({ accrued_until: p('to') }).where('id', '=', p('id')).where('phase', '=', 'Running').where('accrued_until', '=', p('expected')),
+);
+const insertUsage = new PreparedQuery<Omit<UsageLedgerTable, 'id'>, unknown>((db, p) =>
+  db.insertInto('usage_ledger').values({
+    tenant_id: p('tenant_id'),
+    agent_id: p('agent_id'),
+    agent_name: p('agent_name'),
+    labels: p('labels'),
+    start_ms: p('start_ms'),
+    end_ms: p('end_ms'),
+    cpu_millicores: p('cpu_millicores'),
+    memory_mib: p('memory_mib'),
+    gpu: p('gpu'),
+    used_cpu_us: p('used_cpu_us'),
+  }),
+);
 type EventRow = Omit<EventsTable, 'id'>;
 const insertEvent = new PreparedQuery<EventRow, { id: number | bigint | string }>((db, p) =>
   db
@@ -118,6 +150,7 @@ export class KyselyStore implements Store {
   readonly #writes: GroupCommitQueue | undefined;
   /** Compiled agent compare-and-set updates and inserts, by column list. */
   readonly #casUpdates = new Map<string, PreparedQuery<Record<string, unknown>, AgentRow>>();
+  readonly #casQuietUpdates = new Map<string, PreparedQuery<Record<string, unknown>, unknown>>();
   readonly #agentInserts = new Map<string, PreparedQuery<Record<string, unknown>, unknown>>();
   readonly #beginWrite: CompiledQuery;
   #closed = false;
@@ -243,6 +276,56 @@ export class KyselyStore implements Store {
     });
   }
 
+  scanAgents(scan: AgentScan): Promise<AgentScanPage> {
+    return this.#guard(() => this.#scan(scan, this.#db.selectFrom('agents').selectAll(), agentFromRow));
+  }
+
+  scanAgentHeads(scan: AgentScan): Promise<AgentHeadPage> {
+    return this.#guard(() =>
+      this.#scan(scan, this.#db.selectFrom('agents').select(['id', 'version', 'phase', 'desired', 'node']), (row) => {
+        const head: AgentHead = { id: row.id, version: Number(row.version), phase: row.phase as Phase, desired: row.desired as DesiredState };
+        if (row.node !== null) head.node = row.node;
+        return head;
+      }),
+    );
+  }
+
+  getAgents(ids: readonly string[]): Promise<Agent[]> {
+    return this.#guard(async () => {
+      if (ids.length > MAX_PAGE_SIZE) throw new InputError(`at most ${MAX_PAGE_SIZE} ids at once, got ${ids.length}`, { count: ids.length }, 'INVALID_LIMIT');
+      if (ids.length === 0) return [];
+      const rows = await this.#db.selectFrom('agents').selectAll().where('id', 'in', [...ids]).execute();
+      return rows.map(agentFromRow);
+    });
+  }
+
+  /**
+   * One page of an id-ordered pass. Each page must walk an index in id order from afterId:
+   * one phase walks (phase, id); a node walks the node index (its few agents sorted);
+   * otherwise the primary key. A filter on several phases is applied here, not in SQL:
+   * "phase in (...)" makes SQLite pick the (phase, id) index and sort every remaining match
+   * for each page.
+   */
+  async #scan<R extends { id: string; phase: string }, T>(
+    scan: AgentScan,
+    base: SelectQueryBuilder<Database, 'agents', R>,
+    map: (row: R) => T,
+  ): Promise<{ items: T[]; nextAfterId?: string }> {
+    if (!Number.isInteger(scan.limit) || scan.limit < 1 || scan.limit > MAX_PAGE_SIZE) {
+      throw new InputError(`limit must be an integer from 1 to ${MAX_PAGE_SIZE}, got ${String(scan.limit)}`, { limit: scan.limit }, 'INVALID_LIMIT');
+    }
+    let query = base;
+    const phases = scan.phase?.length ? new Set<string>(scan.phase) : undefined;
+    const onePhase = phases?.size === 1 && scan.node === undefined ? scan.phase![0]! : undefined;
+    if (onePhase !== undefined) query = query.where('phase', '=', onePhase);
+    if (scan.node !== undefined) query = query.where('node', '=', scan.node);
+    if (scan.afterId !== undefined) query = query.where('id', '>', scan.afterId);
+    const rows = await query.orderBy('id').limit(scan.limit).execute();
+    const items: T[] = [];
+    for (const row of rows as R[]) if (phases === undefined || phases.has(row.phase)) items.push(map(row));
+    return rows.length === scan.limit ? { items, nextAfterId: (rows[rows.length - 1] as R).id } : { items };
+  }
+
   countAgents(): Promise<{ tenantId: string; phase: Phase; count: number }[]> {
     return this.#guard(async () => {
       const rows = await this.#db
@@ -257,21 +340,9 @@ export class KyselyStore implements Store {
     });
   }
 
-  async updateAgent(id: string, expectedVersion: number, update: AgentUpdate): Promise<Agent> {
-    return (await this.updateAgentWithEvents(id, expectedVersion, update, [])).agent;
-  }
-
-  updateAgentWithEvents(id: string, expectedVersion: number, update: AgentUpdate, events: readonly NewPlatformEvent[]): Promise<{ agent: Agent; events: PlatformEvent[] }> {
+  updateAgent(id: string, expectedVersion: number, update: AgentUpdate): Promise<Agent> {
     return this.#guard(async () => {
-      const set: Updateable<AgentsTable> = { updated_at: update.updatedAt };
-      if (update.desired !== undefined) set.desired = update.desired;
-      if (update.labels !== undefined) set.labels = JSON.stringify(update.labels);
-      if (update.spec !== undefined) set.spec = JSON.stringify(update.spec);
-      if (update.status !== undefined) {
-        set.status = JSON.stringify(update.status);
-        set.phase = update.status.phase;
-        set.node = update.status.node ?? null;
-      }
+      const set = agentUpdateSet(update);
       const status = update.status;
       if (status !== undefined) {
         // A status change may take or release quota and close a billed interval: read the
@@ -280,26 +351,55 @@ export class KyselyStore implements Store {
           const old = await this.#readAgentForUpdate(trx, id);
           if (!old) throw agentNotFound(id);
           if (Number(old.version) !== expectedVersion) throw new VersionConflictError(id, expectedVersion);
-          const transition = await applyTransition(trx, this.#dialect.kind, old, status, update.updatedAt);
+          const transition = await applyTransition(trx, this.#dialect.kind, transitionSourceOfRow(old), status, update.updatedAt);
           const row = await this.#compareAndSet(trx, id, expectedVersion, { ...set, ...transition.set });
           if (!row) throw new VersionConflictError(id, expectedVersion);
           if (transition.usage) await trx.insertInto('usage_ledger').values(transition.usage).execute();
-          return { agent: agentFromRow(row), events: await this.#insertEvents(trx, events) };
+          return agentFromRow(row);
         }, 'transaction');
       }
-      return this.#write(
-        async (db) => {
-          // Without events one statement is the compare-and-set: no transaction, no lock
-          // held across awaits.
-          const row = await this.#compareAndSet(db, id, expectedVersion, set);
-          if (row) return { agent: agentFromRow(row), events: await this.#insertEvents(db, events) };
-          const current = await db.selectFrom('agents').select('version').where('id', '=', id).executeTakeFirst();
-          if (!current) throw agentNotFound(id);
-          throw new VersionConflictError(id, expectedVersion);
-        },
-        events.length > 0 ? 'transaction' : 'single',
-      );
+      return this.#write(async (db) => {
+        // One statement is the compare-and-set: no transaction, no lock held across awaits.
+        const row = await this.#compareAndSet(db, id, expectedVersion, set);
+        if (row) return agentFromRow(row);
+        const current = await db.selectFrom('agents').select('version').where('id', '=', id).executeTakeFirst();
+        if (!current) throw agentNotFound(id);
+        throw new VersionConflictError(id, expectedVersion);
+      }, 'single');
     });
+  }
+
+  updateAgentWithEvents(current: Agent, update: AgentUpdate, events: readonly NewPlatformEvent[]): Promise<{ agent: Agent; events: PlatformEvent[] }> {
+    return this.#guard(() =>
+      this.#write(async (trx) => {
+        const { id, version } = current;
+        // Only what the caller's copy cannot know: the quota and billing columns, which the
+        // usage meter moves without a version bump. The version check makes the caller's
+        // copy the stored row, so nothing else is read, and nothing is read back.
+        const old = await (this.#dialect.kind === 'postgres' ? selectAgentBooksForUpdate : selectAgentBooks).first(trx, this.#dialect.kind, { id });
+        if (!old) throw agentNotFound(id);
+        if (Number(old.version) !== version) throw new VersionConflictError(id, version);
+        let transition: AgentTransition | undefined;
+        if (update.status !== undefined) {
+          const source: TransitionSource = {
+            id,
+            tenantId: current.tenantId,
+            name: current.name,
+            labelsJson: () => JSON.stringify(current.labels),
+            resources: current.spec.resources,
+            phase: current.status.phase,
+            desired: current.desired,
+            holdsQuota: Number(old.holds_quota),
+            accruedUntil: old.accrued_until === null ? null : Number(old.accrued_until),
+          };
+          transition = await applyTransition(trx, this.#dialect.kind, source, update.status, update.updatedAt);
+        }
+        const changed = await this.#compareAndSetQuiet(trx, id, version, { ...agentUpdateSet(update), ...transition?.set });
+        if (!changed) throw new VersionConflictError(id, version);
+        if (transition?.usage) await trx.insertInto('usage_ledger').values(transition.usage).execute();
+        return { agent: updatedCopy(current, update, transition?.status), events: await this.#insertEvents(trx, events) };
+      }, 'transaction'),
+    );
   }
 
   deleteAgent(id: string): Promise<void> {
@@ -537,16 +637,10 @@ export class KyselyStore implements Store {
       this.#write(async (trx) => {
         let applied = 0;
         for (const step of steps) {
-          const moved = await trx
-            .updateTable('agents')
-            .set({ accrued_until: step.accruedUntil })
-            .where('id', '=', step.agentId)
-            .where('phase', '=', 'Running')
-            .where('accrued_until', '=', step.expectedAccruedUntil)
-            .executeTakeFirst();
-          if (Number(moved.numUpdatedRows) === 0) continue;
+          const moved = await moveAccruedUntil.execute(trx, this.#dialect.kind, { id: step.agentId, to: step.accruedUntil, expected: step.expectedAccruedUntil });
+          if (Number(moved.numAffectedRows ?? 0n) === 0) continue;
           applied++;
-          if (step.record) await trx.insertInto('usage_ledger').values(usageRow(step.record)).execute();
+          if (step.record) await insertUsage.execute(trx, this.#dialect.kind, usageRow(step.record));
         }
         return applied;
       }, 'transaction'),
@@ -560,7 +654,32 @@ export class KyselyStore implements Store {
       if (filter.fromMs !== undefined) q = q.where('end_ms', '>', filter.fromMs);
       if (filter.toMs !== undefined) q = q.where('start_ms', '<', filter.toMs);
       const rows = await q.orderBy('start_ms').orderBy('id').execute();
-      return rows.map(usageFromRow);
+      const records = rows.map(usageFromRow);
+      if (filter.openUntilMs === undefined) return records;
+      let open = this.#db
+        .selectFrom('agents')
+        .select(['id', 'tenant_id', 'name', 'labels', 'spec', 'accrued_until'])
+        .where('phase', '=', 'Running')
+        .where('accrued_until', 'is not', null);
+      if (filter.tenantId !== undefined) open = open.where('tenant_id', '=', filter.tenantId);
+      for (const a of await open.orderBy('id').execute()) {
+        const step = accrualStep(Number(a.accrued_until), filter.openUntilMs, filter.maxOpenStepMs);
+        if (step.toMs <= step.fromMs) continue;
+        if ((filter.fromMs !== undefined && step.toMs <= filter.fromMs) || (filter.toMs !== undefined && step.fromMs >= filter.toMs)) continue;
+        const r = (JSON.parse(a.spec) as { resources: Resources }).resources;
+        records.push({
+          tenantId: a.tenant_id,
+          agentId: a.id,
+          agentName: a.name,
+          labels: JSON.parse(a.labels) as Record<string, string>,
+          startMs: step.fromMs,
+          endMs: step.toMs,
+          cpuMillicores: r.cpuMillicores,
+          memoryMiB: r.memoryMiB,
+          gpu: r.gpu,
+        });
+      }
+      return records;
     });
   }
 
@@ -785,6 +904,21 @@ export class KyselyStore implements Store {
     return query.first(db, this.#dialect.kind, { ...values, [CAS_ID]: id, [CAS_VERSION]: expectedVersion });
   }
 
+  /** #compareAndSet without reading the row back: true when the version matched. */
+  async #compareAndSetQuiet(db: Kysely<Database>, id: string, expectedVersion: number, values: Updateable<AgentsTable>): Promise<boolean> {
+    const query = preparedFor(this.#casQuietUpdates, values, (columns) =>
+      new PreparedQuery<Record<string, unknown>, unknown>((b, p) =>
+        b
+          .updateTable('agents')
+          .set((eb) => ({ ...(Object.fromEntries(columns.map((c) => [c, p(c)])) as Updateable<AgentsTable>), version: eb('version', '+', 1) }))
+          .where('id', '=', p(CAS_ID) as string)
+          .where('version', '=', p(CAS_VERSION) as number),
+      ),
+    );
+    const result = await query.execute(db, this.#dialect.kind, { ...values, [CAS_ID]: id, [CAS_VERSION]: expectedVersion });
+    return Number(result.numAffectedRows ?? 0n) === 1;
+  }
+
   /**
    * Runs a write: through the group-commit queue when there is one, else in its own
    * transaction ('transaction', for several statements that must stand or fall
@@ -868,3 +1002,49 @@ const secretFromRow = (row: { tenant_id: string; name: string; key_id: string; c
   createdAt: Number(row.created_at),
   updatedAt: Number(row.updated_at),
 });
+
+/** The agent columns an AgentUpdate sets (always updated_at). */
+function agentUpdateSet(update: AgentUpdate): Updateable<AgentsTable> {
+  const set: Updateable<AgentsTable> = { updated_at: update.updatedAt };
+  if (update.desired !== undefined) set.desired = update.desired;
+  if (update.labels !== undefined) set.labels = JSON.stringify(update.labels);
+  if (update.spec !== undefined) set.spec = JSON.stringify(update.spec);
+  if (update.status !== undefined) {
+    set.status = JSON.stringify(update.status);
+    set.phase = update.status.phase;
+    set.node = update.status.node ?? null;
+  }
+  return set;
+}
+
+/**
+ * The record after `update` was applied to `current` (one version on), equal to what a
+ * read would return: JSON drops undefined members, so they are dropped here too.
+ */
+function updatedCopy(current: Agent, update: AgentUpdate, admittedStatus: AgentStatus | undefined): Agent {
+  const status = admittedStatus ?? update.status;
+  return {
+    ...current,
+    ...(update.desired !== undefined ? { desired: update.desired } : {}),
+    ...(update.labels !== undefined ? { labels: jsonCopy(update.labels) } : {}),
+    ...(update.spec !== undefined ? { spec: jsonCopy(update.spec) } : {}),
+    ...(status !== undefined ? { status: withoutUndefined(status) } : {}),
+    updatedAt: update.updatedAt,
+    version: current.version + 1,
+  };
+}
+
+const jsonCopy = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+
+/** A status's own members without the undefined ones (its members are plain JSON values). */
+function withoutUndefined(status: AgentStatus): AgentStatus {
+  const members = status as unknown as Record<string, unknown>;
+  for (const key in members) {
+    if (members[key] === undefined) {
+      const copy: Record<string, unknown> = {};
+      for (const k in members) if (members[k] !== undefined) copy[k] = members[k];
+      return copy as unknown as AgentStatus;
+    }
+  }
+  return status;
+}

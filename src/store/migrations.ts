@@ -253,6 +253,16 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.schema.dropIndex('agents_phase_idx').execute();
     },
   },
+  {
+    id: '0008_agents_tenant_created_index',
+    async up(db) {
+      // Every API list is scoped to a tenant and ordered by (created_at, id): walk that
+      // order within the tenant instead of sorting all of its agents for every page. The
+      // control plane's own passes walk ids (scanAgents), so the global order is not needed.
+      await db.schema.dropIndex('agents_created_at_id_idx').execute();
+      await db.schema.createIndex('agents_tenant_created_id').on('agents').columns(['tenant_id', 'created_at', 'id']).execute();
+    },
+  },
 ];
 
 /**

@@ -43,6 +43,36 @@ export interface AgentFilter {
   cursor?: string | undefined;
 }
 
+/** A pass over agents in id order (scanAgents), for the control plane's own loops. */
+export interface AgentScan {
+  phase?: Phase[] | undefined;
+  node?: string | undefined;
+  /** Agents with an id greater than this (the last id of the previous page). */
+  afterId?: string | undefined;
+  /** Rows visited per page, 1 to 1000 (a filtered page may hold fewer). */
+  limit: number;
+}
+
+/** The columns of an agent that say whether it changed and where it stands; no JSON to parse. */
+export interface AgentHead {
+  id: string;
+  version: number;
+  phase: Phase;
+  desired: DesiredState;
+  node?: string | undefined;
+}
+
+export interface AgentHeadPage {
+  items: AgentHead[];
+  nextAfterId?: string | undefined;
+}
+
+export interface AgentScanPage {
+  items: Agent[];
+  /** Where the next page starts (its afterId); absent when the pass is complete. */
+  nextAfterId?: string | undefined;
+}
+
 export interface AgentPage {
   items: Agent[];
   /** Absent on the last page. */
@@ -197,6 +227,13 @@ export interface UsageFilter {
   /** Records overlapping [fromMs, toMs). */
   fromMs?: number | undefined;
   toMs?: number | undefined;
+  /**
+   * Also the open intervals of Running agents, from their accrued_until up to this time
+   * (the piece the usage meter has not closed yet), so a report is current whatever the
+   * accrual interval. Steps follow accrualStep with `maxOpenStepMs`.
+   */
+  openUntilMs?: number | undefined;
+  maxOpenStepMs?: number | undefined;
 }
 
 /** One accrual step of the usage meter: close [expectedAccruedUntil, record.endMs]. */
@@ -297,6 +334,23 @@ export interface Store {
   /** Ordered by createdAt then id; cursor-paginated. */
   listAgents(filter?: AgentFilter): Promise<AgentPage>;
   /**
+   * One page of a pass over all agents (or those in `phase` / on `node`) in id order. Each
+   * page walks an index from where the last one stopped, so a whole pass costs one visit
+   * per agent; listAgents' (createdAt, id) order with a phase filter has no index to walk
+   * and sorted the matching rows again for every page (at 100,000 agents the usage
+   * sampler's and the placer's passes alone kept a core busy). For the control plane's
+   * loops (resync, sampler, placer rebuild, evictor), not for users.
+   */
+  scanAgents(scan: AgentScan): Promise<AgentScanPage>;
+  /**
+   * scanAgents reading only each agent's AgentHead: a pass that re-reads (getAgents) just
+   * the agents whose version moved costs one small row per agent instead of parsing every
+   * record (the usage sampler and the resync at 100,000 agents).
+   */
+  scanAgentHeads(scan: AgentScan): Promise<AgentHeadPage>;
+  /** The agents with these ids that exist, in no particular order (at most 1000 ids). */
+  getAgents(ids: readonly string[]): Promise<Agent[]>;
+  /**
    * Number of agents per (tenant, phase), for metrics; only pairs with at least one agent
    * appear. One grouped query, no rows read into memory.
    */
@@ -307,11 +361,14 @@ export interface Store {
    */
   updateAgent(id: string, expectedVersion: number, update: AgentUpdate): Promise<Agent>;
   /**
-   * updateAgent and events about the change in one transaction: the events are stored
-   * if and only if the update is (a version conflict stores none). Saves the controller a
-   * commit per event, and a crash cannot leave a transition without its events.
+   * updateAgent of the caller's copy `current` (compare-and-set on current.version) and
+   * events about the change, in one transaction: the events are stored if and only if the
+   * update is (a version conflict stores none). The new record is built from `current` and
+   * the update instead of being read back, so `current` must be a record as read from the
+   * store. Saves the controller a commit per event and the reads of a full row; a crash
+   * cannot leave a transition without its events.
    */
-  updateAgentWithEvents(id: string, expectedVersion: number, update: AgentUpdate, events: readonly NewPlatformEvent[]): Promise<{ agent: Agent; events: PlatformEvent[] }>;
+  updateAgentWithEvents(current: Agent, update: AgentUpdate, events: readonly NewPlatformEvent[]): Promise<{ agent: Agent; events: PlatformEvent[] }>;
   /** Removes the agent and its idempotency keys (events stay until pruned). No error if absent. */
   deleteAgent(id: string): Promise<void>;
 

@@ -159,9 +159,39 @@ export async function admitNewAgent(trx: Db, kind: SqlKind, row: AgentsTable, no
   throw quotaExceededError(row.tenant_id, excess);
 }
 
+/** What applyTransition needs to know of the agent as it is before the change. */
+export interface TransitionSource {
+  id: string;
+  tenantId: string;
+  name: string;
+  /** The labels as stored (JSON text); asked only for a ledger row. */
+  labelsJson: () => string;
+  resources: Resources;
+  phase: AgentStatus['phase'];
+  desired: string;
+  holdsQuota: number;
+  accruedUntil: number | null;
+}
+
+export function transitionSourceOfRow(row: Selectable<AgentsTable>): TransitionSource {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    name: row.name,
+    labelsJson: () => row.labels,
+    resources: (JSON.parse(row.spec) as { resources: Resources }).resources,
+    phase: row.phase as AgentStatus['phase'],
+    desired: row.desired,
+    holdsQuota: Number(row.holds_quota),
+    accruedUntil: row.accrued_until === null ? null : Number(row.accrued_until),
+  };
+}
+
 export interface AgentTransition {
   /** Values to set on the agent row besides the update's own. */
   set: { holds_quota: number; accrued_until: number | null; status?: string; phase?: string };
+  /** The status actually written when admission replaced the requested one (queued for quota). */
+  status?: AgentStatus | undefined;
   /** A ledger record closing the Running interval, when the agent left Running. */
   usage?: Omit<UsageLedgerTable, 'id'> | undefined;
 }
@@ -172,14 +202,14 @@ export interface AgentTransition {
  * holds_quota flag flips with it); leaving a terminal phase (start) takes it again or
  * queues / throws QUOTA_EXCEEDED; leaving Running closes the billed interval.
  */
-export async function applyTransition(trx: Db, kind: SqlKind, old: Selectable<AgentsTable>, status: AgentStatus, nowMs: number): Promise<AgentTransition> {
-  const resources = (JSON.parse(old.spec) as { resources: Resources }).resources;
-  let holds = Number(old.holds_quota);
+export async function applyTransition(trx: Db, kind: SqlKind, old: TransitionSource, status: AgentStatus, nowMs: number): Promise<AgentTransition> {
+  const resources = old.resources;
+  let holds = old.holdsQuota;
   let newStatus: AgentStatus | undefined;
-  const oldPhase = old.phase as AgentStatus['phase'];
+  const oldPhase = old.phase;
   if (holds === 1 && isTerminal(status.phase)) {
-    await lockQuotaRow(trx, kind, old.tenant_id);
-    await changeUsed(trx, kind, old.tenant_id, liveDelta(resources, -1));
+    await lockQuotaRow(trx, kind, old.tenantId);
+    await changeUsed(trx, kind, old.tenantId, liveDelta(resources, -1));
     holds = 0;
   } else if (holds === 0 && !isTerminal(status.phase) && status.phase !== 'Deleting' && old.desired !== 'deleted') {
     // A live agent holding no quota is either leaving a terminal phase (start) or queued
@@ -187,29 +217,29 @@ export async function applyTransition(trx: Db, kind: SqlKind, old: Selectable<Ag
     // into a schedulable agent without admission: it takes quota here, or stays queued.
     const staysQueued = oldPhase === 'Pending' && status.phase === 'Pending' && status.reason === QUOTA_EXCEEDED_REASON;
     if (!staysQueued) {
-      const quota = await lockQuotaRow(trx, kind, old.tenant_id);
+      const quota = await lockQuotaRow(trx, kind, old.tenantId);
       const excess = findExcess(limitsFromRow(quota), usedFromRow(quota), quotaRequestOf(resources, false));
       if (!excess) {
-        await changeUsed(trx, kind, old.tenant_id, liveDelta(resources, 1));
+        await changeUsed(trx, kind, old.tenantId, liveDelta(resources, 1));
         holds = 1;
       } else if (quota.admission === 'queue' && isQueueable(excess) && (status.phase === 'Pending' || !isTerminal(oldPhase))) {
         newStatus = { ...status, phase: 'Pending', reason: QUOTA_EXCEEDED_REASON, message: `waiting for quota: ${excessMessage(excess)}` };
       } else {
-        throw quotaExceededError(old.tenant_id, excess);
+        throw quotaExceededError(old.tenantId, excess);
       }
     }
   }
-  let accrued = old.accrued_until === null ? null : Number(old.accrued_until);
+  let accrued = old.accruedUntil;
   let usage: AgentTransition['usage'];
   if (old.phase === 'Running' && status.phase !== 'Running') {
     if (accrued !== null) {
       const step = accrualStep(accrued, nowMs);
       if (step.toMs > step.fromMs) {
         usage = {
-          tenant_id: old.tenant_id,
+          tenant_id: old.tenantId,
           agent_id: old.id,
           agent_name: old.name,
-          labels: old.labels,
+          labels: old.labelsJson(),
           start_ms: step.fromMs,
           end_ms: step.toMs,
           cpu_millicores: resources.cpuMillicores,
@@ -223,7 +253,7 @@ export async function applyTransition(trx: Db, kind: SqlKind, old: Selectable<Ag
   } else if (status.phase === 'Running' && old.phase !== 'Running') {
     accrued = nowMs;
   }
-  return { set: { holds_quota: holds, accrued_until: accrued, ...(newStatus ? { status: JSON.stringify(newStatus), phase: newStatus.phase } : {}) }, usage };
+  return { set: { holds_quota: holds, accrued_until: accrued, ...(newStatus ? { status: JSON.stringify(newStatus), phase: newStatus.phase } : {}) }, status: newStatus, usage };
 }
 
 /** Releases what a deleted agent row held. */

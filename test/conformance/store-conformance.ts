@@ -287,26 +287,43 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
       it('updateAgentWithEvents stores the events in order with the update (status and plain updates)', async () => {
         const { agent } = await store.createAgent(newAgent({ tenantId: 't1' }));
         const status: AgentStatus = { phase: 'Starting', node: 'n1', restarts: 0, phaseSince: BASE_MS + 1 };
-        const first = await store.updateAgentWithEvents(agent.id, 1, { status, updatedAt: BASE_MS + 1 }, [
+        const first = await store.updateAgentWithEvents(agent, { status, updatedAt: BASE_MS + 1 }, [
           newEvent({ tenantId: 't1', objectId: agent.id, reason: 'Scheduled', time: BASE_MS + 1 }),
           newEvent({ tenantId: 't1', objectId: agent.id, reason: 'Starting', time: BASE_MS + 1 }),
         ]);
         expect(first.agent).toEqual({ ...agent, status, updatedAt: BASE_MS + 1, version: 2 });
         expect(first.events.map((e) => e.reason)).toEqual(['Scheduled', 'Starting']);
         expect(first.events[1]!.id).toBeGreaterThan(first.events[0]!.id);
-        const second = await store.updateAgentWithEvents(agent.id, 2, { labels: { a: 'b' }, updatedAt: BASE_MS + 2 }, [newEvent({ tenantId: 't1', objectId: agent.id, reason: 'Labelled' })]);
+        const second = await store.updateAgentWithEvents(first.agent, { labels: { a: 'b' }, updatedAt: BASE_MS + 2 }, [newEvent({ tenantId: 't1', objectId: agent.id, reason: 'Labelled' })]);
         expect(second.agent.version).toBe(3);
+        expect(await store.getAgent(agent.id)).toEqual(second.agent);
         expect((await store.listEvents({ objectId: agent.id })).map((e) => e.reason)).toEqual(['Scheduled', 'Starting', 'Labelled']);
+      });
+
+      it('returns exactly what a read returns: undefined members dropped, queued admission status, spec and labels', async () => {
+        await store.createTenant({ id: 'tq', name: 'q', admission: 'queue', quota: { running: 0 }, createdAt: BASE_MS });
+        const { agent } = await store.createAgent(newAgent({ tenantId: 't1' }));
+        const status = { phase: 'Running', node: 'n1', restarts: 0, phaseSince: BASE_MS, finishedAt: undefined, message: undefined } as AgentStatus;
+        const { agent: updated } = await store.updateAgentWithEvents(agent, { status, spec: { ...agent.spec, priority: 7 }, labels: { x: 'y' }, updatedAt: BASE_MS + 3 }, []);
+        expect(Object.keys(updated.status)).not.toContain('finishedAt');
+        expect(await store.getAgent(agent.id)).toStrictEqual(updated);
+        // An agent leaving a terminal phase of a queue-mode tenant with no room is queued, and
+        // the record returned says so.
+        const { agent: queuedOne } = await store.createAgent(newAgent({ tenantId: 'tq' }));
+        const failed = await store.updateAgentWithEvents(queuedOne, { status: { ...queuedOne.status, phase: 'Failed' }, updatedAt: BASE_MS + 4 }, []);
+        const restarted = await store.updateAgentWithEvents(failed.agent, { status: { ...failed.agent.status, phase: 'Pending', reason: 'Restart' }, updatedAt: BASE_MS + 5 }, []);
+        expect(restarted.agent.status).toMatchObject({ phase: 'Pending', reason: 'QuotaExceeded' });
+        expect(await store.getAgent(queuedOne.id)).toStrictEqual(restarted.agent);
       });
 
       it('a version conflict stores none of the events, with or without a status', async () => {
         const { agent } = await store.createAgent(newAgent({ tenantId: 't1' }));
         await store.updateAgent(agent.id, 1, { desired: 'stopped', updatedAt: BASE_MS + 1 });
-        const withStatus = store.updateAgentWithEvents(agent.id, 1, { status: { phase: 'Starting', node: 'n1', restarts: 0, phaseSince: BASE_MS }, updatedAt: BASE_MS + 2 }, [
+        const withStatus = store.updateAgentWithEvents(agent, { status: { phase: 'Starting', node: 'n1', restarts: 0, phaseSince: BASE_MS }, updatedAt: BASE_MS + 2 }, [
           newEvent({ objectId: agent.id, reason: 'Lost1' }),
         ]);
         await expect(withStatus).rejects.toBeInstanceOf(VersionConflictError);
-        const plain = store.updateAgentWithEvents(agent.id, 1, { labels: {}, updatedAt: BASE_MS + 2 }, [newEvent({ objectId: agent.id, reason: 'Lost2' })]);
+        const plain = store.updateAgentWithEvents(agent, { labels: {}, updatedAt: BASE_MS + 2 }, [newEvent({ objectId: agent.id, reason: 'Lost2' })]);
         await expect(plain).rejects.toBeInstanceOf(VersionConflictError);
         expect(await store.listEvents({ objectId: agent.id })).toEqual([]);
       });
@@ -448,6 +465,66 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         await expectDomainError(store.listAgents({ limit: 0 }), InputError, 'INVALID_LIMIT');
         await expectDomainError(store.listAgents({ limit: 1.5 }), InputError, 'INVALID_LIMIT');
         await expectDomainError(store.listAgents({ cursor: 'garbage!' }), InputError, 'INVALID_CURSOR');
+      });
+    });
+
+    describe('scanAgents', () => {
+      it('pages through every agent in id order, filtered by phase (one or several) and node', async () => {
+        const agents = await createMany(store, 7, (i) => ({ tenantId: i % 2 ? 't1' : 't2' }));
+        const phases: Phase[] = ['Pending', 'Running', 'Running', 'Failed', 'Running', 'Pending', 'Stopping'];
+        for (const [i, a] of agents.entries()) {
+          if (phases[i] === 'Pending') continue;
+          await store.updateAgent(a.id, a.version, { status: { phase: phases[i]!, node: i % 2 ? 'n1' : 'n2', restarts: 0, phaseSince: BASE_MS }, updatedAt: BASE_MS });
+        }
+        const byId = [...agents].sort((x, y) => (x.id < y.id ? -1 : 1));
+        const scanAll = async (scan: Omit<Parameters<Store['scanAgents']>[0], 'afterId' | 'limit'>, limit: number): Promise<string[]> => {
+          const out: string[] = [];
+          for (let afterId: string | undefined; ; ) {
+            const page = await store.scanAgents({ ...scan, limit, afterId });
+            expect(page.items.length).toBeLessThanOrEqual(limit);
+            out.push(...page.items.map((a) => a.id));
+            if (page.nextAfterId === undefined) return out;
+            afterId = page.nextAfterId;
+          }
+        };
+        expect(await scanAll({}, 2)).toEqual(byId.map((a) => a.id));
+        const phaseOf = new Map(agents.map((a, i) => [a.id, phases[i]!]));
+        const nodeOf = new Map(agents.map((a, i) => [a.id, phases[i] === 'Pending' ? undefined : i % 2 ? 'n1' : 'n2']));
+        expect(await scanAll({ phase: ['Running'] }, 2)).toEqual(byId.filter((a) => phaseOf.get(a.id) === 'Running').map((a) => a.id));
+        expect(await scanAll({ phase: ['Pending', 'Stopping'] }, 1)).toEqual(byId.filter((a) => ['Pending', 'Stopping'].includes(phaseOf.get(a.id)!)).map((a) => a.id));
+        expect(await scanAll({ node: 'n1', phase: ['Running', 'Stopping'] }, 1)).toEqual(
+          byId.filter((a) => nodeOf.get(a.id) === 'n1' && ['Running', 'Stopping'].includes(phaseOf.get(a.id)!)).map((a) => a.id),
+        );
+        const { items: [first] } = await store.scanAgents({ limit: 1 });
+        expect(first).toEqual(await store.getAgent(byId[0]!.id));
+        expect((await store.scanAgents({ limit: 1000 })).nextAfterId).toBeUndefined();
+      });
+
+      it('scanAgentHeads walks the same pass with id, version, phase, desired and node only; getAgents reads a batch', async () => {
+        const agents = await createMany(store, 5);
+        const moved = await store.updateAgent(agents[2]!.id, 1, { status: { phase: 'Running', node: 'n7', restarts: 0, phaseSince: BASE_MS }, desired: 'running', updatedAt: BASE_MS });
+        const heads = [];
+        for (let afterId: string | undefined; ; ) {
+          const page = await store.scanAgentHeads({ limit: 2, afterId });
+          heads.push(...page.items);
+          if (page.nextAfterId === undefined) break;
+          afterId = page.nextAfterId;
+        }
+        const expected = [...agents.filter((a) => a.id !== moved.id), moved]
+          .sort((x, y) => (x.id < y.id ? -1 : 1))
+          .map((a) => ({ id: a.id, version: a.version, phase: a.status.phase, desired: a.desired, ...(a.status.node !== undefined ? { node: a.status.node } : {}) }));
+        expect(heads).toEqual(expected);
+        expect((await store.scanAgentHeads({ phase: ['Running'], limit: 10 })).items).toEqual([{ id: moved.id, version: 2, phase: 'Running', desired: 'running', node: 'n7' }]);
+        const batch = await store.getAgents([agents[0]!.id, moved.id, 'missing']);
+        expect(batch.sort((x, y) => (x.id < y.id ? -1 : 1))).toEqual([agents[0]!, moved].sort((x, y) => (x.id < y.id ? -1 : 1)));
+        expect(await store.getAgents([])).toEqual([]);
+      });
+
+      it('refuses a limit outside 1..1000 with INVALID_LIMIT', async () => {
+        await expectDomainError(store.scanAgents({ limit: 0 }), InputError, 'INVALID_LIMIT');
+        await expectDomainError(store.scanAgentHeads({ limit: 1001 }), InputError, 'INVALID_LIMIT');
+        await expectDomainError(store.getAgents(Array.from({ length: 1001 }, (_, i) => `a${i}`)), InputError, 'INVALID_LIMIT');
+        await expectDomainError(store.scanAgents({ limit: 1001 }), InputError, 'INVALID_LIMIT');
       });
     });
 
@@ -598,9 +675,15 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         const base = newAgent({ tenantId: 'quota-t', ...extra });
         return { ...base, spec: { ...base.spec, resources: { ...base.spec.resources, cpuMillicores, memoryMiB, gpu: 0 } } };
       };
+      // Both ways of writing a status must keep the books the same way.
+      let viaCopy = false;
       const setPhase = async (id: string, phase: Phase, at = BASE_MS + 1000): Promise<Agent> => {
         const a = (await store.getAgent(id))!;
-        return store.updateAgent(id, a.version, { status: { ...a.status, phase }, updatedAt: at });
+        const update = { status: { ...a.status, phase }, updatedAt: at };
+        if (!viaCopy) return store.updateAgent(id, a.version, update);
+        const { agent } = await store.updateAgentWithEvents(a, update, []);
+        expect(await store.getAgent(id)).toEqual(agent);
+        return agent;
       };
 
       it('creates, reads, patches, lists and deletes tenants; TENANT_EXISTS, TENANT_HAS_AGENTS, TENANT_NOT_FOUND', async () => {
@@ -622,26 +705,29 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         expect(await store.listSecrets('acme')).toEqual([]);
       });
 
-      it('admission is exact: counters follow create, terminal phases, start and delete, each exactly once', async () => {
-        await store.createTenant({ id: 'quota-t', name: 'q', admission: 'reject', quota: { cpuMillicores: 1000, memoryMiB: 1000 }, createdAt: BASE_MS });
-        const a = (await store.createAgent(withResources(600, 100))).agent;
-        await expectDomainError(store.createAgent(withResources(500, 100)), ForbiddenError, 'QUOTA_EXCEEDED');
-        expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 600, memoryMiB: 100, gpu: 0, agents: 1, running: 1 });
-        await setPhase(a.id, 'Running');
-        await setPhase(a.id, 'Failed');
-        await setPhase(a.id, 'Failed'); // idempotent: released once
-        expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 1, running: 0 });
-        const b = (await store.createAgent(withResources(500, 100))).agent;
-        // Start again (terminal -> Pending) takes quota again, or is refused.
-        await expectDomainError(setPhase(a.id, 'Pending'), ForbiddenError, 'QUOTA_EXCEEDED');
-        expect((await store.getAgent(a.id))!.status.phase).toBe('Failed');
-        await store.deleteAgent(b.id);
-        await store.deleteAgent(b.id); // absent: no-op, no double release
-        await setPhase(a.id, 'Pending');
-        expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 600, memoryMiB: 100, gpu: 0, agents: 1, running: 1 });
-        await store.deleteAgent(a.id);
-        expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 0, running: 0 });
-      });
+      for (const via of ['updateAgent', 'updateAgentWithEvents'] as const) {
+        it(`${via}: admission is exact: counters follow create, terminal phases, start and delete, each exactly once`, async () => {
+          viaCopy = via === 'updateAgentWithEvents';
+          await store.createTenant({ id: 'quota-t', name: 'q', admission: 'reject', quota: { cpuMillicores: 1000, memoryMiB: 1000 }, createdAt: BASE_MS });
+          const a = (await store.createAgent(withResources(600, 100))).agent;
+          await expectDomainError(store.createAgent(withResources(500, 100)), ForbiddenError, 'QUOTA_EXCEEDED');
+          expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 600, memoryMiB: 100, gpu: 0, agents: 1, running: 1 });
+          await setPhase(a.id, 'Running');
+          await setPhase(a.id, 'Failed');
+          await setPhase(a.id, 'Failed'); // idempotent: released once
+          expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 1, running: 0 });
+          const b = (await store.createAgent(withResources(500, 100))).agent;
+          // Start again (terminal -> Pending) takes quota again, or is refused.
+          await expectDomainError(setPhase(a.id, 'Pending'), ForbiddenError, 'QUOTA_EXCEEDED');
+          expect((await store.getAgent(a.id))!.status.phase).toBe('Failed');
+          await store.deleteAgent(b.id);
+          await store.deleteAgent(b.id); // absent: no-op, no double release
+          await setPhase(a.id, 'Pending');
+          expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 600, memoryMiB: 100, gpu: 0, agents: 1, running: 1 });
+          await store.deleteAgent(a.id);
+          expect((await store.getTenantQuota('quota-t')).used).toEqual({ cpuMillicores: 0, memoryMiB: 0, gpu: 0, agents: 0, running: 0 });
+        });
+      }
 
       it('50 concurrent creates against room for 5 admit exactly 5; a rejected create leaves no record and no key', async () => {
         await store.createTenant({ id: 'quota-t', name: 'q', admission: 'reject', quota: { cpuMillicores: 500 }, createdAt: BASE_MS });
@@ -684,22 +770,47 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         expect((await store.getApiKey(key.id))?.revokedAt).toBe(BASE_MS + 1);
       });
 
-      it('usage: leaving Running closes the interval; accrueUsage is compare-and-set', async () => {
+      for (const via of ['updateAgent', 'updateAgentWithEvents'] as const) {
+        it(`${via}: usage: leaving Running closes the interval; accrueUsage is compare-and-set`, async () => {
+          viaCopy = via === 'updateAgentWithEvents';
+          const a = (await store.createAgent(withResources(500, 1024))).agent;
+          await setPhase(a.id, 'Running', BASE_MS + 1000);
+          const [acc] = await store.listAccruingAgents();
+          expect(acc).toMatchObject({ agent: { id: a.id }, accruedUntil: BASE_MS + 1000 });
+          const record = { tenantId: a.tenantId, agentId: a.id, agentName: a.name, labels: {}, startMs: BASE_MS + 1000, endMs: BASE_MS + 4000, cpuMillicores: 500, memoryMiB: 1024, gpu: 0, usedCpuMicros: 1500 };
+          expect(await store.accrueUsage([{ agentId: a.id, expectedAccruedUntil: BASE_MS + 1000, accruedUntil: BASE_MS + 4000, record }])).toBe(1);
+          expect(await store.accrueUsage([{ agentId: a.id, expectedAccruedUntil: BASE_MS + 1000, accruedUntil: BASE_MS + 4000, record }])).toBe(0);
+          await setPhase(a.id, 'Stopping', BASE_MS + 6000);
+          expect(await store.listAccruingAgents()).toEqual([]);
+          const rows = await store.listUsage({ tenantId: a.tenantId });
+          expect(rows.map((r) => [r.startMs - BASE_MS, r.endMs - BASE_MS, r.usedCpuMicros])).toEqual([
+            [1000, 4000, 1500],
+            [4000, 6000, undefined],
+          ]);
+          expect(await store.listUsage({ tenantId: a.tenantId, fromMs: BASE_MS + 4000, toMs: BASE_MS + 5000 })).toHaveLength(1);
+        });
+      }
+
+      it('listUsage with openUntilMs adds the open interval of Running agents, clipped and stepped like the meter', async () => {
         const a = (await store.createAgent(withResources(500, 1024))).agent;
+        const other = (await store.createAgent(newAgent({ tenantId: 'other-t' }))).agent;
+        await store.updateAgent(other.id, other.version, { status: { ...other.status, phase: 'Running' }, updatedAt: BASE_MS });
         await setPhase(a.id, 'Running', BASE_MS + 1000);
-        const [acc] = await store.listAccruingAgents();
-        expect(acc).toMatchObject({ agent: { id: a.id }, accruedUntil: BASE_MS + 1000 });
-        const record = { tenantId: a.tenantId, agentId: a.id, agentName: a.name, labels: {}, startMs: BASE_MS + 1000, endMs: BASE_MS + 4000, cpuMillicores: 500, memoryMiB: 1024, gpu: 0, usedCpuMicros: 1500 };
-        expect(await store.accrueUsage([{ agentId: a.id, expectedAccruedUntil: BASE_MS + 1000, accruedUntil: BASE_MS + 4000, record }])).toBe(1);
-        expect(await store.accrueUsage([{ agentId: a.id, expectedAccruedUntil: BASE_MS + 1000, accruedUntil: BASE_MS + 4000, record }])).toBe(0);
-        await setPhase(a.id, 'Stopping', BASE_MS + 6000);
-        expect(await store.listAccruingAgents()).toEqual([]);
-        const rows = await store.listUsage({ tenantId: a.tenantId });
-        expect(rows.map((r) => [r.startMs - BASE_MS, r.endMs - BASE_MS, r.usedCpuMicros])).toEqual([
-          [1000, 4000, 1500],
-          [4000, 6000, undefined],
+        expect(await store.listUsage({ tenantId: a.tenantId })).toEqual([]);
+        const open = await store.listUsage({ tenantId: a.tenantId, openUntilMs: BASE_MS + 4000 });
+        expect(open).toEqual([
+          { tenantId: a.tenantId, agentId: a.id, agentName: a.name, labels: a.labels, startMs: BASE_MS + 1000, endMs: BASE_MS + 4000, cpuMillicores: 500, memoryMiB: 1024, gpu: 0 },
         ]);
-        expect(await store.listUsage({ tenantId: a.tenantId, fromMs: BASE_MS + 4000, toMs: BASE_MS + 5000 })).toHaveLength(1);
+        // Outside the window: nothing; a step longer than the limit is cut like the meter's.
+        expect(await store.listUsage({ tenantId: a.tenantId, toMs: BASE_MS + 1000, openUntilMs: BASE_MS + 4000 })).toEqual([]);
+        expect((await store.listUsage({ tenantId: a.tenantId, openUntilMs: BASE_MS + 100_000, maxOpenStepMs: 5000 }))[0]).toMatchObject({ startMs: BASE_MS + 1000, endMs: BASE_MS + 6000 });
+        // Closed by the meter: the ledger row and the open rest add up to the whole run.
+        await store.accrueUsage([{ agentId: a.id, expectedAccruedUntil: BASE_MS + 1000, accruedUntil: BASE_MS + 3000, record: { ...open[0]!, endMs: BASE_MS + 3000 } }]);
+        const both = await store.listUsage({ tenantId: a.tenantId, openUntilMs: BASE_MS + 4000 });
+        expect(both.map((r) => [r.startMs - BASE_MS, r.endMs - BASE_MS])).toEqual([
+          [1000, 3000],
+          [3000, 4000],
+        ]);
       });
 
       it('audit: appends and lists newest first, by tenant', async () => {

@@ -35,18 +35,13 @@ export function registerNodeRoutes(routes: RouteRegistry, d: NodeRouteDeps): voi
     async ({ params, principal }) => {
       const node = view(params.id);
       const agentList: { id: string; tenantId: string; name: string; phase: Phase }[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await d.store.listAgents({
-          node: params.id,
-          phase: ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'],
-          tenantId: principal.role === 'platform-admin' ? undefined : principal.tenantId,
-          limit: 1000,
-          cursor,
-        });
-        for (const a of page.items) agentList.push({ id: a.id, tenantId: a.tenantId, name: a.name, phase: a.status.phase });
-        cursor = page.nextCursor;
-      } while (cursor);
+      const visible = (tenantId: string): boolean => principal.role === 'platform-admin' || tenantId === principal.tenantId;
+      for (let afterId: string | undefined; ; ) {
+        const page = await d.store.scanAgents({ node: params.id, phase: ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'], limit: 1000, afterId });
+        for (const a of page.items) if (visible(a.tenantId)) agentList.push({ id: a.id, tenantId: a.tenantId, name: a.name, phase: a.status.phase });
+        if (page.nextAfterId === undefined) break;
+        afterId = page.nextAfterId;
+      }
       return { ...node, agentList };
     },
   );

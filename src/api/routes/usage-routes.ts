@@ -14,6 +14,8 @@ export interface UsageRouteDeps {
   store: Store;
   rateCard: RateCard;
   clock: Clock;
+  /** The meter's longest step (AGENT_PLATFORM_USAGE_MAX_STEP_MS), applied to open intervals too. */
+  maxStepMs: number;
 }
 
 const Time = z
@@ -85,7 +87,8 @@ export function registerUsageRoutes(routes: RouteRegistry, d: UsageRouteDeps): v
       if (toMs <= fromMs) throw new InputError('query.to must be after query.from', { field: 'query.to' });
       if (query.groupBy === 'label' && !query.label) throw new InputError('groupBy=label needs label=<key>', { field: 'query.label' });
       const rates = d.rateCard.ratesFor(params.id);
-      const records = await d.store.listUsage({ tenantId: params.id, fromMs, toMs });
+      // Open intervals too: what Running agents used since the meter last closed their interval.
+      const records = await d.store.listUsage({ tenantId: params.id, fromMs, toMs, openUntilMs: now, maxOpenStepMs: d.maxStepMs });
       const report = buildUsageReport(records, { fromMs, toMs, groupBy: query.groupBy, label: query.label, rates });
       if (/\btext\/csv\b/.test(String(request.headers.accept ?? ''))) {
         void reply.header('content-type', 'text/csv; charset=utf-8');
