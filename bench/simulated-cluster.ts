@@ -3,7 +3,7 @@
  *
  *   npx tsx bench/simulated-cluster.ts [--agents 100000] [--nodes 5000] [--store sqlite|postgres|both]
  *                                      [--concurrency 256] [--transport http|inject|both]
- *                                      [--reconcile-concurrency 16] [--heap-mib N] [--cpu-prof DIR]
+ *                                      [--reconcile-concurrency 16] [--heap-mib N] [--semi-space-mib N] [--cpu-prof DIR]
  *                                      [--env AGENT_PLATFORM_X=value ...]
  *
  * Each measurement runs in a fresh child process (this file, forked with --phase), so
@@ -55,7 +55,8 @@ const TOKEN = 'bench-simulated-cluster-token';
 const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const BODY_TEMPLATE = { image: 'agent-platform/sim:latest', resources: { cpu: '10m', memory: '16Mi' } } as const;
 const SELF = fileURLToPath(import.meta.url);
-const LOAD_CLIENT = fileURLToPath(new URL('./lib/http-load-client.ts', import.meta.url));
+// Compiled (npm run bench:build) the bench runs as .js; under tsx as .ts.
+const LOAD_CLIENT = fileURLToPath(new URL(`./lib/http-load-client.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
 
 type StoreKind = 'sqlite' | 'postgres';
 type Transport = 'http' | 'inject';
@@ -69,6 +70,8 @@ interface Options {
   reconcileConcurrency: number;
   /** --max-old-space-size of the platform phases; undefined: Node's default. */
   heapMiB: number | undefined;
+  /** --max-semi-space-size of the platform phases (the young generation); undefined: Node's default. */
+  semiSpaceMiB: number | undefined;
   cpuProfDir: string | undefined;
   /** Extra platform config (AGENT_PLATFORM_* variables), e.g. to try a setting at scale. */
   env: Record<string, string>;
@@ -126,6 +129,7 @@ function parseArgs(argv: string[]): Options {
     transports: transport === 'both' ? ['http', 'inject'] : [transport as Transport],
     reconcileConcurrency: int('reconcile-concurrency', 16),
     heapMiB: value('heap-mib') === undefined ? undefined : int('heap-mib', 0),
+    semiSpaceMiB: value('semi-space-mib') === undefined ? undefined : int('semi-space-mib', 0),
     cpuProfDir: value('cpu-prof'),
     env: Object.fromEntries(
       argv.flatMap((a, i) => {
@@ -403,12 +407,13 @@ async function runPhaseHere(spec: PhaseSpec): Promise<PhaseResult> {
 }
 
 /** Runs one phase in a fresh process (this file with --phase). */
-function runPhase(spec: PhaseSpec, opts: Pick<Options, 'cpuProfDir' | 'heapMiB'>): Promise<PhaseResult> {
+function runPhase(spec: PhaseSpec, opts: Pick<Options, 'cpuProfDir' | 'heapMiB' | 'semiSpaceMiB'>): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
     const execArgv = [...process.execArgv];
     if (opts.cpuProfDir && spec.kind === 'platform') execArgv.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`);
     // A heap cap makes V8 collect sooner: peak RSS then shows the live set, not garbage.
     if (opts.heapMiB !== undefined && spec.kind === 'platform') execArgv.push(`--max-old-space-size=${opts.heapMiB}`);
+    if (opts.semiSpaceMiB !== undefined && spec.kind === 'platform') execArgv.push(`--max-semi-space-size=${opts.semiSpaceMiB}`);
     const child = fork(SELF, ['--phase', JSON.stringify(spec)], { execArgv, stdio: 'inherit' });
     let result: PhaseResult | undefined;
     child.on('message', (m: PhaseResult) => {
@@ -451,7 +456,7 @@ function report(opts: Options, results: PhaseResult[], command: string): string 
     '',
     `\`${command}\``,
     '',
-    `${cpus().length} x ${cpu}, Node ${process.version}; ${opts.concurrency} requests in flight, reconcile concurrency ${opts.reconcileConcurrency}; agents cpu 10m / memory 16Mi; nodes 16 CPU / 64Gi (simulated); platform heap ${opts.heapMiB === undefined ? "Node's default" : `--max-old-space-size=${opts.heapMiB}`}${Object.keys(opts.env).length ? `; platform config ${Object.entries(opts.env).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}.`,
+    `${cpus().length} x ${cpu}, Node ${process.version}; ${opts.concurrency} requests in flight, reconcile concurrency ${opts.reconcileConcurrency}; agents cpu 10m / memory 16Mi; nodes 16 CPU / 64Gi (simulated); platform heap ${opts.heapMiB === undefined ? "Node's default" : `--max-old-space-size=${opts.heapMiB}`}${opts.semiSpaceMiB === undefined ? '' : ` --max-semi-space-size=${opts.semiSpaceMiB}`}${Object.keys(opts.env).length ? `; platform config ${Object.entries(opts.env).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}.`,
     '',
     table,
     ...(failures.length ? ['', 'Failed requests:', ...failures] : []),

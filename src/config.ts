@@ -48,6 +48,7 @@ const Env = z.object({
   AGENT_PLATFORM_RATE_LIMIT_BURST: z.coerce.number().int().min(1).default(100),
   AGENT_PLATFORM_RATE_CARD: z.string().optional(),
   AGENT_PLATFORM_RATE_CARD_FILE: z.string().optional(),
+  AGENT_PLATFORM_SQLITE_CACHE_MIB: z.coerce.number().int().min(1).max(65536).default(32),
   AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS: z.coerce.number().int().min(100).default(300_000),
   AGENT_PLATFORM_USAGE_MAX_STEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
   AGENT_PLATFORM_ADMISSION_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000),
@@ -133,6 +134,8 @@ export interface Config {
   rateCardFile?: string | undefined;
   /** How often the usage meter closes Running intervals into the ledger (the most a bill lags). */
   usageAccrualIntervalMs: number;
+  /** SQLite page cache in MiB (the embedded store only). */
+  sqliteCacheMiB: number;
   /** Longest interval one accrual bills; longer gaps are clock jumps (or outages) and are skipped beyond this. */
   usageMaxStepMs: number;
   /** Fallback interval of the admission queue (releases trigger it at once). */
@@ -217,6 +220,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     rateCard: e.AGENT_PLATFORM_RATE_CARD,
     rateCardFile: e.AGENT_PLATFORM_RATE_CARD_FILE,
     usageAccrualIntervalMs: e.AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS,
+    sqliteCacheMiB: e.AGENT_PLATFORM_SQLITE_CACHE_MIB,
     usageMaxStepMs: e.AGENT_PLATFORM_USAGE_MAX_STEP_MS,
     admissionIntervalMs: e.AGENT_PLATFORM_ADMISSION_INTERVAL_MS,
     minIsolation: e.AGENT_PLATFORM_MIN_ISOLATION,

@@ -6,9 +6,7 @@ import type { Config } from './config.js';
 import { systemClock, type Clock } from './domain/clock.js';
 import type { Logger } from './domain/logger.js';
 import { MemoryBus } from './bus/memory-bus.js';
-import { RedisBus } from './bus/redis-bus.js';
 import { LeaderElector } from './ha/leader-elector.js';
-import { RedisLeaderLease } from './ha/redis-leader-lease.js';
 import { registerLeaderRoutes } from './api/routes/leader-routes.js';
 import type { Bus } from './bus/bus.js';
 import { openStore } from './store/open-store.js';
@@ -49,7 +47,7 @@ import { AdmissionQueue } from './tenancy/admission.js';
 import { UsageMeter, cpuCountersFrom } from './tenancy/usage-meter.js';
 import { AuditLog } from './tenancy/audit-log.js';
 import { RateCard } from './tenancy/rate-card.js';
-import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './tenancy/rate-limiter.js';
+import { MemoryRateLimiter, type RateLimiter } from './tenancy/rate-limiter.js';
 import { tenantAwareAuthenticate } from './tenancy/tenant-context.js';
 import { buildSecurity, type Security, type SecurityOverrides } from './security/build-security.js';
 
@@ -99,19 +97,30 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   const logger = pinoLogger as unknown as Logger;
   const clock = overrides.clock ?? systemClock;
   mkdirSync(config.dataDir, { recursive: true });
-  const store = overrides.store ?? (await openStore(config.databaseUrl, config.dataDir));
+  const store = overrides.store ?? (await openStore(config.databaseUrl, config.dataDir, { sqliteCacheMiB: config.sqliteCacheMiB }));
   await store.migrate();
   // One id per installation (per store): containers carry it, so two platforms on one
   // Docker host never sweep each other's containers as orphans.
   const instanceId = await store.putSettingIfAbsent('platform_instance_id', randomBytes(8).toString('hex'));
   // With Redis, replicas share the work queue and events, and a leader lease picks the
   // one that runs the controllers (claims outlive a dead leader by 3 TTLs at most).
-  const bus =
-    overrides.bus ??
-    (config.redisUrl
-      ? new RedisBus({ url: config.redisUrl, prefix: config.redisPrefix, claimTtlMs: 3 * config.leaseTtlMs, logger: logger.child({ component: 'redis-bus' }) })
-      : new MemoryBus());
-  if (bus instanceof RedisBus) await bus.ready();
+  // The Redis modules (and ioredis) are loaded only when Redis is configured: an embedded
+  // platform does not carry them (tens of MiB of RSS; docs/benchmarks.md).
+  const redis = config.redisUrl
+    ? {
+        url: config.redisUrl,
+        ...(await import('./bus/redis-bus.js')),
+        ...(await import('./ha/redis-leader-lease.js')),
+        ...(await import('./tenancy/redis-rate-limiter.js')),
+      }
+    : undefined;
+  let bus: Bus;
+  if (overrides.bus) bus = overrides.bus;
+  else if (redis) {
+    const redisBus = new redis.RedisBus({ url: redis.url, prefix: config.redisPrefix, claimTtlMs: 3 * config.leaseTtlMs, logger: logger.child({ component: 'redis-bus' }) });
+    await redisBus.ready();
+    bus = redisBus;
+  } else bus = new MemoryBus();
   const metrics = new PlatformMetrics();
   const nodeEntries = loadNodePool({ AGENT_PLATFORM_NODES_FILE: config.nodesFile, AGENT_PLATFORM_NODES: config.nodesJson, nodeName: config.nodeName, dockerHost: config.dockerHost });
   const nodePool = buildNodePool(nodeEntries, {
@@ -210,7 +219,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   auth.addResolver(apiKeys.resolve);
   const bucket = { ratePerSecond: config.rateLimitRps, burst: config.rateLimitBurst };
   const rateLimiter: RateLimiter | undefined =
-    config.rateLimitRps > 0 ? (config.redisUrl ? new RedisRateLimiter(config.redisUrl, bucket, `${config.redisPrefix}ratelimit:`) : new MemoryRateLimiter(bucket)) : undefined;
+    config.rateLimitRps > 0 ? (redis ? new redis.RedisRateLimiter(redis.url, bucket, `${config.redisPrefix}ratelimit:`) : new MemoryRateLimiter(bucket)) : undefined;
   const rateCard = RateCard.load(config.rateCard, config.rateCardFile);
   const audit = new AuditLog(store, clock, logger.child({ component: 'audit' }));
   const tenants = new TenantService(store, clock, agents);
@@ -238,7 +247,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   registerUsageRoutes(routes, { tenants, store, rateCard, clock, maxStepMs: config.usageMaxStepMs });
   registerAuditRoutes(routes, { audit });
   security.registerRoutes(routes);
-  const lease = config.redisUrl ? new RedisLeaderLease({ url: config.redisUrl, prefix: config.redisPrefix, ttlMs: config.leaseTtlMs, logger: logger.child({ component: 'leader-lease' }) }) : undefined;
+  const lease = redis ? new redis.RedisLeaderLease({ url: redis.url, prefix: config.redisPrefix, ttlMs: config.leaseTtlMs, logger: logger.child({ component: 'leader-lease' }) }) : undefined;
   const elector = lease
     ? new LeaderElector({
         lease,

@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { InputError } from '../domain/errors.js';
-import { openPostgresStore } from './postgres-store.js';
-import { openSqliteStore } from './sqlite-store.js';
+import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import type { Store } from './store.js';
 
 export interface OpenStoreOptions {
@@ -10,6 +9,8 @@ export interface OpenStoreOptions {
    * @default true
    */
   migrate?: boolean | undefined;
+  /** SQLite page cache (SqliteStoreOptions.cacheMiB); ignored on PostgreSQL. */
+  sqliteCacheMiB?: number | undefined;
 }
 
 /** File name of the embedded database inside the data directory. */
@@ -24,7 +25,7 @@ export const SQLITE_FILE_NAME = 'agent-platform.db';
  * Any other URL throws InputError(INVALID_STORE_URL) rather than silently using SQLite.
  */
 export async function openStore(url: string | undefined, dataDir: string, options: OpenStoreOptions = {}): Promise<Store> {
-  const store = selectStore(url, dataDir);
+  const store = await selectStore(url, dataDir, { cacheMiB: options.sqliteCacheMiB });
   if (options.migrate ?? true) {
     try {
       await store.migrate();
@@ -36,16 +37,17 @@ export async function openStore(url: string | undefined, dataDir: string, option
   return store;
 }
 
-function selectStore(url: string | undefined, dataDir: string): Store {
+async function selectStore(url: string | undefined, dataDir: string, sqlite: SqliteStoreOptions): Promise<Store> {
   const text = url?.trim() ?? '';
-  if (text === '') return openSqliteStore(join(dataDir, SQLITE_FILE_NAME));
-  if (/^postgres(ql)?:\/\//i.test(text)) return openPostgresStore(text);
+  if (text === '') return openSqliteStore(join(dataDir, SQLITE_FILE_NAME), sqlite);
+  // pg is loaded only for PostgreSQL: the embedded platform does not carry it.
+  if (/^postgres(ql)?:\/\//i.test(text)) return (await import('./postgres-store.js')).openPostgresStore(text);
   if (/^sqlite:/i.test(text)) {
     let path = text.slice('sqlite:'.length);
-    if (path === ':memory:') return openSqliteStore(':memory:');
+    if (path === ':memory:') return openSqliteStore(':memory:', sqlite);
     if (path.startsWith('//')) path = path.slice(2);
     if (path === '') throw new InputError('store URL "sqlite:" names no file; use sqlite:/path/to/file.db or sqlite::memory:', { url: text }, 'INVALID_STORE_URL');
-    return openSqliteStore(path);
+    return openSqliteStore(path, sqlite);
   }
   // Only the scheme goes into the error: the rest of a URL may hold a password.
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(text)?.[1] ?? '(none)';

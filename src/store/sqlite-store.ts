@@ -19,6 +19,12 @@ export interface SqliteStoreOptions extends KyselyStoreOptions {
    * @default 256
    */
   statementCacheSize?: number | undefined;
+  /**
+   * Most memory SQLite keeps as its page cache. Beyond it pages come from the operating
+   * system's file cache (no disk read, but not counted in the process's RSS).
+   * @default 32
+   */
+  cacheMiB?: number | undefined;
 }
 
 /**
@@ -36,8 +42,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   raw.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
   raw.pragma('synchronous = NORMAL');
   raw.pragma('foreign_keys = ON');
-  // 64 MiB of page cache (default 2 MiB): 100,000 agents and their indices stay in memory.
-  raw.pragma('cache_size = -65536');
+  // Negative: a size in KiB. SQLite's own default is 2 MiB.
+  raw.pragma(`cache_size = -${Math.max(1, Math.floor((options.cacheMiB ?? 32) * 1024))}`);
   const statements = withStatementCache(raw, options.statementCacheSize ?? 256);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
   return new KyselyStore(sqliteDialect(db, statements), options);

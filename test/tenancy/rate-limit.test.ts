@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { RedisRateLimiter } from '../../src/tenancy/rate-limiter.js';
+import { RedisRateLimiter } from '../../src/tenancy/redis-rate-limiter.js';
 import { REDIS_URL, TenancyPlatform, isCI, uid } from './tenancy-harness.js';
 
 const redisUp = await new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0 }).connect().then(
