@@ -85,12 +85,15 @@ rc = libc.mount(b"none", b"/tmp/mnt", b"tmpfs", 0, None)
 record("mount tmpfs (CAP_SYS_ADMIN)", rc != 0, "rc=%d errno=%s" % (rc, errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno())))
 rc = libc.unshare(0x10000000)  # CLONE_NEWUSER then mount would be the classic trick
 record("unshare user namespace", rc != 0, "rc=%d errno=%s" % (rc, errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno())))
-PTRACE_ATTACH = 16
+# PTRACE_SEIZE, not PTRACE_ATTACH: the same permission check, but ATTACH also sends the
+# target a SIGSTOP, and a DETACH issued before the target has stopped fails, which leaves it
+# stopped for good. Seen here: the agent's own init (its job runner) stopped and the test hung.
+PTRACE_SEIZE = 0x4206
 PTRACE_DETACH = 17
 
 
 def ptrace(pid):
-    rc = libc.ptrace(PTRACE_ATTACH, pid, None, None)
+    rc = libc.ptrace(PTRACE_SEIZE, pid, None, None)
     err = ctypes.get_errno()
     comm = ""
     try:
