@@ -109,7 +109,8 @@ export class AgentService {
   async create(principal: Principal, req: CreateAgentRequest, idempotencyKey?: string, rawBody?: unknown): Promise<{ agent: Agent; created: boolean }> {
     const spec = this.specAdmission ? await this.specAdmission(principal, this.toSpec(req)) : this.toSpec(req);
     const now = this.clock.now();
-    const requestHash = createHash('sha256').update(JSON.stringify(rawBody ?? req)).digest('hex');
+    // Only a request with an Idempotency-Key is compared with an earlier one.
+    const requestHash = idempotencyKey ? createHash('sha256').update(JSON.stringify(rawBody ?? req)).digest('hex') : '';
     const id = newAgentId();
     const { agent, created, events } = await this.store
       .createAgent(

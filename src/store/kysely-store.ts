@@ -7,7 +7,7 @@ import { decodeAgentCursor, encodeAgentCursor } from './agent-cursor.js';
 import { GroupCommitQueue, type GroupCommitOptions } from './group-commit-queue.js';
 import { MIGRATIONS, applyMigrations, type Migration } from './migrations.js';
 import { agentFromRow, eventFromRow, newAgentRow, nodeStateFromRow, nodeStateRow } from './row-mapping.js';
-import type { AgentsTable, Database, EventsTable, TenantQuotasTable, TenantsTable, UsageLedgerTable } from './schema.js';
+import type { AgentsTable, AuditLogTable, Database, EventsTable, TenantQuotasTable, TenantsTable, UsageLedgerTable } from './schema.js';
 import { PreparedQuery, type SqlKind } from './prepared-query.js';
 import type { EgressAuditFilter, StoredEgressAudit, StoredSecret } from './store.js';
 import type { EgressAuditRecord } from '../egress/egress-audit.js';
@@ -92,6 +92,20 @@ const insertUsage = new PreparedQuery<Omit<UsageLedgerTable, 'id'>, unknown>((db
     memory_mib: p('memory_mib'),
     gpu: p('gpu'),
     used_cpu_us: p('used_cpu_us'),
+  }),
+);
+// One per mutating API request.
+const insertAudit = new PreparedQuery<Omit<AuditLogTable, 'id'>, unknown>((db, p) =>
+  db.insertInto('audit_log').values({
+    time: p('time'),
+    request_id: p('request_id'),
+    subject: p('subject'),
+    role: p('role'),
+    tenant_id: p('tenant_id'),
+    method: p('method'),
+    route: p('route'),
+    target_id: p('target_id'),
+    status: p('status'),
   }),
 );
 type EventRow = Omit<EventsTable, 'id'>;
@@ -687,20 +701,17 @@ export class KyselyStore implements Store {
     return this.#guard(async () => {
       await this.#write(
         (db) =>
-          db
-            .insertInto('audit_log')
-            .values({
-              time: record.time,
-              request_id: record.requestId,
-              subject: record.subject,
-              role: record.role,
-              tenant_id: record.tenantId,
-              method: record.method,
-              route: record.route,
-              target_id: record.targetId ?? null,
-              status: record.status,
-            })
-            .execute(),
+          insertAudit.execute(db, this.#dialect.kind, {
+            time: record.time,
+            request_id: record.requestId,
+            subject: record.subject,
+            role: record.role,
+            tenant_id: record.tenantId,
+            method: record.method,
+            route: record.route,
+            target_id: record.targetId ?? null,
+            status: record.status,
+          }),
         'single',
       );
     });
