@@ -7,7 +7,7 @@ SHELL := /bin/bash
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
 # Test steps run in order by `make test`; add a target and list it here.
-TEST_STEPS := test-vitest
+TEST_STEPS := test-typecheck test-vitest
 
 .PHONY: help deps build docker services prometheus podman images platform-image run test $(TEST_STEPS) clean
 
@@ -64,6 +64,11 @@ podman:
 
 test: deps build docker services prometheus podman images
 	@$(MAKE) --no-print-directory $(TEST_STEPS)
+
+# Tests and benchmarks are type-checked too (the build compiles src only).
+test-typecheck:
+	@echo "==> test: typecheck (src, test, bench)"
+	@npx tsc -p tsconfig.json --noEmit
 
 test-vitest:
 	@echo "==> test: vitest"

@@ -85,7 +85,8 @@ interface Tracked {
   version: number;
   containerId: string | undefined;
   previous: ContainerUsage | undefined;
-  history: UsagePoint[];
+  /** Created with the first sample: most tracked agents of a large simulated pool never get one. */
+  history: UsagePoint[] | undefined;
   /** Listed among the live agents in the last round. */
   live: boolean;
   /** The round that last listed it. */
@@ -153,7 +154,7 @@ export class UsageSampler {
     const t = this.tracked.get(agentId);
     const u = t?.live ? t.view.usage : undefined;
     if (!t || !u) return undefined;
-    const last = t.history.at(-1);
+    const last = t.history?.at(-1);
     return {
       cpuCores: last?.timestampMs === u.timestampMs ? last.cpuCores : null,
       memoryWorkingSetBytes: u.memoryWorkingSetBytes,
@@ -258,7 +259,7 @@ export class UsageSampler {
     };
     let t = this.tracked.get(agent.id);
     if (!t) {
-      t = { view, version: agent.version, containerId: undefined, previous: undefined, history: [], live: true, seenInRound: round };
+      t = { view, version: agent.version, containerId: undefined, previous: undefined, history: undefined, live: true, seenInRound: round };
       this.tracked.set(agent.id, t);
     }
     t.view = view; // no usage until this round samples it
@@ -285,17 +286,19 @@ export class UsageSampler {
     }
     t.previous = usage;
     t.view.usage = usage;
-    t.history.push({ timestampMs: usage.timestampMs, cpuCores, memoryWorkingSetBytes: usage.memoryWorkingSetBytes, memoryUsageBytes: usage.memoryUsageBytes });
+    (t.history ??= []).push({ timestampMs: usage.timestampMs, cpuCores, memoryWorkingSetBytes: usage.memoryWorkingSetBytes, memoryUsageBytes: usage.memoryUsageBytes });
   }
 
   private prune(): void {
     const oldestMs = this.clock.now() - this.retentionMs;
     for (const [id, t] of this.tracked) {
-      const firstKept = t.history.findIndex((p) => p.timestampMs >= oldestMs);
-      if (firstKept === -1) t.history.length = 0;
-      else if (firstKept > 0) t.history.splice(0, firstKept);
+      if (t.history !== undefined) {
+        const firstKept = t.history.findIndex((p) => p.timestampMs >= oldestMs);
+        if (firstKept === -1) t.history = undefined;
+        else if (firstKept > 0) t.history.splice(0, firstKept);
+      }
       // Finished or deleted agents keep their history until it ages out.
-      if (!t.live && t.history.length === 0) this.tracked.delete(id);
+      if (!t.live && t.history === undefined) this.tracked.delete(id);
     }
   }
 

@@ -30,9 +30,12 @@ interface Binding {
   cpuMillicores: number;
   memoryMiB: number;
   gpu: number;
-  gpuIds: string[];
+  gpuIds: readonly string[];
   spreadGroup: string;
 }
+
+/** Shared by every binding without GPUs (nearly all). */
+const NO_GPUS: readonly string[] = Object.freeze([]);
 
 /** An agent that found no node, ordered for retries by priority (high first), then age. */
 interface Waiting {
@@ -116,7 +119,7 @@ export class SchedulerPlacer implements Placer {
       cpuMillicores: request.spec.resources.cpuMillicores,
       memoryMiB: request.spec.resources.memoryMiB,
       gpu: request.spec.resources.gpu,
-      gpuIds: decision.gpuIds,
+      gpuIds: decision.gpuIds.length === 0 ? NO_GPUS : decision.gpuIds,
       spreadGroup: request.spreadGroup ?? '',
     });
     this.waiting.delete(agent.id);
@@ -159,7 +162,7 @@ export class SchedulerPlacer implements Placer {
     if (!this.o.nodes.nodes().some((n) => n.id === nodeId)) return false;
     const r = agent.spec.resources;
     const gpuIds = agent.status.gpuIds ?? [];
-    const binding: Binding = { nodeId, cpuMillicores: r.cpuMillicores, memoryMiB: r.memoryMiB, gpu: gpuIds.length, gpuIds: [...gpuIds], spreadGroup: spreadGroupOf(agent) };
+    const binding: Binding = { nodeId, cpuMillicores: r.cpuMillicores, memoryMiB: r.memoryMiB, gpu: gpuIds.length, gpuIds: gpuIds.length === 0 ? NO_GPUS : [...gpuIds], spreadGroup: spreadGroupOf(agent) };
     this.bindings.set(agent.id, binding);
     this.waiting.delete(agent.id);
     if (this.pool && !this.tryAssume(this.pool, agent.id, binding)) this.pool = undefined;

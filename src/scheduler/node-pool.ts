@@ -33,6 +33,8 @@ interface Assumption {
 }
 
 const MAX_ELIGIBLE_CACHE_ENTRIES = 4096;
+/** Shared by every assumption without GPUs (nearly all): 100,000 empty arrays are 3 MiB. */
+const NO_GPUS: readonly string[] = Object.freeze([]);
 
 /**
  * In-memory accounting of a SchedulingSnapshot, the scheduler's "assume cache": after a
@@ -212,13 +214,15 @@ export class NodePool {
       });
     }
     const used = this.gpuUsed[i]!;
-    const known = this.gpuIdsSorted[i]!;
-    const seen = new Set<string>();
-    for (const id of gpuIds) {
-      if (!known.includes(id) || used.has(id) || seen.has(id)) {
-        throw new ConflictError('GPU_UNAVAILABLE', `GPU "${id}" on node "${nodeId}" is unknown, in use or listed twice`, { agentId, nodeId, gpuId: id });
+    if (gpuIds.length > 0) {
+      const known = this.gpuIdsSorted[i]!;
+      const seen = new Set<string>();
+      for (const id of gpuIds) {
+        if (!known.includes(id) || used.has(id) || seen.has(id)) {
+          throw new ConflictError('GPU_UNAVAILABLE', `GPU "${id}" on node "${nodeId}" is unknown, in use or listed twice`, { agentId, nodeId, gpuId: id });
+        }
+        seen.add(id);
       }
-      seen.add(id);
     }
     this.usedCpu[i]! += cpuMillicores;
     this.usedMemory[i]! += memoryMiB;
@@ -226,7 +230,7 @@ export class NodePool {
     for (const id of gpuIds) used.add(id);
     this.freeGpuCount[i]! -= gpuIds.length;
     this.addToGroup(spreadGroup, i, 1);
-    this.assumed.set(agentId, { nodeIndex: i, cpuMillicores, memoryMiB, gpuIds: [...gpuIds], spreadGroup });
+    this.assumed.set(agentId, { nodeIndex: i, cpuMillicores, memoryMiB, gpuIds: gpuIds.length === 0 ? NO_GPUS : [...gpuIds], spreadGroup });
   }
 
   /** Assume a scheduled decision for its request. Throws InputError for an unschedulable decision. */
