@@ -79,6 +79,13 @@ const CREATE_CONFLICT_ATTEMPTS = 7;
 const isStatus = (err: unknown, status: number): err is DockerApiError => err instanceof DockerApiError && err.statusCode === status;
 
 /**
+ * How long after a container's exit 137 its "oom" event may still arrive: the daemon can
+ * emit it after the exit (one run of the escape test here saw OOMKilled false at once).
+ * Only SIGKILL exits without the flag wait, and only while this soon after the exit.
+ */
+const OOM_EVENT_GRACE_MS = 2_000;
+
+/**
  * Runtime adapter for one Docker Engine (API 1.41+) through dockerode's modem. Requests
  * are sent with exactly the bodies built by `buildContainerConfig`; images are never
  * pulled (a missing image is an immediate ImageNotFoundError).
@@ -258,17 +265,18 @@ export class DockerRuntime implements Runtime {
   }
 
   /**
-   * One GET /containers/{id}/json. On cgroup v1 the daemon can process a container's
-   * exit before its OOM notification and then report OOMKilled false for an OOM kill;
-   * so for an exit code of 137 without the flag we also ask the daemon's event log
-   * (a short in-memory backlog) whether an "oom" event was recorded since the start.
+   * One GET /containers/{id}/json. The daemon can process a container's exit before its
+   * OOM notification and then report OOMKilled false for an OOM kill (seen on cgroup v1,
+   * and on v2 with runc here); so for an exit code of 137 without the flag we also ask the
+   * daemon's event log (a short in-memory backlog) whether an "oom" event was recorded
+   * since the start, waiting up to OOM_EVENT_GRACE_MS after the exit for a late one.
    */
   async inspect(containerId: string, signal?: AbortSignal): Promise<ObservedContainer | undefined> {
     const raw = await this.inspectRaw(containerId, signal);
     if (raw === undefined) return undefined;
     const observed = observedFromInspect(raw);
     if (observed.state === 'exited' && observed.exitCode === 137 && !observed.oomKilled && observed.startedAt !== undefined) {
-      observed.oomKilled = await this.oomEventRecorded(raw.Id, observed.startedAt, signal);
+      observed.oomKilled = await this.oomEventRecorded(raw.Id, observed.startedAt, observed.finishedAt, signal);
     }
     return observed;
   }
@@ -426,7 +434,7 @@ export class DockerRuntime implements Runtime {
     }
   }
 
-  private async oomEventRecorded(containerId: string, sinceMs: number, signal?: AbortSignal): Promise<boolean> {
+  private async oomEventRecorded(containerId: string, sinceMs: number, exitedAtMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
     const deadline = AbortSignal.timeout(this.callTimeoutMs);
     const readSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
     const response = await this.openStream(
@@ -436,7 +444,8 @@ export class DockerRuntime implements Runtime {
         method: 'GET',
         options: {
           since: dockerSinceParam(sinceMs),
-          until: dockerSinceParam(Date.now()),
+          // A future "until" keeps the stream open until then; an "oom" event ends it at once.
+          until: dockerSinceParam(Math.max(Date.now(), (exitedAtMs ?? 0) + OOM_EVENT_GRACE_MS)),
           filters: { type: ['container'], container: [containerId], event: ['oom'] },
         },
         statusCodes: { 200: true },
