@@ -1,3 +1,4 @@
+import { scanPages } from '../store/scan-pages.js';
 import type { Agent, AgentStatus } from '../domain/agent.js';
 import { isTerminal } from '../domain/agent.js';
 import type { Clock } from '../domain/clock.js';
@@ -121,15 +122,13 @@ export class AgentController {
       }
     }
     const nodeOf = new Map<string, string | undefined>();
-    for (let afterId: string | undefined; !signal?.aborted; ) {
-      // Heads only (no JSON to parse): at 100,000 agents the pass is a cheap index walk.
-      const page = await this.d.store.scanAgentHeads({ limit: 1000, afterId });
-      for (const a of page.items) {
+    // Heads only (no JSON to parse): at 100,000 agents the pass is a cheap index walk.
+    for await (const heads of scanPages((afterId) => this.d.store.scanAgentHeads({ limit: 1000, afterId }))) {
+      for (const a of heads) {
         nodeOf.set(a.id, a.node);
         if ((full && !isTerminal(a.phase)) || this.needsReconcile(a, observed)) this.d.bus.enqueue(a.id);
       }
-      if (page.nextAfterId === undefined) break;
-      afterId = page.nextAfterId;
+      if (signal?.aborted) break;
     }
     if (signal?.aborted) return;
     for (const runtime of this.d.runtimes.all()) {

@@ -1,3 +1,4 @@
+import { scanPages } from '../store/scan-pages.js';
 import { isTerminal, type Agent, type Phase } from '../domain/agent.js';
 import { systemClock, type Clock } from '../domain/clock.js';
 import { silentLogger, type Logger } from '../domain/logger.js';
@@ -183,11 +184,9 @@ export class UsageSampler {
       list.push(t);
       byNode.set(t.view.node, list);
     };
-    for (let afterId: string | undefined; ; ) {
-      signal?.throwIfAborted();
-      const page = await this.o.store.scanAgentHeads({ phase: LIVE_PHASES, limit: PAGE_SIZE, afterId });
+    for await (const heads of scanPages((afterId) => this.o.store.scanAgentHeads({ phase: LIVE_PHASES, limit: PAGE_SIZE, afterId }), signal)) {
       const changed: string[] = [];
-      for (const head of page.items) {
+      for (const head of heads) {
         const t = this.tracked.get(head.id);
         if (t === undefined || t.version !== head.version) {
           changed.push(head.id);
@@ -203,8 +202,6 @@ export class UsageSampler {
         if (isTerminal(agent.status.phase)) continue; // finished between the two reads
         place(this.track(agent, round));
       }
-      if (page.nextAfterId === undefined) break;
-      afterId = page.nextAfterId;
     }
     for (const t of this.tracked.values()) {
       if (t.seenInRound !== round && t.live) {

@@ -1,3 +1,4 @@
+import { scanPages } from '../store/scan-pages.js';
 import type { Agent, AgentStatus } from '../domain/agent.js';
 import { isTerminal } from '../domain/agent.js';
 import type { Clock } from '../domain/clock.js';
@@ -132,13 +133,8 @@ export class NodeEvictor {
   /** Non-terminal agents recorded on the node, every page. */
   private async agentsOn(nodeId: string, signal?: AbortSignal): Promise<Agent[]> {
     const out: Agent[] = [];
-    for (let afterId: string | undefined; ; ) {
-      signal?.throwIfAborted();
-      const page = await this.d.store.scanAgents({ node: nodeId, phase: [...LIVE_PHASES], limit: 1000, afterId });
-      out.push(...page.items);
-      if (page.nextAfterId === undefined) return out;
-      afterId = page.nextAfterId;
-    }
+    for await (const items of scanPages((afterId) => this.d.store.scanAgents({ node: nodeId, phase: [...LIVE_PHASES], limit: 1000, afterId }), signal)) out.push(...items);
+    return out;
   }
 
   /**

@@ -1,3 +1,4 @@
+import { scanPages } from '../store/scan-pages.js';
 import type { Agent } from '../domain/agent.js';
 import { isTerminal } from '../domain/agent.js';
 import { DomainError } from '../domain/errors.js';
@@ -90,15 +91,12 @@ export class SchedulerPlacer implements Placer {
     this.waiting.clear();
     this.pool = undefined;
     let count = 0;
-    for (let afterId: string | undefined; ; ) {
-      signal?.throwIfAborted();
-      const page = await store.scanAgents({ phase: ['Pending', 'Starting', 'Running', 'Stopping'], limit: 1000, afterId });
-      for (const agent of page.items) {
+    for await (const agents of scanPages((afterId) => store.scanAgents({ phase: ['Pending', 'Starting', 'Running', 'Stopping'], limit: 1000, afterId }), signal)) {
+      for (const agent of agents) {
         if (agent.status.node !== undefined && agent.desired !== 'deleted' && this.adopt(agent)) count++;
       }
-      if (page.nextAfterId === undefined) return count;
-      afterId = page.nextAfterId;
     }
+    return count;
   }
 
   async place(agent: Agent): Promise<Placement> {

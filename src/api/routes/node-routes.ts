@@ -1,3 +1,4 @@
+import { scanPages } from '../../store/scan-pages.js';
 import type { Phase } from '../../domain/agent.js';
 import { ForbiddenError } from '../../domain/errors.js';
 import type { NodeAllocation } from '../../domain/node.js';
@@ -36,11 +37,9 @@ export function registerNodeRoutes(routes: RouteRegistry, d: NodeRouteDeps): voi
       const node = view(params.id);
       const agentList: { id: string; tenantId: string; name: string; phase: Phase }[] = [];
       const visible = (tenantId: string): boolean => principal.role === 'platform-admin' || tenantId === principal.tenantId;
-      for (let afterId: string | undefined; ; ) {
-        const page = await d.store.scanAgents({ node: params.id, phase: ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'], limit: 1000, afterId });
-        for (const a of page.items) if (visible(a.tenantId)) agentList.push({ id: a.id, tenantId: a.tenantId, name: a.name, phase: a.status.phase });
-        if (page.nextAfterId === undefined) break;
-        afterId = page.nextAfterId;
+      const pages = scanPages((afterId) => d.store.scanAgents({ node: params.id, phase: ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'], limit: 1000, afterId }));
+      for await (const items of pages) {
+        for (const a of items) if (visible(a.tenantId)) agentList.push({ id: a.id, tenantId: a.tenantId, name: a.name, phase: a.status.phase });
       }
       return { ...node, agentList };
     },
