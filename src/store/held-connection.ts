@@ -29,3 +29,28 @@ export function releaseConnection(conn: Kysely<any>): void {
 export function syncExecutorOf(db: Kysely<any>): SyncExecute | undefined {
   return held.get(db);
 }
+
+/**
+ * Runs compiled SQL at once when the connection has no transaction open; undefined when
+ * it has one (the statement must then wait its turn through Kysely).
+ */
+export type IdleExecute = <R>(query: CompiledQuery<R>) => QueryResult<R> | undefined;
+
+const idle = new WeakMap<object, IdleExecute>();
+
+/**
+ * Lets statements on the store's own Kysely (outside any batch) run synchronously while
+ * no transaction is open on SQLite's single connection. A read then skips Kysely's
+ * connection mutex and promise chain (about as costly as the read itself); with a
+ * transaction open (a group-commit batch between its awaits) it would see uncommitted
+ * rows, so then it queues behind the transaction as before.
+ */
+export function runWhenIdle(db: Kysely<any>, execute: IdleExecute): void {
+  idle.set(db, execute);
+}
+
+/** The idle executor registered for `db` (the store's own Kysely), if any. */
+export function idleExecutorOf(db: Kysely<any>): IdleExecute | undefined {
+  return idle.get(db);
+}
+

@@ -1,6 +1,6 @@
 import type { CompiledQuery, Compilable, Kysely, QueryResult } from 'kysely';
 import type { Database } from './schema.js';
-import { syncExecutorOf } from './held-connection.js';
+import { idleExecutorOf, syncExecutorOf } from './held-connection.js';
 
 /** The SQL dialects a KyselyStore speaks; compiled SQL differs between them (`?` vs `$1`). */
 export type SqlKind = 'sqlite' | 'postgres';
@@ -51,6 +51,15 @@ export class PreparedQuery<A extends Record<string, unknown>, R> {
     if (sync) {
       try {
         return Promise.resolve(sync(compiled));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    const idle = idleExecutorOf(db);
+    if (idle) {
+      try {
+        const result = idle(compiled);
+        if (result) return Promise.resolve(result);
       } catch (err) {
         return Promise.reject(err);
       }

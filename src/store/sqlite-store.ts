@@ -5,6 +5,7 @@ import { Kysely, SqliteDialect, sql, type CompiledQuery, type Expression, type Q
 import { KyselyStore, type KyselyStoreOptions } from './kysely-store.js';
 import type { Database } from './schema.js';
 import type { StoreDialect } from './store-dialect.js';
+import { runWhenIdle } from './held-connection.js';
 import type { Store } from './store.js';
 
 export interface SqliteStoreOptions extends KyselyStoreOptions {
@@ -46,7 +47,10 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   raw.pragma(`cache_size = -${Math.max(1, Math.floor((options.cacheMiB ?? 32) * 1024))}`);
   const statements = withStatementCache(raw, options.statementCacheSize ?? 256);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
-  return new KyselyStore(sqliteDialect(db, statements), options);
+  const dialect = sqliteDialect(db, statements);
+  const executeSync = dialect.executeSync!;
+  runWhenIdle(db, (query) => (raw.inTransaction ? undefined : executeSync(query)));
+  return new KyselyStore(dialect, options);
 }
 
 function sqliteDialect(db: Kysely<Database>, statements: { prepare(sql: string): RawStatement }): StoreDialect {
