@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { applyHeapGrowthPercent } from './heap-growth.js';
 import { mkdirSync } from 'node:fs';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
@@ -96,6 +97,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   const pinoLogger = pino({ level: config.logLevel, base: { service: 'agent-platform' } }, overrides.logStream ?? process.stdout);
   const logger = pinoLogger as unknown as Logger;
   const clock = overrides.clock ?? systemClock;
+  applyHeapGrowthPercent(config.heapGrowthPercent);
   mkdirSync(config.dataDir, { recursive: true });
   const store = overrides.store ?? (await openStore(config.databaseUrl, config.dataDir, { sqliteCacheMiB: config.sqliteCacheMiB }));
   await store.migrate();

@@ -1,4 +1,5 @@
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { newDockerClient } from '../runtime/docker/docker-client.js';
 import type { Logger } from '../domain/logger.js';
 import { parseDockerHost } from '../runtime/docker/docker-host.js';
 import { CgroupCollector } from './cgroup/cgroup-collector.js';
@@ -13,7 +14,7 @@ export function createDockerUsageCollector(dockerHost: string | undefined, logge
   const endpoint = parseDockerHost(dockerHost);
   // Every connection key set explicitly so docker-modem does not merge its own reading of
   // DOCKER_HOST and DOCKER_CERT_PATH under the endpoint we parsed.
-  const docker = new Docker({
+  const docker = newDockerClient({
     socketPath: endpoint.kind === 'unix' ? endpoint.socketPath : undefined,
     host: endpoint.kind === 'tcp' ? endpoint.host : undefined,
     port: endpoint.kind === 'tcp' ? endpoint.port : undefined,

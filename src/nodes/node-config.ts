@@ -1,9 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { DomainError, InputError } from '../domain/errors.js';
 import type { GpuDevice, Taint } from '../domain/node.js';
 import { parseCpuMillicores, parseMemoryMiB } from '../domain/quantity.js';
+
+const require = createRequire(import.meta.url);
+/** The yaml package (about 8 MiB resident) loads only when a nodes file is read. */
+const parseYaml = (text: string): unknown => (require('yaml') as typeof import('yaml')).parse(text);
 
 /**
  * The node pool as configured: `AGENT_PLATFORM_NODES_FILE` (YAML or JSON) or

@@ -1,5 +1,6 @@
 import { networkInterfaces } from 'node:os';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { newDockerClient } from '../runtime/docker/docker-client.js';
 import type { Agent, AgentEndpoint } from '../domain/agent.js';
 import { silentLogger, type Logger } from '../domain/logger.js';
 import { EgressProxy, type EgressProxyOptions } from '../egress/egress-proxy.js';
@@ -81,7 +82,7 @@ export class AgentNetworkManager {
     this.chain = `AP-EGRESS-${short}`;
     this.logger = options.logger ?? silentLogger;
     const endpoint = parseDockerHost(options.dockerHost ?? process.env.DOCKER_HOST);
-    this.docker = new Docker(endpoint.kind === 'unix' ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port, protocol: 'http' });
+    this.docker = newDockerClient(endpoint.kind === 'unix' ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port, protocol: 'http' });
   }
 
   /** The running proxy (after start). */

@@ -1,7 +1,8 @@
 import { Agent as HttpAgent, type IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import { newDockerClient } from './docker-client.js';
 import type DockerModem from 'docker-modem';
 import { ConflictError, NotFoundError } from '../../domain/errors.js';
 import {
@@ -136,7 +137,7 @@ export class DockerRuntime implements Runtime {
       agent: this.httpAgent,
     };
     // `agent` and `pathPrefix` are modem options missing from @types/dockerode.
-    const docker = new Docker(connection as Docker.DockerOptions);
+    const docker = newDockerClient(connection as Docker.DockerOptions);
     this.modem = docker.modem as DockerModem;
   }
 
