@@ -49,7 +49,11 @@ const Env = z.object({
   AGENT_PLATFORM_RATE_CARD: z.string().optional(),
   AGENT_PLATFORM_RATE_CARD_FILE: z.string().optional(),
   AGENT_PLATFORM_SQLITE_CACHE_MIB: z.coerce.number().int().min(1).max(65536).default(32),
-  AGENT_PLATFORM_HEAP_GROWTH_PERCENT: z.coerce.number().int().min(10).max(400).optional(),
+  AGENT_PLATFORM_HEAP_GROWTH_PERCENT: z.coerce
+    .number()
+    .int()
+    .refine((v) => v === 0 || (v >= 10 && v <= 400), "must be 0 (V8's own heuristic) or from 10 to 400")
+    .default(50),
   AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS: z.coerce.number().int().min(100).default(300_000),
   AGENT_PLATFORM_USAGE_MAX_STEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
   AGENT_PLATFORM_ADMISSION_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000),
@@ -139,10 +143,10 @@ export interface Config {
   sqliteCacheMiB: number;
   /**
    * How far V8 lets the heap grow past what survived the last full GC, in percent (process
-   * wide, see src/heap-growth.ts). Unset: V8's own heuristic, which under load lets the heap
-   * reach several times the live data.
+   * wide, see src/heap-growth.ts); 0: V8's own heuristic, which under load lets the heap
+   * reach four times the live data.
    */
-  heapGrowthPercent?: number | undefined;
+  heapGrowthPercent: number;
   /** Longest interval one accrual bills; longer gaps are clock jumps (or outages) and are skipped beyond this. */
   usageMaxStepMs: number;
   /** Fallback interval of the admission queue (releases trigger it at once). */

@@ -32,7 +32,9 @@ describe('AGENT_PLATFORM_HEAP_GROWTH_PERCENT', () => {
   it('is validated like every other setting', () => {
     expect(() => loadConfig({ AGENT_PLATFORM_HEAP_GROWTH_PERCENT: '5' })).toThrow(ConfigError);
     expect(() => loadConfig({ AGENT_PLATFORM_HEAP_GROWTH_PERCENT: 'lots' })).toThrow(/AGENT_PLATFORM_HEAP_GROWTH_PERCENT/);
-    expect(loadConfig({ AGENT_PLATFORM_HEAP_GROWTH_PERCENT: '50' }).heapGrowthPercent).toBe(50);
-    expect(loadConfig({}).heapGrowthPercent).toBeUndefined();
+    expect(() => loadConfig({ AGENT_PLATFORM_HEAP_GROWTH_PERCENT: '500' })).toThrow(/0 \(V8's own heuristic\) or from 10 to 400/);
+    expect(loadConfig({ AGENT_PLATFORM_HEAP_GROWTH_PERCENT: '100' }).heapGrowthPercent).toBe(100);
+    expect(loadConfig({ AGENT_PLATFORM_HEAP_GROWTH_PERCENT: '0' }).heapGrowthPercent).toBe(0);
+    expect(loadConfig({}).heapGrowthPercent).toBe(50);
   });
 });
