@@ -48,7 +48,7 @@ const Env = z.object({
   AGENT_PLATFORM_RATE_LIMIT_BURST: z.coerce.number().int().min(1).default(100),
   AGENT_PLATFORM_RATE_CARD: z.string().optional(),
   AGENT_PLATFORM_RATE_CARD_FILE: z.string().optional(),
-  AGENT_PLATFORM_SQLITE_CACHE_MIB: z.coerce.number().int().min(1).max(65536).default(32),
+  AGENT_PLATFORM_SQLITE_CACHE_MIB: z.coerce.number().int().min(1).max(65536).default(16),
   AGENT_PLATFORM_HEAP_GROWTH_PERCENT: z.coerce
     .number()
     .int()

@@ -23,7 +23,7 @@ export interface SqliteStoreOptions extends KyselyStoreOptions {
   /**
    * Most memory SQLite keeps as its page cache. Beyond it pages come from the operating
    * system's file cache (no disk read, but not counted in the process's RSS).
-   * @default 32
+   * @default 16
    */
   cacheMiB?: number | undefined;
 }
@@ -44,7 +44,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   raw.pragma('synchronous = NORMAL');
   raw.pragma('foreign_keys = ON');
   // Negative: a size in KiB. SQLite's own default is 2 MiB.
-  raw.pragma(`cache_size = -${Math.max(1, Math.floor((options.cacheMiB ?? 32) * 1024))}`);
+  raw.pragma(`cache_size = -${Math.max(1, Math.floor((options.cacheMiB ?? 16) * 1024))}`);
   const statements = withStatementCache(raw, options.statementCacheSize ?? 256);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
   const dialect = sqliteDialect(db, statements);
