@@ -17,6 +17,7 @@ import { canonicalIp, formatIp, parseIp, unmapIp, type IpAddress } from './ip-ad
 import { readClientHello } from './read-client-hello.js';
 import { abortable } from './abortable.js';
 import { connectUpstream, UpstreamConnectError } from './upstream-connect.js';
+import { linkSignals } from '../runtime/linked-signal.js';
 
 /** Who an agent is and where it may connect; registered per source IP. */
 export interface EgressPolicy {
@@ -416,8 +417,13 @@ export class EgressProxy {
       trusted = this.options.trustHostsFile === true;
     } else {
       try {
-        const dnsSignal = AbortSignal.any([signal, AbortSignal.timeout(this.dnsTimeoutMs)]);
-        const answers = await abortable(this.resolver.resolve(target.host, dnsSignal), dnsSignal);
+        const dns = linkSignals(signal, AbortSignal.timeout(this.dnsTimeoutMs));
+        let answers: readonly string[];
+        try {
+          answers = await abortable(this.resolver.resolve(target.host, dns.signal), dns.signal);
+        } finally {
+          dns.dispose();
+        }
         addresses = answers.map((text) => parseIp(text)).filter((ip): ip is IpAddress => ip !== undefined).map(unmapIp);
       } catch (err) {
         const why = signal.aborted ? 'connection closed' : err instanceof Error ? err.message : String(err);

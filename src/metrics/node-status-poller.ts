@@ -2,6 +2,7 @@ import { silentLogger, type Logger } from '../domain/logger.js';
 import type { NodeInfo, Runtime } from '../runtime/runtime.js';
 import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import type { Store } from '../store/store.js';
+import { linkSignals } from '../runtime/linked-signal.js';
 
 /** Amounts of the three schedulable resources, in base units. */
 export interface NodeResources {
@@ -83,14 +84,15 @@ export class NodeStatusPoller {
   /** Polls once: runtimes and store in parallel. */
   async pollOnce(signal?: AbortSignal): Promise<void> {
     const timeout = AbortSignal.timeout(this.timeoutMs);
-    const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const link = linkSignals(signal, timeout);
+    const sig = link.signal;
     await Promise.all([
       ...this.o.runtimes.all().map((r) => this.pollRuntime(r, sig)),
       this.o.store.ping().then(
         () => void (this.storeReady = true),
         () => void (this.storeReady = false),
       ),
-    ]);
+    ]).finally(link.dispose);
     this.polled = true;
   }
 

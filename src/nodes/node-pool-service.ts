@@ -11,6 +11,7 @@ import { discoverLocalGpus } from './gpu-discovery.js';
 import type { DrainResult, NodeEvictor, NodeLostResult } from './node-evictor.js';
 import { NODE_EVENT_REASONS, NODE_EVENT_TENANT } from './node-events.js';
 import { NODE_FAULT_REASONS, NodeHealthTracker } from './node-health-tracker.js';
+import { linkSignals } from '../runtime/linked-signal.js';
 
 /** One node as wired: its runtime plus what the config says about it. */
 export interface NodeDefinition {
@@ -296,13 +297,16 @@ export class NodePoolService {
     const timer = setTimeout(() => timeout.abort(new DOMException(`node ${id} did not answer within ${this.pingTimeoutMs} ms`, 'TimeoutError')), this.pingTimeoutMs);
     timer.unref();
     let sig: AbortSignal;
+    let unlink = (): void => undefined;
     if (signal === this.abort?.signal) {
       // The service's own signal: the stop listener in start() aborts the beats in flight.
       this.beatsInFlight.add(timeout);
       if (signal.aborted) timeout.abort(signal.reason);
       sig = timeout.signal;
     } else {
-      sig = AbortSignal.any([signal, timeout.signal]);
+      const link = linkSignals(signal, timeout.signal);
+      sig = link.signal;
+      unlink = link.dispose;
     }
     try {
       await s.def.runtime.ping(sig);
@@ -324,6 +328,7 @@ export class NodePoolService {
     } finally {
       clearTimeout(timer);
       this.beatsInFlight.delete(timeout);
+      unlink();
     }
     try {
       await this.evaluate(s, signal);

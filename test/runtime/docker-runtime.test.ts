@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -43,6 +44,20 @@ describe.skipIf(!hasDocker)('DockerRuntime', () => {
       await Promise.all(mine.map((c) => docker.getContainer(c.Id).remove({ force: true })));
       await runtime.close();
     });
+
+    it('leaves nothing on a long-lived caller signal after its calls (no AbortSignal.any leak)', async () => {
+      // The controller passes one signal for as long as it leads; every call used to leave a
+      // WeakRef in it (nodejs/node#55351), so memory grew with every Docker call.
+      const leadership = new AbortController();
+      const { id } = await runToExit('echo hi');
+      for (let i = 0; i < 20; i++) await runtime.inspect(id, leadership.signal);
+      const lines: LogLine[] = [];
+      for await (const line of runtime.logs(id, {}, leadership.signal)) lines.push(line);
+      expect(lines.map((l) => l.text)).toContain('hi');
+      expect(getEventListeners(leadership.signal, 'abort')).toHaveLength(0);
+      const dependants = Object.getOwnPropertySymbols(leadership.signal).find((s) => s.description === 'kDependantSignals');
+      expect(dependants === undefined ? 0 : (leadership.signal as unknown as Record<symbol, Set<unknown>>)[dependants]!.size).toBe(0);
+    }, 30_000);
 
     it('reports an OOM kill: exit 137 and oomKilled', async () => {
       const { id } = await runToExit(`x=$(head -c 64m /dev/zero | tr '\\0' a); echo survived; sleep 1`, { memoryLimitMiB: 16 });

@@ -10,6 +10,7 @@ import { AgentList, AgentResponse, CreateAgentRequest, EventList, ListAgentsQuer
 import { Id } from '../schemas/common-schema.js';
 import { toAgentResponse, toEventResponse } from '../agent-mapper.js';
 import type { AgentUsage } from '../../metrics/usage-sampler.js';
+import { linkSignals } from '../../runtime/linked-signal.js';
 
 const IdParams = z.strictObject({ id: Id });
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -90,7 +91,13 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       reply.raw.once('close', () => {
         if (!reply.raw.writableFinished) hungUp.abort();
       });
-      const result = await d.agents.delete(principal, params.id, d.deleteWaitMs, AbortSignal.any([routes.closing, hungUp.signal]));
+      const wait = linkSignals(routes.closing, hungUp.signal);
+      let result;
+      try {
+        result = await d.agents.delete(principal, params.id, d.deleteWaitMs, wait.signal);
+      } finally {
+        wait.dispose();
+      }
       if (result.gone) return { id: params.id, deleted: true as const };
       void reply.status(202);
       return toAgentResponse(result.agent!);
@@ -148,8 +155,9 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       if (!runtime) throw new UnavailableError('NODE_UNAVAILABLE', `node ${agent.status.node} of agent ${agent.id} is not reachable; logs are unavailable`);
       const disconnected = new AbortController();
       request.raw.on('close', () => disconnected.abort());
-      // Ends when the client goes away or the server shuts down.
-      const signal = AbortSignal.any([disconnected.signal, routes.closing]);
+      // Ends when the client goes away or the server shuts down. Every request closes, and
+      // the close unhooks the link from the server's long-lived signal (linked-signal.ts).
+      const signal = linkSignals(disconnected.signal, routes.closing).signal;
       const containerId = agent.status.containerId ?? containerName(agent.id);
       // No container (the image was missing, or it is being recreated): no logs yet,
       // like an agent that has no node. Checked up front because once a follow stream

@@ -23,6 +23,7 @@ import { DockerApiError, toRuntimeError, type DockerCallContext } from './docker
 import { JsonLineSplitter, dockerSinceParam, parseDockerEvent } from './docker-events.js';
 import { formatDockerEndpoint, parseDockerHost, type DockerEndpoint } from './docker-host.js';
 import { DockerLogDecoder } from './docker-logs.js';
+import { linkSignals } from '../linked-signal.js';
 import {
   observedFromInspect,
   observedFromListEntry,
@@ -327,7 +328,15 @@ export class DockerRuntime implements Runtime {
    * the iteration quietly. Throws NotFoundError when the container does not exist.
    */
   async *logs(containerId: string, options: LogOptions, signal?: AbortSignal): AsyncGenerator<LogLine> {
-    const streamSignal = signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal;
+    const stream = linkSignals(signal, this.closing.signal);
+    try {
+      yield* this.logLines(containerId, options, signal, stream.signal);
+    } finally {
+      stream.dispose();
+    }
+  }
+
+  private async *logLines(containerId: string, options: LogOptions, signal: AbortSignal | undefined, streamSignal: AbortSignal): AsyncGenerator<LogLine> {
     const query: Record<string, string | boolean> = {
       stdout: true,
       stderr: true,
@@ -437,7 +446,15 @@ export class DockerRuntime implements Runtime {
 
   private async oomEventRecorded(containerId: string, sinceMs: number, exitedAtMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
     const deadline = AbortSignal.timeout(this.callTimeoutMs);
-    const readSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const read = linkSignals(signal, deadline);
+    try {
+      return await this.oomEventIn(containerId, sinceMs, exitedAtMs, signal, deadline, read.signal);
+    } finally {
+      read.dispose();
+    }
+  }
+
+  private async oomEventIn(containerId: string, sinceMs: number, exitedAtMs: number | undefined, signal: AbortSignal | undefined, deadline: AbortSignal, readSignal: AbortSignal): Promise<boolean> {
     const response = await this.openStream(
       this.context('events', containerId),
       {
@@ -494,9 +511,10 @@ export class DockerRuntime implements Runtime {
     timeoutMs = this.callTimeoutMs,
   ): Promise<T> {
     const deadline = AbortSignal.timeout(timeoutMs);
-    const abortSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const call = linkSignals(signal, deadline);
     return new Promise<T>((resolve, reject) => {
-      this.modem.dial({ ...dial, abortSignal }, (err, data) => {
+      this.modem.dial({ ...dial, abortSignal: call.signal }, (err, data) => {
+        call.dispose();
         if (err) reject(toRuntimeError(err, this.context(operation, containerId), signal, deadline.aborted));
         else resolve(data as T);
       });

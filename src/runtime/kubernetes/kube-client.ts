@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { DomainError } from '../../domain/errors.js';
 import type { KubeStatus, KubeWatchEvent } from './kube-types.js';
+import { linkSignals } from '../linked-signal.js';
 
 /** Where the cluster credentials come from; all optional. */
 export interface KubeClientOptions {
@@ -158,7 +159,8 @@ export class KubeClient {
     // Adds TLS material, bearer token or client certificate, running exec plugins if any.
     await this.kubeConfig.applyToHTTPSOptions(options);
     const timeout = AbortSignal.timeout(this.callTimeoutMs);
-    const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout;
+    const call = linkSignals(req.signal, timeout);
+    const signal = call.signal;
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return await new Promise<IncomingMessage>((resolve, reject) => {
       const clientRequest = send(url, { ...options, signal: bounded ? signal : undefined }, (res) => {
@@ -172,6 +174,8 @@ export class KubeClient {
           callerSignal.addEventListener('abort', end, { once: true });
           res.once('close', () => callerSignal.removeEventListener('abort', end));
         }
+        // The link must outlive the headers: a bounded call's body is read under it.
+        res.once('close', call.dispose);
         resolve(res);
       });
       const onHeadersAbort = (): void => {
@@ -179,6 +183,7 @@ export class KubeClient {
       };
       if (!bounded) signal.addEventListener('abort', onHeadersAbort, { once: true });
       clientRequest.on('error', (err) => {
+        call.dispose();
         reject(
           signal.aborted && req.signal?.aborted
             ? req.signal.reason

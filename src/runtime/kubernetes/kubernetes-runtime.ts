@@ -24,6 +24,7 @@ import { parseKubeQuantity, POD_METRICS_PATH, podUsageFromMetrics, type KubePodM
 import { PodInformer } from './pod-informer.js';
 import { parseTimestampedLogLine, sinceTimeParam, tailMerged } from './pod-log-lines.js';
 import { isHeld, isPodFinished, observedFromPod, podTransitionEvents } from './pod-status.js';
+import { linkSignals } from '../linked-signal.js';
 
 /** A node as the platform's own scheduler sees it in binding mode. */
 export interface KubeNodeSnapshot {
@@ -389,7 +390,15 @@ export class KubernetesRuntime implements Runtime {
     const pod = this.informer.get(containerId);
     if (!pod) throw new NotFoundError('CONTAINER_NOT_FOUND', `no Pod "${containerId}" managed by this platform`, { containerId, nodeId: this.nodeId });
     if (options.tail !== undefined && options.tail <= 0 && !options.follow) return;
-    const streamSignal = signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal;
+    const stream = linkSignals(signal, this.closing.signal);
+    try {
+      yield* this.podLogs(containerId, pod, options, stream.signal);
+    } finally {
+      stream.dispose();
+    }
+  }
+
+  private async *podLogs(containerId: string, pod: KubePod, options: LogOptions, streamSignal: AbortSignal): AsyncIterable<LogLine> {
     if (options.follow) {
       // The endpoint refuses a container that is still waiting: wait for it to run or end.
       await this.informer.waitUntil(

@@ -20,6 +20,7 @@ import {
 import type { NodeShape } from './node-shape.js';
 import { SimContainer } from './sim-container.js';
 import type { SimNode, SimulatedCluster } from './simulated-cluster.js';
+import { linkSignals, type LinkedSignal } from '../linked-signal.js';
 
 /** What a simulated process does on SIGTERM: exits at once with 128 + 15. */
 const SIGTERM_EXIT_CODE = 143;
@@ -93,7 +94,12 @@ export class SimulatedRuntime implements Runtime {
     let c = this.require(containerId);
     if (c.state === 'running') return;
     if (this.cluster.startLatencyMs > 0) {
-      await this.cluster.sleep(this.cluster.startLatencyMs, this.callSignal(signal));
+      const call = this.callSignal(signal);
+      try {
+        await this.cluster.sleep(this.cluster.startLatencyMs, call.signal);
+      } finally {
+        call.dispose();
+      }
       this.check('start', signal);
       c = this.require(containerId);
       if (c.state === 'running') return;
@@ -116,11 +122,15 @@ export class SimulatedRuntime implements Runtime {
     }
     const run = c.runCount;
     const deadline = Date.now() + Math.max(0, graceMs);
-    const callSignal = this.callSignal(signal);
-    while (c.state === 'running' && c.runCount === run && !c.removed && Date.now() < deadline) {
-      await this.cluster.waitForChange(this.node, c, deadline, callSignal);
-      callSignal.throwIfAborted();
-      this.check('stop', signal);
+    const call = this.callSignal(signal);
+    try {
+      while (c.state === 'running' && c.runCount === run && !c.removed && Date.now() < deadline) {
+        await this.cluster.waitForChange(this.node, c, deadline, call.signal);
+        call.signal.throwIfAborted();
+        this.check('stop', signal);
+      }
+    } finally {
+      call.dispose();
     }
     if (c.state === 'running' && c.runCount === run) this.cluster.endRun(this.node, c, Date.now(), SIGKILL_EXIT_CODE, false, true);
   }
@@ -179,18 +189,22 @@ export class SimulatedRuntime implements Runtime {
     for (const l of initial) yield l.line;
     if (options.follow !== true) return;
 
-    const streamSignal = this.callSignal(signal);
-    for (;;) {
-      if (streamSignal.aborted || c.removed || this.cluster.isClosed) return;
-      this.check('logs', undefined);
-      const now = Date.now();
-      for (const l of c.lines(now, ring)) {
-        if (l.seq <= lastSeq) continue;
-        lastSeq = l.seq;
-        if (wanted(l.line)) yield l.line;
+    const stream = this.callSignal(signal);
+    try {
+      for (;;) {
+        if (stream.signal.aborted || c.removed || this.cluster.isClosed) return;
+        this.check('logs', undefined);
+        const now = Date.now();
+        for (const l of c.lines(now, ring)) {
+          if (l.seq <= lastSeq) continue;
+          lastSeq = l.seq;
+          if (wanted(l.line)) yield l.line;
+        }
+        if (c.state !== 'running') return;
+        await this.cluster.waitForChange(this.node, c, c.nextChangeAt(now), stream.signal);
       }
-      if (c.state !== 'running') return;
-      await this.cluster.waitForChange(this.node, c, c.nextChangeAt(now), streamSignal);
+    } finally {
+      stream.dispose();
     }
   }
 
@@ -201,8 +215,9 @@ export class SimulatedRuntime implements Runtime {
     this.cluster.viewClosed(this);
   }
 
-  private callSignal(signal: AbortSignal | undefined): AbortSignal {
-    return signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal;
+  /** The caller's signal or this view closing; dispose it when the call ends (linked-signal.ts says why). */
+  private callSignal(signal: AbortSignal | undefined): LinkedSignal {
+    return linkSignals(signal, this.closing.signal);
   }
 
   private check(operation: string, signal: AbortSignal | undefined): void {
