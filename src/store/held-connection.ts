@@ -53,4 +53,3 @@ export function runWhenIdle(db: Kysely<any>, execute: IdleExecute): void {
 export function idleExecutorOf(db: Kysely<any>): IdleExecute | undefined {
   return idle.get(db);
 }
-
