@@ -281,7 +281,14 @@ time.sleep(30)`;
         expect(healthy.every(Boolean)).toBe(true);
         expect((await p.get(neighbour.id)).status.phase).toBe('Running');
         await p.request('DELETE', `/api/v1/agents/${bomb.id}`);
-      }, 200_000);
+        // Gone before the next test: tearing down a sandbox full of forks keeps runsc and
+        // dockerd busy, and the next test's execs into the attacker waited behind it.
+        const goneBy = Date.now() + 120_000;
+        while ((await p.request('GET', `/api/v1/agents/${bomb.id}`)).status !== 404) {
+          if (Date.now() > goneBy) throw new Error(`fork bomb agent ${bomb.id} not deleted within 120 s`);
+          await sleep(500);
+        }
+      }, 330_000);
 
       it('filling /tmp and /data stops at the size cap', async () => {
         const fill = `import errno, os, sys
@@ -308,7 +315,7 @@ print(written, err)`;
           expect(Number(bytes)).toBeGreaterThan((capMiB / 2) * 2 ** 20);
           expect(err).toBe('ENOSPC');
         }
-      }, 120_000);
+      }, 240_000);
 
       it('a memory bomb is OOM-killed without touching its neighbour', async () => {
         const bomb = await p.create({

@@ -304,7 +304,9 @@ export async function runInAgent(containerId: string, script: string, args: stri
   if (put.code !== 0) throw new Error(`could not hand the job to the agent: ${put.stderr}`);
   const deadline = Date.now() + timeoutMs + 15_000;
   for (;;) {
-    const got = await dockerExec(containerId, ['sh', '-c', `cat /tmp/jobs/${id}.out 2>/dev/null && rm -f /tmp/jobs/${id}.out`]);
+    // A short timeout per poll: an exec that hangs (runsc under a loaded machine, seen once in
+    // CI right after the gVisor fork bomb) is killed and the next poll tries again.
+    const got = await dockerExec(containerId, ['sh', '-c', `cat /tmp/jobs/${id}.out 2>/dev/null && rm -f /tmp/jobs/${id}.out`], undefined, 20_000);
     if (got.code === 0 && got.stdout.trim() !== '') return JSON.parse(got.stdout) as { code: number; stdout: string; stderr: string };
     if (Date.now() > deadline) throw new Error(`job ${id} did not finish in ${timeoutMs} ms`);
     await sleep(300);
