@@ -183,11 +183,14 @@ describe.skipIf(!hasDocker || !hasPrometheus)('Prometheus scrapes the platform (
     // The counter is never ahead of the kernel's (it is a cached cgroup reading).
     expect(counter).toBeLessThanOrEqual(cgroupCpuSeconds(busy.status.containerId!) + 1e-6);
 
-    // rate() over 5 s is the increase between the first and last sample in the window,
-    // extrapolated to its edges: so the ground truth is the kernel's rate between the
-    // timestamps of those two samples (the sampler's own, exported with each value).
+    // The rate Prometheus holds between the first and last sample of each 5 s window (the
+    // sampler's own timestamps, exported with each value) against the kernel's rate between
+    // the same two instants. rate() itself then extrapolates that increase towards the
+    // window's edges, less when a scrape came late (Prometheus's rule, not ours: on a loaded
+    // machine that alone once put rate() 14% under the samples it was computed from), so it
+    // is checked against the samples with Prometheus's bounds rather than against the kernel.
     const nowSec = Date.now() / 1000;
-    const comparisons: { prometheus: number; truth: number }[] = [];
+    const comparisons: { prometheus: number; truth: number; rate: number; minCoverage: number }[] = [];
     for (const back of [2, 3, 4, 5, 6]) {
       const at = nowSec - back;
       const r = await query(`rate(${selector}[5s])`, at);
@@ -197,7 +200,16 @@ describe.skipIf(!hasDocker || !hasPrometheus)('Prometheus scrapes the platform (
       expect(samples.length, `samples in the window at now-${back}s`).toBeGreaterThanOrEqual(3);
       const firstMs = samples[0]![0] * 1000;
       const lastMs = samples.at(-1)![0] * 1000;
-      comparisons.push({ prometheus: Number(r[0]!.value[1]), truth: (truthAt(lastMs) - truthAt(firstMs)) / ((lastMs - firstMs) / 1000) });
+      const sampled = (Number(samples.at(-1)![1]) - Number(samples[0]![1])) / ((lastMs - firstMs) / 1000);
+      // Extrapolation covers at most the whole window (rate = the samples' rate) and at least
+      // the sampled span plus one average sample interval (half of one at each edge).
+      const spanS = (lastMs - firstMs) / 1000;
+      const minCoverage = Math.min(1, (spanS + spanS / (samples.length - 1)) / 5);
+      comparisons.push({ prometheus: sampled, truth: (truthAt(lastMs) - truthAt(firstMs)) / spanS, rate: Number(r[0]!.value[1]), minCoverage });
+    }
+    for (const c of comparisons) {
+      expect(c.rate, JSON.stringify(c)).toBeLessThanOrEqual(c.prometheus * 1.001);
+      expect(c.rate, JSON.stringify(c)).toBeGreaterThanOrEqual(c.prometheus * c.minCoverage * 0.999);
     }
     const errors = comparisons.map((c) => Math.abs(c.prometheus - c.truth) / c.truth);
     const truthCores = median(comparisons.map((c) => c.truth));
