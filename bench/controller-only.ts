@@ -18,14 +18,11 @@ import { buildPlatform } from '../src/platform.js';
 import { CreateAgentRequest } from '../src/api/schemas/agent-schema.js';
 import type { Agent } from '../src/domain/agent.js';
 import { markdownTable } from './lib/markdown-table.js';
+import { numericArg } from './lib/numeric-arg.js';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-};
-const AGENTS = arg('agents', 20_000);
-const NODES = arg('nodes', 5_000);
-const IDLE_S = arg('idle-s', 0);
+const AGENTS = numericArg('agents', 20_000);
+const NODES = numericArg('nodes', 5_000);
+const IDLE_S = numericArg('idle-s', 0);
 const WIDTH = 256;
 
 const dir = await mkdtemp(join(tmpdir(), 'ap-controller-only-'));

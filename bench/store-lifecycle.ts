@@ -19,14 +19,11 @@ import { newAgentId } from '../src/services/agent-service.js';
 import { openSqliteStore } from '../src/store/sqlite-store.js';
 import type { NewAgent } from '../src/store/store.js';
 import { markdownTable } from './lib/markdown-table.js';
+import { numericArg } from './lib/numeric-arg.js';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-};
-const AGENTS = arg('agents', 20_000);
-const CONCURRENCY = arg('concurrency', 256);
-const BATCH = arg('batch', 256);
+const AGENTS = numericArg('agents', 20_000);
+const CONCURRENCY = numericArg('concurrency', 256);
+const BATCH = numericArg('batch', 256);
 
 const SPEC: AgentSpec = {
   image: 'agent-platform/sim:latest',

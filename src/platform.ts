@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { applyHeapGrowthPercent } from './heap-growth.js';
 import { mkdirSync } from 'node:fs';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
+import { applyHeapGrowthPercent } from './heap-growth.js';
 import { systemClock, type Clock } from './domain/clock.js';
 import type { Logger } from './domain/logger.js';
 import { MemoryBus } from './bus/memory-bus.js';

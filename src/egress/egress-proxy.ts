@@ -17,7 +17,7 @@ import { canonicalIp, formatIp, parseIp, unmapIp, type IpAddress } from './ip-ad
 import { readClientHello } from './read-client-hello.js';
 import { abortable } from './abortable.js';
 import { connectUpstream, UpstreamConnectError } from './upstream-connect.js';
-import { linkSignals } from '../runtime/linked-signal.js';
+import { linkSignals } from '../domain/linked-signal.js';
 
 /** Who an agent is and where it may connect; registered per source IP. */
 export interface EgressPolicy {

@@ -2,7 +2,7 @@ import { silentLogger, type Logger } from '../domain/logger.js';
 import type { NodeInfo, Runtime } from '../runtime/runtime.js';
 import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import type { Store } from '../store/store.js';
-import { linkSignals } from '../runtime/linked-signal.js';
+import { linkSignals } from '../domain/linked-signal.js';
 
 /** Amounts of the three schedulable resources, in base units. */
 export interface NodeResources {

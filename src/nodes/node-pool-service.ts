@@ -11,7 +11,7 @@ import { discoverLocalGpus } from './gpu-discovery.js';
 import type { DrainResult, NodeEvictor, NodeLostResult } from './node-evictor.js';
 import { NODE_EVENT_REASONS, NODE_EVENT_TENANT } from './node-events.js';
 import { NODE_FAULT_REASONS, NodeHealthTracker } from './node-health-tracker.js';
-import { linkSignals } from '../runtime/linked-signal.js';
+import { linkSignals } from '../domain/linked-signal.js';
 
 /** One node as wired: its runtime plus what the config says about it. */
 export interface NodeDefinition {

@@ -44,9 +44,9 @@ import {
   apiKeyFromRow,
   apiKeyRow,
   applyTransition,
+  transitionSourceOfAgent,
   transitionSourceOfRow,
   type AgentTransition,
-  type TransitionSource,
   auditFromRow,
   limitColumns,
   lockQuotaRow,
@@ -76,7 +76,8 @@ const selectAgentBooks = new PreparedQuery<{ id: string }, AgentBooks>((db, p) =
 const selectAgentBooksForUpdate = new PreparedQuery<{ id: string }, AgentBooks>((db, p) =>
   db.selectFrom('agents').select(['version', 'holds_quota', 'accrued_until']).where('id', '=', p('id')).forUpdate(),
 );
-// The usage meter's statements: one pair per Running agent per accrual interval.
+// The usage meter's statements: one pair per Running agent per accrual interval (the
+// ledger insert also closes the billed interval of an agent that stops running).
 const moveAccruedUntil = new PreparedQuery<{ id: string; to: number; expected: number }, unknown>((db, p) =>
   db.updateTable('agents').set({ accrued_until: p('to') }).where('id', '=', p('id')).where('phase', '=', 'Running').where('accrued_until', '=', p('expected')),
 );
@@ -368,7 +369,7 @@ export class KyselyStore implements Store {
           const transition = await applyTransition(trx, this.#dialect.kind, transitionSourceOfRow(old), status, update.updatedAt);
           const row = await this.#compareAndSet(trx, id, expectedVersion, { ...set, ...transition.set });
           if (!row) throw new VersionConflictError(id, expectedVersion);
-          if (transition.usage) await trx.insertInto('usage_ledger').values(transition.usage).execute();
+          if (transition.usage) await insertUsage.execute(trx, this.#dialect.kind, transition.usage);
           return agentFromRow(row);
         }, 'transaction');
       }
@@ -395,22 +396,11 @@ export class KyselyStore implements Store {
         if (Number(old.version) !== version) throw new VersionConflictError(id, version);
         let transition: AgentTransition | undefined;
         if (update.status !== undefined) {
-          const source: TransitionSource = {
-            id,
-            tenantId: current.tenantId,
-            name: current.name,
-            labelsJson: () => JSON.stringify(current.labels),
-            resources: current.spec.resources,
-            phase: current.status.phase,
-            desired: current.desired,
-            holdsQuota: Number(old.holds_quota),
-            accruedUntil: old.accrued_until === null ? null : Number(old.accrued_until),
-          };
-          transition = await applyTransition(trx, this.#dialect.kind, source, update.status, update.updatedAt);
+          transition = await applyTransition(trx, this.#dialect.kind, transitionSourceOfAgent(current, old), update.status, update.updatedAt);
         }
         const changed = await this.#compareAndSetQuiet(trx, id, version, { ...agentUpdateSet(update), ...transition?.set });
         if (!changed) throw new VersionConflictError(id, version);
-        if (transition?.usage) await trx.insertInto('usage_ledger').values(transition.usage).execute();
+        if (transition?.usage) await insertUsage.execute(trx, this.#dialect.kind, transition.usage);
         return { agent: updatedCopy(current, update, transition?.status), events: await this.#insertEvents(trx, events) };
       }, 'transaction'),
     );

@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
-import { isTerminal, type AgentStatus, type IsolationClass, type Resources } from '../domain/agent.js';
+import { isTerminal, type Agent, type AgentStatus, type IsolationClass, type Resources } from '../domain/agent.js';
 import { ConflictError, NotFoundError } from '../domain/errors.js';
 import { QUOTA_EXCEEDED_REASON, applyLive, excessMessage, findExcess, isQueueable, quotaExceededError, quotaRequestOf } from '../tenancy/quota.js';
 import { accrualStep } from '../tenancy/usage-ledger.js';
@@ -184,6 +184,24 @@ export function transitionSourceOfRow(row: Selectable<AgentsTable>): TransitionS
     desired: row.desired,
     holdsQuota: Number(row.holds_quota),
     accruedUntil: row.accrued_until === null ? null : Number(row.accrued_until),
+  };
+}
+
+/**
+ * The same from the caller's copy of the record (a compare-and-set checks it is the stored
+ * row) and the quota and billing columns read with the version, which the record lacks.
+ */
+export function transitionSourceOfAgent(agent: Agent, books: Pick<Selectable<AgentsTable>, 'holds_quota' | 'accrued_until'>): TransitionSource {
+  return {
+    id: agent.id,
+    tenantId: agent.tenantId,
+    name: agent.name,
+    labelsJson: () => JSON.stringify(agent.labels),
+    resources: agent.spec.resources,
+    phase: agent.status.phase,
+    desired: agent.desired,
+    holdsQuota: Number(books.holds_quota),
+    accruedUntil: books.accrued_until === null ? null : Number(books.accrued_until),
   };
 }
 

@@ -10,7 +10,7 @@ import { AgentList, AgentResponse, CreateAgentRequest, EventList, ListAgentsQuer
 import { Id } from '../schemas/common-schema.js';
 import { toAgentResponse, toEventResponse } from '../agent-mapper.js';
 import type { AgentUsage } from '../../metrics/usage-sampler.js';
-import { linkSignals } from '../../runtime/linked-signal.js';
+import { linkSignals } from '../../domain/linked-signal.js';
 
 const IdParams = z.strictObject({ id: Id });
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;

@@ -23,7 +23,7 @@ import { DockerApiError, toRuntimeError, type DockerCallContext } from './docker
 import { JsonLineSplitter, dockerSinceParam, parseDockerEvent } from './docker-events.js';
 import { formatDockerEndpoint, parseDockerHost, type DockerEndpoint } from './docker-host.js';
 import { DockerLogDecoder } from './docker-logs.js';
-import { linkSignals } from '../linked-signal.js';
+import { linkSignals } from '../../domain/linked-signal.js';
 import {
   observedFromInspect,
   observedFromListEntry,

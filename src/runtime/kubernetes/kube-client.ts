@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { DomainError } from '../../domain/errors.js';
 import type { KubeStatus, KubeWatchEvent } from './kube-types.js';
-import { linkSignals } from '../linked-signal.js';
+import { linkSignals } from '../../domain/linked-signal.js';
 
 /** Where the cluster credentials come from; all optional. */
 export interface KubeClientOptions {

@@ -24,7 +24,7 @@ import { parseKubeQuantity, POD_METRICS_PATH, podUsageFromMetrics, type KubePodM
 import { PodInformer } from './pod-informer.js';
 import { parseTimestampedLogLine, sinceTimeParam, tailMerged } from './pod-log-lines.js';
 import { isHeld, isPodFinished, observedFromPod, podTransitionEvents } from './pod-status.js';
-import { linkSignals } from '../linked-signal.js';
+import { linkSignals } from '../../domain/linked-signal.js';
 
 /** A node as the platform's own scheduler sees it in binding mode. */
 export interface KubeNodeSnapshot {

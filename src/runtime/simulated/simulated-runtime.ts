@@ -20,7 +20,7 @@ import {
 import type { NodeShape } from './node-shape.js';
 import { SimContainer } from './sim-container.js';
 import type { SimNode, SimulatedCluster } from './simulated-cluster.js';
-import { linkSignals, type LinkedSignal } from '../linked-signal.js';
+import { linkSignals, type LinkedSignal } from '../../domain/linked-signal.js';
 
 /** What a simulated process does on SIGTERM: exits at once with 128 + 15. */
 const SIGTERM_EXIT_CODE = 143;
