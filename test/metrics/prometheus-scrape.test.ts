@@ -3,7 +3,7 @@
  * fast usage sampling), Prometheus scrapes its /metrics every second, and the values that
  * come back through Prometheus's query API are checked against ground truth read straight
  * from the busy container's cgroup by this test. Also: memory usage of a Python agent
- * holding 64 MiB via GET /api/v1/agents/{id}, the usage history route, the alert rules
+ * holding 128 MiB via GET /api/v1/agents/{id}, the usage history route, the alert rules
  * loaded by a real Prometheus, and every Grafana dashboard query evaluated without error.
  *
  * Needs Docker and the prometheus binary (scripts/ensure-prometheus.sh); fails when
@@ -24,7 +24,8 @@ const hasDocker = await requireDocker();
 const hasPrometheus = await requirePrometheusBinaries('prometheus', 'promtool');
 const MiB = 1024 * 1024;
 const USAGE_INTERVAL_MS = 200;
-const HELD_BYTES = 64 * MiB;
+// Large next to the interpreter's own few MiB, so "within 10%" tests the collection, not Python.
+const HELD_BYTES = 128 * MiB;
 
 interface PromVector {
   metric: Record<string, string>;
@@ -54,6 +55,27 @@ function cgroupCpuSeconds(containerId: string): number {
     }
   }
   throw new Error(`no cgroup CPU accounting found for container ${containerId}`);
+}
+
+/**
+ * What the container's processes really hold: the sum of their resident set sizes, read from
+ * /proc for every pid in the container's cgroup. Independent of the cgroup memory counters the
+ * collector reads, which also charge page cache and can miss file pages first read elsewhere.
+ */
+function containerResidentBytes(containerId: string): number {
+  const dirs = [
+    `/sys/fs/cgroup/memory/docker/${containerId}`,
+    `/sys/fs/cgroup/docker/${containerId}`,
+    `/sys/fs/cgroup/system.slice/docker-${containerId}.scope`,
+  ];
+  const procs = dirs.map((d) => join(d, 'cgroup.procs')).find((f) => existsSync(f));
+  if (!procs) throw new Error(`no cgroup.procs found for container ${containerId}`);
+  let total = 0;
+  for (const pid of readFileSync(procs, 'utf8').split('\n').filter(Boolean)) {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    if (m) total += Number(m[1]) * 1024;
+  }
+  return total;
 }
 
 const median = (xs: number[]): number => {
@@ -110,7 +132,7 @@ describe.skipIf(!hasDocker || !hasPrometheus)('Prometheus scrapes the platform (
     memory = await p.create({
       name: uniqueName('hold'),
       image: PYTHON_IMAGE,
-      command: ['python3', '-c', 'import time\nb=bytearray(64<<20); [b.__setitem__(i,1) for i in range(0,len(b),4096)]; time.sleep(600)'],
+      command: ['python3', '-c', 'import time\nb=bytearray(128<<20); [b.__setitem__(i,1) for i in range(0,len(b),4096)]; time.sleep(600)'],
       resources: { cpu: '200m', memory: '256Mi' },
     });
     busy = (await p.waitForPhase(busy.id, 'Running', 30_000)).agent;
@@ -249,17 +271,24 @@ describe.skipIf(!hasDocker || !hasPrometheus)('Prometheus scrapes the platform (
     for (const route of routes) expect(route).not.toContain(busy.id);
   }, 40_000);
 
-  it('GET /api/v1/agents/{id} shows the Python agent’s working set within 10% of the 64 MiB it holds', async () => {
+  it('GET /api/v1/agents/{id} shows the Python agent’s working set within 10% of what its processes hold', async () => {
     const { agent } = await p.waitFor(memory.id, (a) => (a as { usage?: { cpuCores: number | null } }).usage?.cpuCores !== undefined, 20_000, 'usage');
     const usage = (agent as AgentJson & { usage: { cpuCores: number | null; memoryWorkingSetBytes: number; memoryLimitBytes: number; cpuLimitCores: number; sampledAt: string } }).usage;
-    console.info(`memory agent: working set ${(usage.memoryWorkingSetBytes / MiB).toFixed(1)} MiB for ${HELD_BYTES / MiB} MiB held`);
-    expect(Math.abs(usage.memoryWorkingSetBytes - HELD_BYTES) / HELD_BYTES).toBeLessThanOrEqual(0.1);
+    const resident = containerResidentBytes(memory.status.containerId!);
+    console.info(
+      `memory agent: working set ${(usage.memoryWorkingSetBytes / MiB).toFixed(1)} MiB, resident ${(resident / MiB).toFixed(1)} MiB, ${HELD_BYTES / MiB} MiB held`,
+    );
+    expect(resident).toBeGreaterThanOrEqual(HELD_BYTES);
+    expect(usage.memoryWorkingSetBytes).toBeGreaterThanOrEqual(HELD_BYTES);
+    expect(Math.abs(usage.memoryWorkingSetBytes - resident) / resident).toBeLessThanOrEqual(0.1);
     expect(usage.memoryLimitBytes).toBe(256 * MiB);
     expect(usage.cpuLimitCores).toBe(0.2);
     expect(Date.now() - Date.parse(usage.sampledAt)).toBeLessThan(10_000);
 
     const series = await waitForQuery(`container_memory_working_set_bytes{agent="${memory.id}"}`, (r) => r.length === 1, 20_000);
-    expect(Math.abs(Number(series[0]!.value[1]) - HELD_BYTES) / HELD_BYTES).toBeLessThanOrEqual(0.1);
+    const scraped = Number(series[0]!.value[1]);
+    expect(scraped).toBeGreaterThanOrEqual(HELD_BYTES);
+    expect(Math.abs(scraped - resident) / resident).toBeLessThanOrEqual(0.1);
     expect(Number((await query(`container_spec_memory_limit_bytes{agent="${memory.id}"}`))[0]?.value[1])).toBe(256 * MiB);
   }, 40_000);
 
