@@ -29,9 +29,7 @@ import { UsageSampler } from './metrics/usage-sampler.js';
 import { NodeStatusPoller } from './metrics/node-status-poller.js';
 import { nodeMetricsFromPool } from './metrics/node-pool-metrics.js';
 import { instrumentRuntime } from './metrics/instrumented-runtime.js';
-import { createDockerUsageCollector } from './metrics/docker-usage-collector.js';
-import { KubernetesUsageCollector } from './metrics/kubernetes-usage-collector.js';
-import { KubernetesRuntime } from './runtime/kubernetes/kubernetes-runtime.js';
+import { usageCollectors } from './metrics/usage-collectors.js';
 import { Scheduler } from './scheduler/index.js';
 import { loadNodePool } from './nodes/node-config.js';
 import { buildNodePool } from './nodes/node-definitions.js';
@@ -181,19 +179,10 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     metrics,
     sandbox: security.sandbox,
   });
-  // Docker nodes are sampled from this machine's cgroup files (stats API as fallback);
-  // Kubernetes nodes from the cluster's metrics.k8s.io when it serves it (asked again every
-  // 5 minutes when it does not); other drivers (simulated) have no containers to sample.
-  const dockerCollector = createDockerUsageCollector(config.dockerHost, logger.child({ component: 'usage-sampler' }));
-  const kubeCollectors = new Map(
-    nodePool.runtimes
-      .filter((r): r is KubernetesRuntime => r instanceof KubernetesRuntime)
-      .map((r) => [r.nodeId, new KubernetesUsageCollector({ source: r, nodeId: r.nodeId, clock, logger: logger.child({ component: 'usage-sampler' }) })]),
-  );
   const usage = new UsageSampler({
     store,
     runtimes,
-    collectorFor: (r) => (r.driver === 'docker' ? dockerCollector : kubeCollectors.get(r.nodeId)),
+    collectorFor: usageCollectors({ runtimes: nodePool.runtimes, defaultDockerHost: config.dockerHost, clock, logger }),
     intervalMs: config.usageIntervalMs,
     retentionMs: config.usageRetentionMs,
     clock,
