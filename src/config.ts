@@ -15,6 +15,8 @@ const Env = z.object({
   AGENT_PLATFORM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   AGENT_PLATFORM_RESYNC_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
   AGENT_PLATFORM_RECONCILE_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+  AGENT_PLATFORM_CREATE_BACKLOG_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(1024),
+  AGENT_PLATFORM_CREATE_BACKLOG_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   AGENT_PLATFORM_START_TIMEOUT_MS: z.coerce.number().int().min(1000).default(120_000),
   AGENT_PLATFORM_STOP_TIMEOUT_MS: z.coerce.number().int().min(1000).default(60_000),
   AGENT_PLATFORM_DELETE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(120_000),
@@ -76,6 +78,10 @@ export interface Config {
   logLevel: string;
   resyncIntervalMs: number;
   reconcileConcurrency: number;
+  /** Creates wait at the API while this many reconciles are due and waiting; 0: never. */
+  createBacklogLimit: number;
+  /** Longest a create waits for the backlog to fall; then it goes ahead. */
+  createBacklogWaitMs: number;
   startTimeoutMs: number;
   stopTimeoutMs: number;
   deleteTimeoutMs: number;
@@ -196,6 +202,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.AGENT_PLATFORM_LOG_LEVEL,
     resyncIntervalMs: e.AGENT_PLATFORM_RESYNC_INTERVAL_MS,
     reconcileConcurrency: e.AGENT_PLATFORM_RECONCILE_CONCURRENCY,
+    createBacklogLimit: e.AGENT_PLATFORM_CREATE_BACKLOG_LIMIT,
+    createBacklogWaitMs: e.AGENT_PLATFORM_CREATE_BACKLOG_WAIT_MS,
     startTimeoutMs: e.AGENT_PLATFORM_START_TIMEOUT_MS,
     stopTimeoutMs: e.AGENT_PLATFORM_STOP_TIMEOUT_MS,
     deleteTimeoutMs: e.AGENT_PLATFORM_DELETE_TIMEOUT_MS,

@@ -30,6 +30,7 @@ import { NodeStatusPoller } from './metrics/node-status-poller.js';
 import { nodeMetricsFromPool } from './metrics/node-pool-metrics.js';
 import { instrumentRuntime } from './metrics/instrumented-runtime.js';
 import { usageCollectors } from './metrics/usage-collectors.js';
+import { CreateBackpressure } from './services/create-backpressure.js';
 import { Scheduler } from './scheduler/index.js';
 import { loadNodePool } from './nodes/node-config.js';
 import { buildNodePool } from './nodes/node-definitions.js';
@@ -163,6 +164,19 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   const placer: Placer = overrides.placer ?? schedulerPlacer!;
   releaseAgent = (id) => placer.release(id);
   const agents = new AgentService(store, bus, clock, events, { cpu: config.defaultCpu, memory: config.defaultMemory });
+  let backlogErrorLoggedAt = -Infinity;
+  agents.backpressure = new CreateBackpressure({
+    backlog: () => bus.backlog(),
+    limit: config.createBacklogLimit,
+    maxWaitMs: config.createBacklogWaitMs,
+    onWaited: (ms) => metrics.observeCreateWait(ms / 1000),
+    onError: (err) => {
+      // Read every few ms while creates wait: one line per 10 s is enough to tell.
+      if (clock.now() - backlogErrorLoggedAt < 10_000) return;
+      backlogErrorLoggedAt = clock.now();
+      logger.warn({ err }, 'work queue backlog unreadable; creates go ahead without backpressure');
+    },
+  });
   const security = await buildSecurity({ config, store, clock, logger, events, agents, instanceId, runtimes: nodePool.runtimes, overrides: overrides.security });
   const controller = new AgentController({
     store,
@@ -192,6 +206,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   metrics.setSources({
     countAgents: () => store.countAgents(),
     queueDepth: () => bus.depth(),
+    createsWaiting: () => agents.backpressure?.waiting() ?? 0,
     // Capacity, readiness and allocation as the scheduler sees them (heartbeats + assume cache).
     nodes: () => nodeMetricsFromPool(nodes.nodes(), (id) => schedulerPlacer?.allocationOf(id)),
     ready: () => nodeStatus.ready(),

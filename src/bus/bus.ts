@@ -19,6 +19,11 @@ export interface Bus {
   consume(handler: (key: string, signal: AbortSignal) => Promise<void>, concurrency: number, signal: AbortSignal): void;
   /** Keys waiting (due or delayed). */
   depth(): number;
+  /**
+   * Keys whose due time has come, waiting for a handler: how far the consumers are behind.
+   * Read now (not cached), after this instance's enqueues so far have landed.
+   */
+  backlog(): Promise<number>;
 
   publish(event: PlatformEvent): void;
   /** Returns an unsubscribe function. */

@@ -57,6 +57,22 @@ export class MemoryBus implements Bus {
     return this.waiting.size + this.dirty.size;
   }
 
+  async backlog(): Promise<number> {
+    // Every ready entry is live (a key due now cannot be moved earlier). Of the delayed
+    // heap only the due part is walked: a subtree whose root is not due holds nothing due.
+    const now = Date.now();
+    let due = this.ready.length - this.readyHead;
+    const stack = this.delayed.length > 0 ? [0] : [];
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      const e = this.delayed[i];
+      if (e === undefined || e.dueMs > now) continue;
+      if (this.waiting.get(e.key) === e.dueMs) due++;
+      stack.push(2 * i + 1, 2 * i + 2);
+    }
+    return due;
+  }
+
   consume(handler: (key: string, signal: AbortSignal) => Promise<void>, concurrency: number, signal: AbortSignal): void {
     let running = 0;
     let pumpQueued = false;

@@ -4,7 +4,7 @@ import type { PlatformEvent } from '../domain/event.js';
 import { silentLogger, type Logger } from '../domain/logger.js';
 import type { Bus } from './bus.js';
 import { RedisLuaScript } from './redis-lua-script.js';
-import { CLAIM_SCRIPT, COMPLETE_SCRIPT, ENQUEUE_SCRIPT, RENEW_SCRIPT } from './redis-scripts.js';
+import { BACKLOG_SCRIPT, CLAIM_SCRIPT, COMPLETE_SCRIPT, ENQUEUE_SCRIPT, RENEW_SCRIPT } from './redis-scripts.js';
 
 /** Options of RedisBus; durations in ms. */
 export interface RedisBusOptions {
@@ -80,6 +80,7 @@ export class RedisBus implements Bus {
   private static readonly claimScript = new RedisLuaScript(CLAIM_SCRIPT);
   private static readonly completeScript = new RedisLuaScript(COMPLETE_SCRIPT);
   private static readonly renewScript = new RedisLuaScript(RENEW_SCRIPT);
+  private static readonly backlogScript = new RedisLuaScript(BACKLOG_SCRIPT);
 
   constructor(options: RedisBusOptions) {
     this.prefix = options.prefix ?? 'agent-platform:';
@@ -112,7 +113,7 @@ export class RedisBus implements Bus {
    */
   async ready(): Promise<void> {
     await this.subscribed;
-    await RedisLuaScript.loadAll(this.cmd, [RedisBus.enqueueScript, RedisBus.claimScript, RedisBus.completeScript, RedisBus.renewScript]);
+    await RedisLuaScript.loadAll(this.cmd, [RedisBus.enqueueScript, RedisBus.claimScript, RedisBus.completeScript, RedisBus.renewScript, RedisBus.backlogScript]);
     await this.refreshDepth();
   }
 
@@ -131,6 +132,12 @@ export class RedisBus implements Bus {
 
   depth(): number {
     return this.cachedDepth;
+  }
+
+  async backlog(): Promise<number> {
+    if (this.pendingWrites.size > 0) await Promise.allSettled([...this.pendingWrites]);
+    // Due times are the server's clock (TIME), so "due now" is judged there too.
+    return Number(await RedisBus.backlogScript.run(this.cmd, [this.keys.queue], []));
   }
 
   /**

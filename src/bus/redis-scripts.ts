@@ -110,3 +110,7 @@ for i = 3, #ARGV do
   end
 end
 return n`;
+
+/** KEYS: queue. The number of waiting keys that are due now. */
+export const BACKLOG_SCRIPT = `${NOW}
+return redis.call('ZCOUNT', KEYS[1], '-inf', now)`;

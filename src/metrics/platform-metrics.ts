@@ -31,6 +31,8 @@ export interface PlatformMetricsSources {
   countAgents?: () => Promise<AgentCount[]>;
   /** Keys waiting in the work queue (Bus.depth()). */
   queueDepth?: () => number;
+  /** Creates held at the API by backpressure now (CreateBackpressure.waiting()). */
+  createsWaiting?: () => number;
   nodes?: () => readonly NodeMetricsSnapshot[];
   /** Whether this replica is ready (store and runtimes reachable). */
   ready?: () => boolean;
@@ -77,6 +79,7 @@ export class PlatformMetrics implements ControllerMetrics {
   private readonly schedulingAttempts: Counter<'result'>;
   private readonly schedulingDuration: Histogram<'result'>;
   private readonly reconcileDuration: Histogram<'result'>;
+  private readonly createWait: Histogram;
   private readonly runtimeDuration: Histogram<'driver' | 'operation'>;
   private readonly runtimeErrors: Counter<'driver' | 'operation'>;
   private readonly oomKills = new Map<string, { tenantId: string; count: number }>();
@@ -115,6 +118,21 @@ export class PlatformMetrics implements ControllerMetrics {
       labelNames: ['result'],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
+    });
+    this.createWait = new Histogram({
+      name: 'agent_platform_create_backpressure_wait_seconds',
+      help: 'How long creates that found the controllers behind waited at the API before going ahead.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    new Gauge({
+      name: 'agent_platform_create_backpressure_waiting',
+      help: 'Creates held at the API now because the controllers are behind.',
+      registers,
+      collect() {
+        const waiting = self.sources.createsWaiting;
+        if (waiting) this.set(waiting());
+      },
     });
     new Gauge({
       name: 'agent_platform_workqueue_depth',
@@ -277,6 +295,10 @@ export class PlatformMetrics implements ControllerMetrics {
 
   observeReconcile(result: ReconcileResult, seconds: number): void {
     this.reconcileDuration.observe({ result }, seconds);
+  }
+
+  observeCreateWait(seconds: number): void {
+    this.createWait.observe(seconds);
   }
 
   observeRuntimeOperation(driver: string, operation: string, seconds: number, failed: boolean): void {

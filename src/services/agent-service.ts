@@ -4,6 +4,7 @@ import type { Clock } from '../domain/clock.js';
 import { agentNotFound, DomainError, ConflictError, InputError, VersionConflictError } from '../domain/errors.js';
 import { parseCpuMillicores, parseMemoryMiB } from '../domain/quantity.js';
 import type { Bus } from '../bus/bus.js';
+import type { CreateBackpressure } from './create-backpressure.js';
 import type { AgentFilter, AgentPage, Store } from '../store/store.js';
 import type { EventRecorder } from '../controllers/event-recorder.js';
 import type { CreateAgentRequest } from '../api/schemas/agent-schema.js';
@@ -63,6 +64,8 @@ export class AgentService {
   private readonly defaultMemoryMiB: number;
   /** Checks and normalises the security fields of a new spec (src/security/spec-admission.ts); set by the wiring. */
   specAdmission?: ((principal: Principal, spec: AgentSpec) => Promise<AgentSpec>) | undefined;
+  /** Holds creates while the controllers are behind (create-backpressure.ts); set by the wiring. */
+  backpressure?: CreateBackpressure | undefined;
 
   constructor(
     private readonly store: Store,
@@ -106,8 +109,20 @@ export class AgentService {
     };
   }
 
-  async create(principal: Principal, req: CreateAgentRequest, idempotencyKey?: string, rawBody?: unknown): Promise<{ agent: Agent; created: boolean }> {
+  /**
+   * Records a new agent (Pending) for the controller. May first wait while the controllers
+   * are behind; `signal` (the client going away; made only if the create has to wait) ends
+   * that wait with nothing created.
+   */
+  async create(
+    principal: Principal,
+    req: CreateAgentRequest,
+    idempotencyKey?: string,
+    rawBody?: unknown,
+    signal?: AbortSignal | (() => AbortSignal),
+  ): Promise<{ agent: Agent; created: boolean }> {
     const spec = this.specAdmission ? await this.specAdmission(principal, this.toSpec(req)) : this.toSpec(req);
+    await this.backpressure?.wait(signal);
     const now = this.clock.now();
     // Only a request with an Idempotency-Key is compared with an earlier one.
     const requestHash = idempotencyKey ? createHash('sha256').update(JSON.stringify(rawBody ?? req)).digest('hex') : '';

@@ -122,6 +122,34 @@ export function busConformance(name: string, h: BusHarness): void {
         expect(await h.settledDepth(bus)).toBe(2);
       });
 
+      it('counts in backlog() the keys due and waiting: not delayed ones until due, not those being handled', async () => {
+        expect(await bus.backlog()).toBe(0);
+        for (const key of ['a', 'b', 'c']) bus.enqueue(key);
+        bus.enqueue('a'); // deduplicated
+        bus.enqueue('soon', 200);
+        bus.enqueue('later', 60_000);
+        expect(await bus.backlog()).toBe(3);
+        await sleep(250);
+        expect(await bus.backlog()).toBe(4); // 'soon' came due; nobody consumes
+
+        // One handler that holds its key: the key it holds leaves the backlog.
+        const holding: string[] = [];
+        let release!: () => void;
+        const released = new Promise<void>((resolve) => (release = resolve));
+        consume(bus, async (key) => {
+          holding.push(key);
+          await released;
+        }, 1);
+        await waitUntil(() => holding.length === 1, 5_000, 'the first key handed out');
+        expect(await bus.backlog()).toBe(3);
+        bus.enqueue(holding[0]!); // enqueued while held: runs again later, not in the backlog now
+        expect(await bus.backlog()).toBe(3);
+        release();
+        await waitUntil(() => holding.length >= 5, 5_000, 'every due key handled, the re-enqueued one twice');
+        expect(await bus.backlog()).toBe(0);
+        expect(await h.settledDepth(bus)).toBe(1); // 'later'
+      });
+
       it('never runs one key twice at once; a key enqueued while it runs runs once more afterwards', async () => {
         const active = new Set<string>();
         let overlaps = 0;

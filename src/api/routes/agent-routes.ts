@@ -43,7 +43,16 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
         throw new InputError('Idempotency-Key must be 1-255 printable ASCII characters without spaces', { field: 'Idempotency-Key' });
       }
-      const { agent, created } = await d.agents.create(principal, body, key, request.body);
+      // The client going away ends a backpressure wait (create-backpressure.ts) with nothing created.
+      const clientGone = (): AbortSignal => {
+        const gone = new AbortController();
+        if (reply.raw.destroyed) gone.abort();
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) gone.abort();
+        });
+        return gone.signal;
+      };
+      const { agent, created } = await d.agents.create(principal, body, key, request.body, clientGone);
       if (!created) void reply.header('idempotent-replayed', 'true');
       void reply.status(created ? 201 : 200).header('location', `/api/v1/agents/${agent.id}`);
       return toAgentResponse(agent);
