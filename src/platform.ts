@@ -325,6 +325,9 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     },
     async close() {
       clearInterval(pruneTimer);
+      // First: held creates would keep the HTTP server open until their max wait, since the
+      // controllers that would shrink the backlog stop next.
+      agents.backpressure?.close();
       // Gives the lease up, so another replica leads at once instead of after one TTL.
       await elector?.stop();
       await controller.stop();

@@ -91,6 +91,7 @@ describe('CreateBackpressure', () => {
     const first = g.wait().then(through('first'));
     await sleep(1);
     backlog.set(3); // a quarter below the limit: room for exactly one
+    await sleep(15); // the reading the second create makes is fresh and shows that room
     const second = g.wait().then(through('second'));
     await sleep(60);
     expect(order).toEqual(['first']);
@@ -150,6 +151,83 @@ describe('CreateBackpressure', () => {
     ac.abort();
     await sleep(5);
     expect(queued.state).toBe('failed');
+  });
+
+  it('counts every create that shares one slow reading: no more go through than there is room for', async () => {
+    let value = 4;
+    const g = gate({
+      backlog: async () => {
+        await sleep(10);
+        return value;
+      },
+      limit: 5,
+    });
+    let through = 0;
+    let consumerIdle = true;
+    const creates = Array.from({ length: 50 }, () =>
+      g.wait().then(() => {
+        through++;
+        if (consumerIdle) value++;
+      }),
+    );
+    await sleep(40);
+    expect(through).toBe(1);
+    // The controllers catch up: the backlog stays empty however many creates go through.
+    consumerIdle = false;
+    value = 0;
+    await Promise.all(creates);
+    expect(through).toBe(50);
+  });
+
+  it('never lets two release passes use one reading (a reading slower than pollMs)', async () => {
+    let value = 8;
+    const g = gate({
+      backlog: async () => {
+        await sleep(20);
+        return value;
+      },
+      limit: 8,
+      pollMs: 2,
+    });
+    let through = 0;
+    let consumerIdle = true;
+    const creates = Array.from({ length: 10 }, () =>
+      g.wait().then(() => {
+        through++;
+        if (consumerIdle) value++; // each create let through queues its key
+      }),
+    );
+    await sleep(60);
+    expect(through).toBe(0);
+    value = 6; // room for 2
+    await sleep(150);
+    expect(through).toBe(2);
+    expect(value).toBe(8);
+    consumerIdle = false;
+    value = 0;
+    await Promise.all(creates);
+  });
+
+  it('lets creates go ahead when a reading does not answer within readTimeoutMs', async () => {
+    const errors: unknown[] = [];
+    const g = gate({ backlog: () => new Promise<number>(() => undefined), limit: 1, readTimeoutMs: 50, onError: (err) => errors.push(err) });
+    const t0 = Date.now();
+    await g.wait();
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    expect(String(errors[0])).toMatch(/did not answer within 50 ms/);
+  });
+
+  it('close() fails waiting and later creates with SHUTTING_DOWN', async () => {
+    const g = gate({ backlog: backlogOf(100).read, limit: 1 });
+    const held = track(g.wait());
+    await sleep(10);
+    expect(held.state).toBe('waiting');
+    g.close();
+    await sleep(1);
+    expect(held.state).toBe('failed');
+    expect((held.error as UnavailableError).code).toBe('SHUTTING_DOWN');
+    expect(g.waiting()).toBe(0);
+    await expect(g.wait()).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
   });
 
   it('goes ahead when the backlog cannot be read, and says so', async () => {

@@ -13,6 +13,12 @@ export interface CreateBackpressureOptions {
   maxWaitMs: number;
   /** How often the backlog is read while creates wait, and how long one reading is trusted. @default 5 */
   pollMs?: number | undefined;
+  /**
+   * A reading that takes longer counts as failed (creates go ahead): a queue that does not
+   * answer (Redis partitioned) must not hold creates past their max wait.
+   * @default 250
+   */
+  readTimeoutMs?: number | undefined;
   /** Told how long each create that had to wait waited. */
   onWaited?: ((ms: number) => void) | undefined;
   /** Told when the backlog cannot be read (waiting creates then go ahead). */
@@ -52,10 +58,23 @@ export class CreateBackpressure {
   #readAtMs = -Infinity;
   #reading: Promise<number> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** A release pass is running: no second one may let creates through on the same reading. */
+  #releasing = false;
+  #closed = false;
 
   constructor(options: CreateBackpressureOptions) {
     this.#o = options;
     this.#pollMs = Math.max(1, options.pollMs ?? 5);
+  }
+
+  /** Fails every waiting create and every later one with 503 SHUTTING_DOWN: the controllers are stopping, the backlog will not fall. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (let i = this.#head; i < this.#waiters.length; i++) this.#answer(this.#waiters[i]!, shuttingDown());
+    this.#waiters.length = 0;
+    this.#head = 0;
   }
 
   /** Creates waiting now. */
@@ -74,13 +93,18 @@ export class CreateBackpressure {
   async wait(signal?: AbortSignal | (() => AbortSignal)): Promise<void> {
     const { limit, maxWaitMs } = this.#o;
     if (limit <= 0) return;
+    if (this.#closed) throw shuttingDown();
     if (this.#head === this.#waiters.length) {
       // Nobody queued ahead: go at once if there is room (a stale reading is refreshed).
-      const backlog = await this.#current().catch((err: unknown) => {
+      try {
+        await this.#current();
+      } catch (err) {
         this.#o.onError?.(err);
-        return 0;
-      });
-      if (backlog < limit && this.#head === this.#waiters.length) {
+        return; // cannot tell how far behind: do not hold creates on a guess
+      }
+      if (this.#closed) throw shuttingDown();
+      // The count, not the reading: creates that shared this reading and went first are in it.
+      if (this.#backlog < limit && this.#head === this.#waiters.length) {
         this.#backlog++;
         return;
       }
@@ -102,8 +126,7 @@ export class CreateBackpressure {
 
   #current(): Promise<number> {
     if (Date.now() - this.#readAtMs < this.#pollMs) return Promise.resolve(this.#backlog);
-    this.#reading ??= this.#o
-      .backlog()
+    this.#reading ??= withTimeout(this.#o.backlog(), this.#o.readTimeoutMs ?? 250)
       .then((backlog) => {
         this.#backlog = backlog;
         this.#readAtMs = Date.now();
@@ -114,7 +137,7 @@ export class CreateBackpressure {
   }
 
   #arm(): void {
-    if (this.#timer !== undefined) return;
+    if (this.#timer !== undefined || this.#releasing || this.#closed) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#release();
@@ -122,12 +145,23 @@ export class CreateBackpressure {
   }
 
   async #release(): Promise<void> {
+    this.#releasing = true;
+    try {
+      await this.#releasePass();
+    } finally {
+      this.#releasing = false;
+      if (this.#head < this.#waiters.length) this.#arm();
+    }
+  }
+
+  async #releasePass(): Promise<void> {
     let room: number;
     try {
-      const backlog = await this.#current();
+      await this.#current();
       // Hysteresis: wait until the backlog is a quarter below the limit, then let that
       // whole quarter through at once. Trickling 2-3 creates per reading (the controllers'
       // pace) made every store commit tiny and cost 15% of the throughput.
+      const backlog = this.#backlog;
       room = backlog <= Math.floor((this.#o.limit * 3) / 4) ? this.#o.limit - backlog : 0;
     } catch (err) {
       this.#o.onError?.(err);
@@ -148,12 +182,9 @@ export class CreateBackpressure {
     if (this.#head === this.#waiters.length) {
       this.#waiters.length = 0;
       this.#head = 0;
-    } else {
-      if (this.#head >= 1024) {
-        this.#waiters.splice(0, this.#head);
-        this.#head = 0;
-      }
-      this.#arm();
+    } else if (this.#head >= 1024) {
+      this.#waiters.splice(0, this.#head);
+      this.#head = 0;
     }
   }
 
@@ -168,6 +199,18 @@ export class CreateBackpressure {
     }
   }
 }
+
+/** `p`, or a rejection once `ms` have passed without an answer. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the work queue's backlog did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+const shuttingDown = (): UnavailableError =>
+  new UnavailableError('SHUTTING_DOWN', 'this replica is shutting down and its controllers have stopped; retry the create (another replica, or this one once restarted, will take it)');
 
 const aborted = (): UnavailableError =>
   new UnavailableError('REQUEST_ABORTED', 'the request was abandoned while it waited for the controllers to catch up; no agent was created');

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { z } from 'zod';
-import { InputError, UnavailableError } from '../../domain/errors.js';
+import { DomainError, InputError, UnavailableError } from '../../domain/errors.js';
 import type { AgentService } from '../../services/agent-service.js';
 import type { Store } from '../../store/store.js';
 import type { RuntimeRegistry } from '../../runtime/runtime-registry.js';
@@ -52,7 +52,12 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
         });
         return gone.signal;
       };
-      const { agent, created } = await d.agents.create(principal, body, key, request.body, clientGone);
+      const { agent, created } = await d.agents.create(principal, body, key, request.body, clientGone).catch((err: unknown) => {
+        // Held until shutdown: close the connection with the answer, or the server's close
+        // waits for this keep-alive connection (72 s) after the response went out.
+        if (err instanceof DomainError && err.code === 'SHUTTING_DOWN') void reply.header('connection', 'close');
+        throw err;
+      });
       if (!created) void reply.header('idempotent-replayed', 'true');
       void reply.status(created ? 201 : 200).header('location', `/api/v1/agents/${agent.id}`);
       return toAgentResponse(agent);
