@@ -18,6 +18,36 @@ function backlogOf(initial: number): { read: () => Promise<number>; set: (n: num
   };
 }
 
+/**
+ * A work queue whose backlog takes `readMs` to read. Each create let through queues its
+ * agent's key, as the real one does, until the controllers catch up (then it stays empty).
+ */
+function slowQueue(initial: number, readMs: number) {
+  const q = {
+    value: initial,
+    through: 0,
+    caughtUp: false,
+    read: async (): Promise<number> => {
+      await sleep(readMs);
+      return q.value;
+    },
+    create: (g: CreateBackpressure, n: number): Promise<void[]> =>
+      Promise.all(
+        Array.from({ length: n }, () =>
+          g.wait().then(() => {
+            q.through++;
+            if (!q.caughtUp) q.value++;
+          }),
+        ),
+      ),
+    catchUp: (): void => {
+      q.caughtUp = true;
+      q.value = 0;
+    },
+  };
+  return q;
+}
+
 /** Settles `p` into a record the test can look at without awaiting it. */
 function track(p: Promise<void>): { state: 'waiting' | 'done' | 'failed'; error?: unknown } {
   const t: { state: 'waiting' | 'done' | 'failed'; error?: unknown } = { state: 'waiting' };
@@ -154,58 +184,28 @@ describe('CreateBackpressure', () => {
   });
 
   it('counts every create that shares one slow reading: no more go through than there is room for', async () => {
-    let value = 4;
-    const g = gate({
-      backlog: async () => {
-        await sleep(10);
-        return value;
-      },
-      limit: 5,
-    });
-    let through = 0;
-    let consumerIdle = true;
-    const creates = Array.from({ length: 50 }, () =>
-      g.wait().then(() => {
-        through++;
-        if (consumerIdle) value++;
-      }),
-    );
+    const q = slowQueue(4, 10);
+    const g = gate({ backlog: q.read, limit: 5 });
+    const creates = q.create(g, 50);
     await sleep(40);
-    expect(through).toBe(1);
-    // The controllers catch up: the backlog stays empty however many creates go through.
-    consumerIdle = false;
-    value = 0;
-    await Promise.all(creates);
-    expect(through).toBe(50);
+    expect(q.through).toBe(1);
+    q.catchUp();
+    await creates;
+    expect(q.through).toBe(50);
   });
 
   it('never lets two release passes use one reading (a reading slower than pollMs)', async () => {
-    let value = 8;
-    const g = gate({
-      backlog: async () => {
-        await sleep(20);
-        return value;
-      },
-      limit: 8,
-      pollMs: 2,
-    });
-    let through = 0;
-    let consumerIdle = true;
-    const creates = Array.from({ length: 10 }, () =>
-      g.wait().then(() => {
-        through++;
-        if (consumerIdle) value++; // each create let through queues its key
-      }),
-    );
+    const q = slowQueue(8, 20);
+    const g = gate({ backlog: q.read, limit: 8, pollMs: 2 });
+    const creates = q.create(g, 10);
     await sleep(60);
-    expect(through).toBe(0);
-    value = 6; // room for 2
+    expect(q.through).toBe(0);
+    q.value = 6; // room for 2
     await sleep(150);
-    expect(through).toBe(2);
-    expect(value).toBe(8);
-    consumerIdle = false;
-    value = 0;
-    await Promise.all(creates);
+    expect(q.through).toBe(2);
+    expect(q.value).toBe(8);
+    q.catchUp();
+    await creates;
   });
 
   it('lets creates go ahead when a reading does not answer within readTimeoutMs', async () => {

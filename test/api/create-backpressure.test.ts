@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config.js';
 import type { Placement, Placer } from '../../src/controllers/placer.js';
 import type { Agent } from '../../src/domain/agent.js';
 import { buildPlatform, type Platform } from '../../src/platform.js';
+import { simulatedPlatformEnv } from '../helpers/simulated-platform-env.js';
 
 const TOKEN = 'create-backpressure-test-token';
 
@@ -54,16 +55,14 @@ async function start(env: Record<string, string>): Promise<Running> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ap-backpressure-'));
   const placer = new GatedPlacer();
   const platform = await buildPlatform(
-    loadConfig({
-      AGENT_PLATFORM_DATA_DIR: dataDir,
-      AGENT_PLATFORM_ADMIN_TOKEN: TOKEN,
-      AGENT_PLATFORM_PORT: '0',
-      AGENT_PLATFORM_LOG_LEVEL: 'silent',
-      AGENT_PLATFORM_RATE_LIMIT_RPS: '0',
-      AGENT_PLATFORM_RECONCILE_CONCURRENCY: '1',
-      AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'simulated', count: 1, shape: { cpu: '64', memory: '256Gi' } }]),
-      ...env,
-    }),
+    loadConfig(
+      simulatedPlatformEnv({
+        dataDir,
+        token: TOKEN,
+        nodes: { count: 1, shape: { cpu: '64', memory: '256Gi' } },
+        env: { AGENT_PLATFORM_RECONCILE_CONCURRENCY: '1', ...env },
+      }),
+    ),
     { placer },
   );
   placer.nodeId = platform.runtimes.all()[0]!.nodeId;

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { buildPlatform, type Platform } from '../../src/platform.js';
 import { runHttpLoad } from '../../bench/lib/http-load-client.js';
+import { simulatedPlatformEnv } from '../helpers/simulated-platform-env.js';
 
 const AGENTS = 2_000;
 const NODES = 200;
@@ -31,16 +32,9 @@ describe('simulated cluster smoke (2,000 agents, 200 nodes, real HTTP)', () => {
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'ap-sim-smoke-'));
     platform = await buildPlatform(
-      loadConfig({
-        AGENT_PLATFORM_DATA_DIR: dataDir,
-        AGENT_PLATFORM_ADMIN_TOKEN: TOKEN,
-        AGENT_PLATFORM_PORT: '0',
-        AGENT_PLATFORM_LOG_LEVEL: 'silent',
-        AGENT_PLATFORM_RATE_LIMIT_RPS: '0',
-        // Small nodes (2 CPU, 1Gi, 16 agents) so that 2,000 agents fill most of the pool:
-        // over-commit would show.
-        AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'simulated', count: NODES, maxAgents: 16, shape: { cpu: '2', memory: '1Gi' } }]),
-      }),
+      // Small nodes (2 CPU, 1Gi, 16 agents) so that 2,000 agents fill most of the pool:
+      // over-commit would show.
+      loadConfig(simulatedPlatformEnv({ dataDir, token: TOKEN, nodes: { count: NODES, maxAgents: 16, shape: { cpu: '2', memory: '1Gi' } } })),
     );
     platform.bus.subscribe((e) => {
       if (e.objectKind === 'Agent' && e.reason === 'PhaseChanged' && (e.data as { to?: string } | undefined)?.to === 'Running') running.add(e.objectId);

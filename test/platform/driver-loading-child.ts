@@ -7,18 +7,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../src/config.js';
 import { buildPlatform } from '../../src/platform.js';
+import { simulatedPlatformEnv } from '../helpers/simulated-platform-env.js';
 
 const TOKEN = 'driver-loading-test-token';
 const dataDir = mkdtempSync(join(tmpdir(), 'ap-driver-loading-'));
 const platform = await buildPlatform(
-  loadConfig({
-    AGENT_PLATFORM_DATA_DIR: dataDir,
-    AGENT_PLATFORM_ADMIN_TOKEN: TOKEN,
-    AGENT_PLATFORM_PORT: '0',
-    AGENT_PLATFORM_LOG_LEVEL: 'silent',
-    AGENT_PLATFORM_USAGE_INTERVAL_MS: '100',
-    AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'simulated', count: 3, shape: { cpu: '4', memory: '8Gi' } }]),
-  }),
+  loadConfig(
+    simulatedPlatformEnv({ dataDir, token: TOKEN, nodes: { count: 3, shape: { cpu: '4', memory: '8Gi' } }, env: { AGENT_PLATFORM_USAGE_INTERVAL_MS: '100' } }),
+  ),
 );
 let phase = '';
 try {
