@@ -262,10 +262,24 @@ export class EscapeReport {
 export const AGENT_RUNNER = `import glob, json, os, signal, subprocess, time
 d = '/tmp/jobs'
 os.makedirs(d, exist_ok=True)
-while True:
-    for job in sorted(glob.glob(d + '/*.job')):
-        spec = json.load(open(job)); os.remove(job)
-        base = job[:-4]
+
+def answer(base, out):
+    # /tmp may still be full for a moment after a job filled it (gVisor frees tmpfs pages
+    # lazily): retry rather than let the runner die and every later job go unanswered.
+    for _ in range(100):
+        try:
+            tmp = base + '.tmp'
+            with open(tmp, 'w') as f:
+                json.dump(out, f)
+            os.rename(tmp, base + '.out')
+            return
+        except OSError:
+            time.sleep(0.2)
+
+def run(job):
+    spec = json.load(open(job)); os.remove(job)
+    base = job[:-4]
+    try:
         # Output to files, not pipes: a child the job leaves behind (a server, a sleeper)
         # would hold a pipe open and hang the runner waiting for end-of-file.
         with open(base + '.o', 'w+') as so, open(base + '.e', 'w+') as se:
@@ -283,13 +297,19 @@ while True:
                 p.wait()
             so.seek(0); se.seek(0)
             out = {'code': code, 'stdout': so.read(), 'stderr': 'timeout' if code == -1 else se.read()}
-        for f in (base + '.o', base + '.e'):
-            try:
-                os.remove(f)
-            except OSError:
-                pass
-        tmp = base + '.tmp'
-        json.dump(out, open(tmp, 'w')); os.rename(tmp, base + '.out')
+    except Exception as e:
+        # The runner itself failed (no room for the output files, ...): say so as the answer.
+        out = {'code': -2, 'stdout': '', 'stderr': 'runner: ' + repr(e)}
+    for f in (base + '.o', base + '.e'):
+        try:
+            os.remove(f)
+        except OSError:
+            pass
+    answer(base, out)
+
+while True:
+    for job in sorted(glob.glob(d + '/*.job')):
+        run(job)
     time.sleep(0.1)
 `;
 
