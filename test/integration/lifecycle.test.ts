@@ -177,6 +177,42 @@ describe.skipIf(!hasDocker)('agent lifecycle through the HTTP API (real dockerd)
     expect((await p.request('DELETE', `/api/v1/agents/${a.id}`)).status).toBe(200);
   }, 30_000);
 
+  it('without limits.cpu the CPU request becomes the limit (NanoCpus and the CFS quota inside)', async () => {
+    const a = await p.create({ name: uniqueName('cpu-req'), image: busybox, command: ['sleep', '300'], resources: { cpu: '300m', memory: '64Mi' } });
+    expect(a.spec.resources).toMatchObject({ cpuMillicores: 300, cpuLimitMillicores: 300 });
+    const { agent } = await p.waitForPhase(a.id, 'Running');
+    const info = await p.docker.getContainer(agent.status.containerId!).inspect();
+    expect(info.HostConfig.NanoCpus).toBe(300_000_000);
+    // The same fallback holds for memory: the request is the limit.
+    expect(info.HostConfig.Memory).toBe(64 * 1024 * 1024);
+    // Enforced by the kernel, not only recorded: the container's own CFS quota is 0.3 of
+    // a period (cgroup v2 "30000 100000"; v1 quota and period in two files).
+    const exec = await p.docker.getContainer(agent.status.containerId!).exec({
+      Cmd: ['sh', '-c', 'cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us'],
+      AttachStdout: true,
+      AttachStderr: true,
+    });
+    let out = '';
+    for await (const chunk of (await exec.start({})) as AsyncIterable<Buffer>) out += chunk.toString('latin1');
+    const [quota, period] = (out.match(/\d+/g) ?? []).map(Number);
+    expect(period, out).toBeGreaterThan(0);
+    expect(quota! / period!, out).toBeCloseTo(0.3, 5);
+    expect((await p.request('DELETE', `/api/v1/agents/${a.id}`)).status).toBe(200);
+  }, 30_000);
+
+  it('workingDir from the API is the process working directory in the container', async () => {
+    const a = await p.create({ name: uniqueName('workdir'), image: busybox, command: ['sh', '-c', 'pwd; echo here > rel.txt; cat /data/rel.txt'], workingDir: '/data' });
+    expect(a.spec.workingDir).toBe('/data');
+    const { agent } = await p.waitForPhase(a.id, 'Succeeded');
+    expect(agent.status.exitCode).toBe(0);
+    const info = await p.docker.getContainer(agent.status.containerId!).inspect();
+    expect(info.Config.WorkingDir).toBe('/data');
+    // pwd, and a relative path resolved against it.
+    const logs = await p.request('GET', `/api/v1/agents/${a.id}/logs`);
+    expect(logs.text).toBe('/data\nhere\n');
+    expect((await p.request('DELETE', `/api/v1/agents/${a.id}`)).status).toBe(200);
+  }, 30_000);
+
   it('Idempotency-Key: a replay returns the same agent; another body is a 409; parallel POSTs make one container', async () => {
     const key = `key-${uniqueName('k')}`;
     const body = { name: uniqueName('idem'), image: busybox, command: ['sleep', '300'] };
