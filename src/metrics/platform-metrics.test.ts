@@ -204,14 +204,18 @@ describe('PlatformMetrics', () => {
   it('exports OOM kill counts from 0 for live agents and keeps counts of agents that ended', async () => {
     let views: AgentContainerView[] = [view(), view({ agentId: 'agent2' })];
     const m = new PlatformMetrics({ containers: () => views }, { defaultMetrics: false });
-    expect(valueOf(await m.metrics(), 'agent_platform_agent_oom_kills_total', { agent: 'agent1', tenant: 't1' })).toBe(0);
+    expect(valueOf(await m.metrics(), 'agent_platform_agent_oom_kills_total', { agent: 'agent1', tenant: 't1', node: 'n1' })).toBe(0);
     m.countOomKill('agent1', 't1');
     m.countOomKill('agent1', 't1');
-    expect(valueOf(await m.metrics(), 'agent_platform_agent_oom_kills_total', { agent: 'agent1' })).toBe(2);
+    expect(valueOf(await m.metrics(), 'agent_platform_agent_oom_kills_total', { agent: 'agent1', tenant: 't1', node: 'n1' })).toBe(2);
     views = [];
     const text = await m.metrics();
-    expect(valueOf(text, 'agent_platform_agent_oom_kills_total', { agent: 'agent1' })).toBe(2);
+    // Ended: the count stays, labelled with the node the agent was killed on.
+    expect(valueOf(text, 'agent_platform_agent_oom_kills_total', { agent: 'agent1', tenant: 't1', node: 'n1' })).toBe(2);
     expect(valueOf(text, 'agent_platform_agent_oom_kills_total', { agent: 'agent2' })).toBeUndefined();
+    // A caller that knows the node says so; the live view is not needed then.
+    m.countOomKill('agent3', 't2', 'n7');
+    expect(valueOf(await m.metrics(), 'agent_platform_agent_oom_kills_total', { agent: 'agent3', tenant: 't2', node: 'n7' })).toBe(1);
   });
 
   it('exports tenant quota used and limit from the tenancy source', async () => {

@@ -82,7 +82,8 @@ export class PlatformMetrics implements ControllerMetrics {
   private readonly createWait: Histogram;
   private readonly runtimeDuration: Histogram<'driver' | 'operation'>;
   private readonly runtimeErrors: Counter<'driver' | 'operation'>;
-  private readonly oomKills = new Map<string, { tenantId: string; count: number }>();
+  /** OOM kills by agent, with the node it ran on when last killed (for agents that ended). */
+  private readonly oomKills = new Map<string, { tenantId: string; node: string; count: number }>();
 
   constructor(sources: PlatformMetricsSources = {}, options: PlatformMetricsOptions = {}) {
     this.sources = { ...sources };
@@ -159,7 +160,9 @@ export class PlatformMetrics implements ControllerMetrics {
     new Counter({
       name: 'agent_platform_agent_oom_kills_total',
       help: 'Agent containers killed for exceeding their memory limit, as the controller observed them.',
-      labelNames: ['agent', 'tenant'],
+      // node as on agent_platform_agent_restarts_total and the cAdvisor series, so kills can
+      // be summed per node (a node short of memory) and joined with the container series.
+      labelNames: ['agent', 'tenant', 'node'],
       registers,
       collect() {
         // Live agents get a 0 series before their first kill, so increase() sees 0 -> 1; a
@@ -169,9 +172,9 @@ export class PlatformMetrics implements ControllerMetrics {
         const live = new Set<string>();
         for (const a of self.sources.containers?.() ?? []) {
           live.add(a.agentId);
-          this.inc({ agent: a.agentId, tenant: a.tenantId }, self.oomKills.get(a.agentId)?.count ?? 0);
+          this.inc({ agent: a.agentId, tenant: a.tenantId, node: a.node }, self.oomKills.get(a.agentId)?.count ?? 0);
         }
-        for (const [agentId, k] of self.oomKills) if (!live.has(agentId)) this.inc({ agent: agentId, tenant: k.tenantId }, k.count);
+        for (const [agentId, k] of self.oomKills) if (!live.has(agentId)) this.inc({ agent: agentId, tenant: k.tenantId, node: k.node }, k.count);
       },
     });
 
@@ -306,8 +309,15 @@ export class PlatformMetrics implements ControllerMetrics {
     if (failed) this.runtimeErrors.inc({ driver, operation });
   }
 
-  countOomKill(agentId: string, tenantId: string): void {
-    const k = this.oomKills.get(agentId) ?? { tenantId, count: 0 };
+  /**
+   * Counts one OOM kill of an agent. `node` defaults to the node the agent's live view (the
+   * containers source) names, so callers that only have an event (which carries no node)
+   * need not look it up; the scan happens once per kill, which is rare.
+   */
+  countOomKill(agentId: string, tenantId: string, node?: string): void {
+    const on = node ?? this.sources.containers?.().find((a) => a.agentId === agentId)?.node ?? this.oomKills.get(agentId)?.node ?? '';
+    const k = this.oomKills.get(agentId) ?? { tenantId, node: on, count: 0 };
+    k.node = on;
     k.count += 1;
     this.oomKills.set(agentId, k);
   }

@@ -10,6 +10,7 @@ import { containerName } from '../runtime/runtime.js';
 import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import type { Store } from '../store/store.js';
 import { NODE_EVENT_REASONS } from './node-events.js';
+import type { PhaseChangeData } from '../controllers/phase-change-events.js';
 
 /** Phases in which an agent holds (or is about to hold) room on its node. */
 const LIVE_PHASES = ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'] as const;
@@ -90,7 +91,7 @@ export class NodeEvictor {
       if (outcome === undefined) return;
       result[outcome.kind]++;
       const type = outcome.kind === 'stopped' ? 'Normal' : 'Warning';
-      await this.d.events.record({ tenantId: outcome.agent.tenantId, objectKind: 'Agent', objectId: outcome.agent.id, type, reason: NODE_EVENT_REASONS.nodeLost, message: outcome.agent.status.message ?? '' });
+      await this.d.events.record({ tenantId: outcome.agent.tenantId, objectKind: 'Agent', objectId: outcome.agent.id, type, reason: NODE_EVENT_REASONS.nodeLost, message: outcome.agent.status.message ?? '', data: outcome.phaseChange });
     });
     return result;
   }
@@ -120,7 +121,7 @@ export class NodeEvictor {
           await runtime.remove(containerName(listed.id), signal);
         }
         result.rescheduled++;
-        await this.d.events.record({ tenantId: outcome.agent.tenantId, objectKind: 'Agent', objectId: outcome.agent.id, type: 'Normal', reason: NODE_EVENT_REASONS.drained, message: `container removed from node ${nodeId} (drain); rescheduling` });
+        await this.d.events.record({ tenantId: outcome.agent.tenantId, objectKind: 'Agent', objectId: outcome.agent.id, type: 'Normal', reason: NODE_EVENT_REASONS.drained, message: `container removed from node ${nodeId} (drain); rescheduling`, data: outcome.phaseChange });
       } catch (err) {
         if (signal?.aborted) throw err;
         result.errors++;
@@ -145,7 +146,7 @@ export class NodeEvictor {
   private async update<K extends string>(
     agentId: string,
     mutate: (agent: Agent, nowMs: number) => { kind: K; status: AgentStatus } | undefined,
-  ): Promise<{ kind: K; agent: Agent } | undefined> {
+  ): Promise<{ kind: K; agent: Agent; phaseChange: PhaseChangeData | undefined } | undefined> {
     for (let attempt = 0; ; attempt++) {
       const agent = await this.d.store.getAgent(agentId);
       if (!agent) return undefined;
@@ -169,7 +170,9 @@ export class NodeEvictor {
             time: now,
           });
         }
-        return { kind: change.kind, agent: updated };
+        // The caller's event names the transition (data.from/to), as the controller's do.
+        const phaseChange = updated.status.phase !== agent.status.phase ? { from: agent.status.phase, to: updated.status.phase } : undefined;
+        return { kind: change.kind, agent: updated, phaseChange };
       } catch (err) {
         if (err instanceof VersionConflictError && attempt < MAX_CONFLICT_RETRIES) continue;
         throw err;

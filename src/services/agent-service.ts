@@ -7,6 +7,8 @@ import type { Bus } from '../bus/bus.js';
 import type { CreateBackpressure } from './create-backpressure.js';
 import type { AgentFilter, AgentPage, Store } from '../store/store.js';
 import type { EventRecorder } from '../controllers/event-recorder.js';
+import type { DecisionEvent } from '../controllers/agent-decision.js';
+import { withPhaseChange } from '../controllers/phase-change-events.js';
 import type { CreateAgentRequest } from '../api/schemas/agent-schema.js';
 import { QUOTA_EXCEEDED_REASON } from '../tenancy/quota.js';
 import { splitEnv } from '../security/env-refs.js';
@@ -196,9 +198,20 @@ export class AgentService {
         status = { ...agent.status, phase: 'Deleting', reason: 'DeleteRequested', message: 'delete requested', phaseSince: now };
       }
       try {
-        const updated = await this.store.updateAgent(id, agent.version, { desired, status, updatedAt: now });
+        const requested: DecisionEvent = { type: 'Normal', reason: desired === 'running' ? 'StartRequested' : desired === 'stopped' ? 'StopRequested' : 'DeleteRequested', message: `${desired === 'deleted' ? 'delete' : desired === 'running' ? 'start' : 'stop'} requested by ${principal.subject}` };
+        // The request's event is stored with the change (data.from/to when the phase moves,
+        // as the controller's are), so no transition is left without its stored event.
+        const { agent: updated, events: stored } = await this.store.updateAgentWithEvents(
+          agent,
+          { desired, status, updatedAt: now },
+          withPhaseChange(agent.status, status, [requested]).map((e) => this.events.stamp({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: id, ...e })),
+        );
         this.bus.enqueue(id);
-        await this.events.record({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: id, type: 'Normal', reason: desired === 'running' ? 'StartRequested' : desired === 'stopped' ? 'StopRequested' : 'DeleteRequested', message: `${desired === 'deleted' ? 'delete' : desired === 'running' ? 'start' : 'stop'} requested by ${principal.subject}` });
+        this.events.published(stored);
+        if (updated.status.phase !== agent.status.phase) {
+          // Live, as the controller announces its own transitions (SSE clients, admission).
+          this.bus.publish({ id: 0, tenantId: agent.tenantId, objectKind: 'Agent', objectId: id, type: 'Normal', reason: 'PhaseChanged', message: `${agent.status.phase} -> ${updated.status.phase}`, data: { from: agent.status.phase, to: updated.status.phase }, time: now });
+        }
         return updated;
       } catch (err) {
         if (err instanceof VersionConflictError && attempt < 20) continue;
