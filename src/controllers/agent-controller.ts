@@ -12,6 +12,7 @@ import { QUOTA_EXCEEDED_REASON } from '../tenancy/quota.js';
 import { decide, type Decision, type DecisionConfig, type DecisionEvent } from './agent-decision.js';
 import type { Placer } from './placer.js';
 import type { EventRecorder } from './event-recorder.js';
+import { withPhaseChange } from './phase-change-events.js';
 import type { ControllerMetrics } from '../metrics/controller-metrics.js';
 import { SandboxSetupError, type ContainerHooks } from '../security/agent-sandbox.js';
 
@@ -394,6 +395,12 @@ export class AgentController {
       dataSizeMiB: this.d.containers.dataSizeMiB,
       gpuDeviceIds,
       labels: agent.labels,
+      // The egress mode comes from the spec alone (never from labels, which the user writes).
+      egress: agent.spec.network?.mode ?? 'none',
+      // Only runtimes that place containers themselves read these (Kubernetes: kube-scheduler
+      // or binding mode, and the kubelet's deadline); Docker ignores them, having been placed.
+      placement: { nodeSelector: agent.spec.nodeSelector, tolerations: agent.spec.tolerations, affinity: agent.spec.affinity },
+      timeoutSeconds: agent.spec.timeoutSeconds,
     };
   }
 
@@ -402,7 +409,8 @@ export class AgentController {
     const { agent: updated, events: stored } = await this.d.store.updateAgentWithEvents(
       agent,
       { status, updatedAt: this.d.clock.now() },
-      events.map((e) => this.d.events.stamp({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: e.type, reason: e.reason, message: e.message, data: e.data })),
+      // A phase change is named (data.from/to) by the events written with it: no transition without a stored event.
+      withPhaseChange(agent.status, status, events).map((e) => this.d.events.stamp({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: e.type, reason: e.reason, message: e.message, data: e.data })),
     );
     this.d.events.published(stored);
     if (status.phase !== agent.status.phase) {

@@ -6,6 +6,8 @@ import type { TenantQuota } from '../runtime/kubernetes/namespace-manifests.js';
 import { SimulatedCluster } from '../runtime/simulated/simulated-cluster.js';
 import { gpuDevicesOf } from '../runtime/simulated/node-shape.js';
 import type { QuotaLimits } from '../store/store.js';
+import type { Node } from '../domain/node.js';
+import { Scheduler } from '../scheduler/index.js';
 import { DEFAULT_MAX_AGENTS, type DockerNodeSpec, type KubernetesNodeSpec, type NodePoolEntry } from './node-config.js';
 import type { NodeDefinition } from './node-pool-service.js';
 
@@ -163,23 +165,61 @@ export function namespaceQuotaOf(limits: QuotaLimits): TenantQuota | undefined {
   return Object.values(quota).some((v) => v !== undefined) ? quota : undefined;
 }
 
+/** The scheduler keeps counts in Int32Arrays: "no limit" must fit in one. */
+const UNLIMITED_PODS = 2 ** 31 - 1;
+
+/** As many GPU ids as a count: the scheduler counts devices by id; the device plugin picks the real ones. */
+const gpuIds = (count: number): string[] => Array.from({ length: Math.max(0, count) }, (_, i) => `gpu${i}`);
+
+/** A cluster Node as the platform's scheduler sees a node: allocatable as capacity, bound Pods' requests as allocated. */
+function schedulerNodeOf(n: KubeNodeSnapshot): Node {
+  const devices = gpuIds(n.allocatable.gpu);
+  return {
+    id: n.name,
+    driver: 'kubernetes',
+    simulated: false,
+    labels: n.labels,
+    taints: n.taints,
+    // A Node that does not report "pods" (a real kubelet always does) is not limited by count.
+    capacity: { cpuMillicores: n.allocatable.cpuMillicores, memoryMiB: n.allocatable.memoryMiB, maxAgents: n.allocatable.pods > 0 ? n.allocatable.pods : UNLIMITED_PODS, gpus: devices.map((id) => ({ id, model: 'nvidia.com/gpu' })) },
+    reserved: { cpuMillicores: 0, memoryMiB: 0 },
+    allocated: { cpuMillicores: n.requested.cpuMillicores, memoryMiB: Math.ceil(n.requested.memoryMiB), agents: n.requested.pods, gpuIds: devices.slice(0, n.requested.gpu) },
+    ready: n.ready,
+    cordoned: n.unschedulable,
+    unhealthy: false,
+  };
+}
+
 /**
- * Binding mode's choice of a cluster node: among Ready, schedulable nodes that match the
- * Pod's nodeSelector and have room for its requests, the one with the most CPU left
- * (kube-scheduler's LeastAllocated, cpu first, then memory); undefined leaves it Pending.
+ * The scheduler binding mode uses: the platform's own (kube-scheduler semantics), without
+ * sampling, so every Node is considered (a cluster has few Nodes next to the platform's pool).
+ * One instance is safe to share: schedule() is synchronous.
+ */
+const clusterScheduler = new Scheduler({ sampling: false });
+
+/**
+ * Binding mode's choice of a cluster node, by the platform's pure scheduler (src/scheduler)
+ * over the cluster's Nodes: filters NodeReady, NodeUnschedulable (cordoned), TaintToleration
+ * (NoSchedule and NoExecute taints the Pod does not tolerate), NodeSelector and required node
+ * affinity, Fit (allocatable cpu, memory and pod count minus the requests of the Pods bound
+ * there) and GPU (allocatable nvidia.com/gpu); then LeastAllocated (the "spread" policy),
+ * preferred affinity and PreferNoSchedule scores; ties go to the name that sorts first.
+ * Undefined (no Node fits) leaves the Pod Pending.
  */
 export const leastAllocatedNode: KubeBindingOptions['chooseNode'] = (request: KubePlacementRequest, nodes: KubeNodeSnapshot[]) => {
-  const free = (n: KubeNodeSnapshot): { cpu: number; memory: number; gpu: number } => ({
-    cpu: n.allocatable.cpuMillicores - n.requested.cpuMillicores,
-    memory: n.allocatable.memoryMiB - n.requested.memoryMiB,
-    gpu: n.allocatable.gpu - n.requested.gpu,
-  });
-  const fits = nodes.filter((n) => {
-    if (!n.ready || n.unschedulable) return false;
-    if (!Object.entries(request.nodeSelector).every(([k, v]) => n.labels[k] === v)) return false;
-    const f = free(n);
-    return f.cpu >= request.cpuMillicores && f.memory >= request.memoryMiB && f.gpu >= request.gpu;
-  });
-  fits.sort((a, b) => free(b).cpu - free(a).cpu || free(b).memory - free(a).memory || a.name.localeCompare(b.name));
-  return fits[0]?.name;
+  if (nodes.length === 0) return undefined;
+  const decision = clusterScheduler.schedule(
+    {
+      id: request.agentId || request.podName,
+      spec: {
+        schedulingPolicy: 'spread',
+        nodeSelector: request.nodeSelector,
+        tolerations: request.tolerations,
+        affinity: request.affinity,
+        resources: { cpuMillicores: request.cpuMillicores, memoryMiB: Math.ceil(request.memoryMiB), gpu: request.gpu },
+      },
+    },
+    { nodes: nodes.map(schedulerNodeOf) },
+  );
+  return decision.unschedulable ? undefined : decision.nodeId;
 };

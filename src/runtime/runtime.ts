@@ -12,6 +12,12 @@
 import type { NodeAffinity } from '../domain/affinity.js';
 import type { Toleration } from '../domain/agent.js';
 
+/**
+ * Label keys starting with this belong to the platform: the API refuses them in an agent's
+ * labels, and runtimes drop any that reach them, so a user label can never say which agent,
+ * tenant or installation a container belongs to, nor which egress policy selects it.
+ */
+export const RESERVED_LABEL_PREFIX = 'io.agent-platform.';
 export const AGENT_ID_LABEL = 'io.agent-platform.agent-id';
 export const TENANT_LABEL = 'io.agent-platform.tenant';
 export const MANAGED_LABEL = 'io.agent-platform.managed';
@@ -59,6 +65,13 @@ export interface ContainerSpec {
    * @default undefined
    */
   networkName?: string | undefined;
+  /**
+   * The agent's egress mode (its `spec.network.mode`), for runtimes that enforce egress
+   * themselves: Kubernetes turns it into the Pod's egress label, which the namespace's
+   * NetworkPolicies select. Docker ignores it (`networkName` carries the decision there).
+   * @default "none"
+   */
+  egress?: 'none' | 'allowlist' | 'open' | undefined;
   /**
    * Placement hints for runtimes that place containers themselves (Kubernetes passes
    * them to kube-scheduler); single-node runtimes ignore them.

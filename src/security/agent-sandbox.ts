@@ -1,4 +1,4 @@
-import type { Agent, AgentStatus, IsolationClass } from '../domain/agent.js';
+import type { Agent, AgentEndpoint, AgentStatus, IsolationClass } from '../domain/agent.js';
 import { NotFoundError } from '../domain/errors.js';
 import { SecretDecryptError } from './secret-cipher.js';
 import { silentLogger, type Logger } from '../domain/logger.js';
@@ -44,6 +44,18 @@ export class SandboxSetupError extends Error {
   }
 }
 
+/**
+ * A node that networks agents itself: a Kubernetes cluster, where the tenant namespace's
+ * NetworkPolicies confine each Pod by its egress label and a Service exposes its ports.
+ * KubernetesRuntime implements it.
+ */
+export interface ClusterNetwork {
+  /** HTTP_PROXY of allowlist agents; undefined when the cluster has no usable egress proxy. */
+  readonly egressProxyUrl: string | undefined;
+  /** Creates or updates the agent's Service and ingress policy; returns where its ports are reachable. */
+  exposeAgent(tenantId: string, exposed: { agentId: string; ports: { port: number }[] }, signal?: AbortSignal): Promise<AgentEndpoint[]>;
+}
+
 /** Options of AgentSandbox. */
 export interface AgentSandboxOptions {
   secrets: SecretService;
@@ -51,6 +63,11 @@ export interface AgentSandboxOptions {
   network?: AgentNetworkManager | undefined;
   /** Nodes whose containers `network` manages (the platform's local Docker host). */
   servesNode: (nodeId: string) => boolean;
+  /**
+   * The cluster behind a node that networks its agents itself (Kubernetes), else undefined.
+   * @default no such nodes
+   */
+  clusterOf?: ((nodeId: string) => ClusterNetwork | undefined) | undefined;
   /** AGENT_PLATFORM_MIN_ISOLATION. @default "runc" */
   platformMinimum?: IsolationClass | undefined;
   /**
@@ -84,7 +101,20 @@ export class AgentSandbox implements ContainerHooks {
     const policy = networkPolicyOf(agent.spec.network);
     let networkName: string | undefined;
     let proxyEnv: Record<string, string> = {};
-    if (policy.mode === 'open') {
+    const cluster = this.clusterOf(agent);
+    if (cluster !== undefined) {
+      // The cluster's NetworkPolicies do the confining (the Pod's egress label comes from the
+      // spec); `expose` gets its Service once the Pod runs (started). Only the proxy is ours to set.
+      if (policy.mode === 'allowlist') {
+        if (cluster.egressProxyUrl === undefined) {
+          throw new SandboxSetupError(
+            'NetworkUnavailable',
+            `node ${agent.status.node} (Kubernetes) has no egress proxy for network mode "allowlist": set "egressProxy": {"cidr": "<proxy address>/32", "port": <port>} on its entry in AGENT_PLATFORM_NODES, or use network mode "none"`,
+          );
+        }
+        proxyEnv = proxyEnvOf(cluster.egressProxyUrl);
+      }
+    } else if (policy.mode === 'open') {
       networkName = this.o.network?.openNetwork ?? 'bridge';
     } else if (needsAgentNetwork(agent)) {
       if (this.o.network === undefined || agent.status.node === undefined || !this.o.servesNode(agent.status.node)) {
@@ -116,13 +146,18 @@ export class AgentSandbox implements ContainerHooks {
     // exit) the class recorded then, not what a minimum raised since would give a new one.
     const reused = agent.status.containerId === containerId && agent.status.isolation !== undefined;
     const isolation = created?.runtimeClass ?? (reused ? agent.status.isolation! : await this.isolationOf(agent));
+    const cluster = this.clusterOf(agent);
+    if (cluster !== undefined) return { isolation, endpoints: await this.exposeOnCluster(cluster, agent, signal) };
     if (!this.attachable(agent)) return { isolation, endpoints: undefined };
     const endpoints = await this.o.network!.attach(agent, containerId, signal);
     return { isolation, endpoints: endpoints.length > 0 ? endpoints : undefined };
   }
 
   async observe(agent: Agent, observed: ObservedContainer | undefined | 'unreachable', signal?: AbortSignal): Promise<Partial<AgentStatus> | undefined> {
-    if (observed === 'unreachable' || this.o.network === undefined) return undefined;
+    if (observed === 'unreachable') return undefined;
+    const cluster = this.clusterOf(agent);
+    if (cluster !== undefined) return this.observeOnCluster(cluster, agent, observed, signal);
+    if (this.o.network === undefined) return undefined;
     if (observed?.state === 'running' && this.attachable(agent)) {
       const wantsEndpoints = (agent.spec.expose?.length ?? 0) > 0;
       if (this.o.network.isAttached(agent.id, observed.containerId) && (agent.status.endpoints !== undefined) === wantsEndpoints) return undefined;
@@ -149,7 +184,50 @@ export class AgentSandbox implements ContainerHooks {
     await this.o.network!.attach(agent, agent.status.containerId, signal);
   }
 
+  private clusterOf(agent: Agent): ClusterNetwork | undefined {
+    return agent.status.node === undefined ? undefined : this.o.clusterOf?.(agent.status.node);
+  }
+
+  /** The agent's Service (when it exposes ports); undefined endpoints when it exposes none. */
+  private async exposeOnCluster(cluster: ClusterNetwork, agent: Agent, signal?: AbortSignal): Promise<AgentEndpoint[] | undefined> {
+    const ports = agent.spec.expose ?? [];
+    if (ports.length === 0) return undefined;
+    const endpoints = await cluster.exposeAgent(agent.tenantId, { agentId: agent.id, ports: ports.map((p) => ({ port: p.port })) }, signal);
+    return endpoints.length > 0 ? endpoints : undefined;
+  }
+
+  /**
+   * Level-triggered on a cluster: a running exposed agent whose endpoints are not recorded
+   * (a platform restart between start and status write, an API error at start) gets its
+   * Service again; one not running has no endpoints. The Service itself is deleted with the
+   * Pod (KubernetesRuntime.remove), not here.
+   */
+  private async observeOnCluster(cluster: ClusterNetwork, agent: Agent, observed: ObservedContainer | undefined, signal?: AbortSignal): Promise<Partial<AgentStatus> | undefined> {
+    const wantsEndpoints = (agent.spec.expose?.length ?? 0) > 0;
+    if (observed?.state !== 'running' || !wantsEndpoints) return agent.status.endpoints !== undefined ? { endpoints: undefined } : undefined;
+    if (agent.status.endpoints !== undefined) return undefined;
+    try {
+      const endpoints = await this.exposeOnCluster(cluster, agent, signal);
+      return endpoints === undefined ? undefined : { endpoints };
+    } catch (err) {
+      this.logger.warn({ err, agentId: agent.id }, 'could not expose the agent on its cluster');
+      return undefined;
+    }
+  }
+
   private attachable(agent: Agent): boolean {
     return this.o.network !== undefined && needsAgentNetwork(agent) && agent.status.node !== undefined && this.o.servesNode(agent.status.node);
   }
+}
+
+/** Proxy environment of an allowlist agent, upper and lower case (curl, pip, requests, node and Go differ). */
+function proxyEnvOf(proxyUrl: string): Record<string, string> {
+  return {
+    HTTP_PROXY: proxyUrl,
+    HTTPS_PROXY: proxyUrl,
+    http_proxy: proxyUrl,
+    https_proxy: proxyUrl,
+    NO_PROXY: 'localhost,127.0.0.1',
+    no_proxy: 'localhost,127.0.0.1',
+  };
 }

@@ -6,6 +6,7 @@ import type { AgentService } from '../services/agent-service.js';
 import type { Store } from '../store/store.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { DockerRuntime } from '../runtime/docker/docker-runtime.js';
+import { KubernetesRuntime } from '../runtime/kubernetes/kubernetes-runtime.js';
 import { formatDockerEndpoint, parseDockerHost } from '../runtime/docker/docker-host.js';
 import type { RouteRegistry } from '../api/route-registry.js';
 import { registerSecretRoutes } from '../api/routes/secret-routes.js';
@@ -44,7 +45,8 @@ export interface Security {
 
 /**
  * Builds secrets, the sandbox hooks of the controller, and the egress network for the nodes
- * that run on this machine's Docker (the proxy must run beside the containers it serves).
+ * that run on this machine's Docker (the proxy must run beside the containers it serves);
+ * Kubernetes nodes bring their own (see ClusterNetwork).
  */
 export async function buildSecurity(d: {
   config: Readonly<Config>;
@@ -84,10 +86,14 @@ export async function buildSecurity(d: {
       logger: logger.child({ component: 'agent-network' }),
     });
   }
+  // Clusters network their agents themselves (NetworkPolicies, Services, their own egress
+  // proxy): allowlist and expose agents run there without the local egress network.
+  const clusters = new Map(d.runtimes.filter((r): r is KubernetesRuntime => r instanceof KubernetesRuntime).map((r) => [r.nodeId, r]));
   const sandbox = new AgentSandbox({
     secrets,
     network,
     servesNode: (id) => localNodes.has(id),
+    clusterOf: (id) => clusters.get(id),
     platformMinimum: config.minIsolation,
     // Read per container, not cached: a tenant raised to gvisor gets it on its next container.
     tenantMinimum: async (tenantId) => (await store.getTenant(tenantId))?.minIsolation,

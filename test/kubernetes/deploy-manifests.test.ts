@@ -116,6 +116,8 @@ describe('the ClusterRole grants what the runtime uses, and no more', () => {
       await runtime.stop(id, 1_000);
       for await (const _line of runtime.logs(id, {})) void _line;
       await runtime.start(id); // restart: delete and create anew
+      // An exposed agent: its Service and ingress policy are deleted with the Pod.
+      if (i === 0) await runtime.exposeAgent('rbac', { agentId: 'rbac-0', ports: [{ port: 8080 }] });
       await runtime.remove(id);
       await waitFor('removal', async () => ((await runtime.inspect(id)) === undefined ? true : undefined));
     }

@@ -41,6 +41,10 @@
  * that the kubeconfig names as the cluster CA, so the client's TLS verification runs;
  * `tls: false` serves plain HTTP (client-node then needs insecure-skip-tls-verify).
  *
+ * Every object a client sends (create and replace bodies, Bindings, DeleteOptions) is
+ * checked against the official schemas (validate-kube-object.ts, kubernetes-models) and
+ * refused with 422 Invalid when it violates them (`validateBodies: false` turns that off).
+ *
  * What the fake does NOT do: RBAC, admission (Pod Security, quotas, limit ranges
  * and network policies are stored, not enforced), server-side apply, finalizers,
  * namespace termination (a deleted namespace and its objects vanish at once), pagination
@@ -54,6 +58,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { validateKubeObject } from './validate-kube-object.js';
 
 type Obj = {
   apiVersion?: string;
@@ -99,6 +104,10 @@ export interface FakeNodeSpec {
   memory: string;
   gpu?: number;
   labels?: Record<string, string>;
+  /** `spec.taints` of the Node (stored and served; the fake's own scheduler ignores them). */
+  taints?: { key: string; value?: string; effect: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute' }[];
+  /** Allocatable "pods" (the kubelet's maxPods). @default 110 */
+  maxPods?: number;
   ready?: boolean;
 }
 
@@ -123,6 +132,12 @@ export interface FakeKubeApiServerOptions {
   defaultPodUsage?: FakePodUsage;
   /** The `window` of every PodMetrics (a Go duration). @default "15s" */
   metricsWindow?: string;
+  /**
+   * Validate every object a client sends (create and replace bodies, Bindings, DeleteOptions)
+   * against the official schemas (validate-kube-object.ts), answering 422 Invalid as the real
+   * server's validation would. @default true
+   */
+  validateBodies?: boolean;
 }
 
 /** The figures the fake's metrics API reports for a Pod's containers, as quantity strings. */
@@ -413,6 +428,7 @@ export class FakeKubeApiServer {
       metricsApi: options.metricsApi ?? true,
       defaultPodUsage: options.defaultPodUsage ?? { cpu: '0', memory: '0' },
       metricsWindow: options.metricsWindow ?? '15s',
+      validateBodies: options.validateBodies ?? true,
     };
     this.token = this.options.token;
     this.metricsApi = this.options.metricsApi;
@@ -545,14 +561,14 @@ export class FakeKubeApiServer {
   }
 
   private addNode(spec: FakeNodeSpec): void {
-    const resources: Record<string, string> = { cpu: spec.cpu, memory: spec.memory, pods: '110', 'nvidia.com/gpu': String(spec.gpu ?? 0) };
+    const resources: Record<string, string> = { cpu: spec.cpu, memory: spec.memory, pods: String(spec.maxPods ?? 110), 'nvidia.com/gpu': String(spec.gpu ?? 0) };
     this.write(
       'nodes',
       {
         apiVersion: 'v1',
         kind: 'Node',
         metadata: { name: spec.name, labels: { 'kubernetes.io/hostname': spec.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', ...spec.labels } },
-        spec: {},
+        spec: spec.taints ? { taints: spec.taints.map((t) => ({ ...t })) } : {},
         status: {
           capacity: { ...resources },
           allocatable: { ...resources },
@@ -697,6 +713,16 @@ export class FakeKubeApiServer {
     throw new HttpError(statusObject(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`));
   }
 
+  /** The schema check of a request body (validateBodies); a violation is 422 Invalid. */
+  private validateBody(object: Obj | { apiVersion?: string; kind?: string; metadata?: Record<string, any> }): void {
+    if (!this.options.validateBodies) return;
+    try {
+      validateKubeObject(object);
+    } catch (err) {
+      throw invalid(object.kind ?? 'Object', String(object.metadata?.name ?? ''), (err as Error).message);
+    }
+  }
+
   private mustGet(resource: string, namespace: string | undefined, name: string): Obj {
     const o = this.objects.get(this.key(resource, namespace, name));
     if (!o) throw notFound(resource, name);
@@ -770,6 +796,7 @@ export class FakeKubeApiServer {
     const type = RESOURCES[resource]!;
     if (!body || typeof body !== 'object' || !body.metadata) throw badRequest('the body must be an object with metadata');
     if (body.kind !== undefined && body.kind !== type.kind) throw badRequest(`the body is a ${body.kind}, not a ${type.kind}`);
+    this.validateBody({ apiVersion: type.apiVersion, kind: type.kind, ...body });
     const name: string = body.metadata.name ?? (body.metadata.generateName ? `${body.metadata.generateName}${randomBytes(3).toString('hex').slice(0, 5)}` : '');
     const nameOk = resource === 'namespaces' || resource === 'services' ? DNS_LABEL.test(name) && name.length <= 63 : DNS_SUBDOMAIN.test(name) && name.length <= 253;
     if (!nameOk) throw invalid(type.kind, name, `metadata.name: Invalid value: "${name}": a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.'`);
@@ -788,6 +815,10 @@ export class FakeKubeApiServer {
       object.status = { phase: 'Active' };
     }
     if (resource === 'pods') this.defaultPod(object);
+    if (resource === 'services' && (object.spec?.type ?? 'ClusterIP') === 'ClusterIP' && !object.spec?.clusterIP) {
+      // The real server allocates one from the service CIDR; it is immutable afterwards.
+      object.spec = { ...object.spec, clusterIP: `10.96.${(this.rv >> 8) & 255}.${this.rv & 255}` };
+    }
     if (url.searchParams.get('dryRun') === 'All') {
       this.send(res, 201, object);
       return;
@@ -821,6 +852,7 @@ export class FakeKubeApiServer {
     const current = this.mustGet(resource, namespace, name);
     if (!body?.metadata) throw badRequest('the body must be an object with metadata');
     if (body.metadata.name !== name) throw badRequest(`the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);
+    this.validateBody({ apiVersion: current.apiVersion, kind: current.kind, ...body });
     if (body.metadata.resourceVersion !== undefined && body.metadata.resourceVersion !== current.metadata.resourceVersion) {
       throw conflict(resource, name, 'the object has been modified; please apply your changes to the latest version and try again');
     }
@@ -886,6 +918,7 @@ export class FakeKubeApiServer {
 
   private remove(res: ServerResponse, url: URL, resource: string, namespace: string | undefined, name: string, body: any): void {
     const current = this.mustGet(resource, namespace, name);
+    if (body !== undefined) this.validateBody({ apiVersion: 'v1', kind: 'DeleteOptions', ...body });
     const preconditionUid = body?.preconditions?.uid;
     if (preconditionUid !== undefined && preconditionUid !== current.metadata.uid) {
       throw conflict(resource, name, `Precondition failed: UID in precondition: ${preconditionUid}, UID in object meta: ${current.metadata.uid}`);
@@ -1226,6 +1259,10 @@ export class FakeKubeApiServer {
   private bind(res: ServerResponse, namespace: string, name: string, body: any): void {
     const pod = this.mustGet('pods', namespace, name);
     if (body?.kind !== 'Binding' || body?.target?.kind !== 'Node' || !body?.target?.name) throw badRequest('the body must be a Binding with target {kind: Node, name}');
+    this.validateBody(body);
+    // The real server binds the Pod the Binding names (metadata.name; uid, when given, must match).
+    if (body.metadata?.name !== name) throw badRequest(`the name of the Binding (${body.metadata?.name}) does not match the Pod on the URL (${name})`);
+    if (body.metadata?.uid !== undefined && body.metadata.uid !== pod.metadata.uid) throw conflict('pods/binding', name, `Precondition failed: UID in precondition: ${body.metadata.uid}, UID in object meta: ${pod.metadata.uid}`);
     if ((pod.spec.schedulingGates ?? []).length > 0) throw conflict('pods/binding', name, 'pod has scheduling gates; remove them before binding');
     if (pod.spec.nodeName) throw conflict('pods/binding', name, `pod ${name} is already assigned to node "${pod.spec.nodeName}"`);
     const bound = this.updatePodStatus(pod, (p) => {

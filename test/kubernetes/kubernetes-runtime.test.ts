@@ -6,6 +6,7 @@ import { shellSpec, waitFor } from '../conformance/runtime-conformance.js';
 import { KubeApiError } from '../../src/runtime/kubernetes/kube-client.js';
 import { createKubernetesRuntime, type KubeNodeSnapshot, type KubePlacementRequest, type KubernetesRuntime, type KubernetesRuntimeOptions } from '../../src/runtime/kubernetes/kubernetes-runtime.js';
 import type { RuntimeEvent } from '../../src/runtime/runtime.js';
+import { leastAllocatedNode } from '../../src/nodes/node-definitions.js';
 import { FakeKubeApiServer, type FakeKubeApiServerOptions } from './fake-kube-apiserver.js';
 
 /**
@@ -123,7 +124,7 @@ describe('KubernetesRuntime against the fake API server', () => {
     expect(fake.get('pods', 'ap-acme', first)!.spec.nodeName).toBe('gpu-node');
     expect(fake.requests.some((r) => r.method === 'POST' && r.path.endsWith(`/pods/${first}/binding`))).toBe(true);
     expect(seen[0]!.request).toMatchObject({ podName: first, agentId: 'bind-1', cpuMillicores: 100, memoryMiB: 64, gpu: 0 });
-    expect(seen[0]!.nodes.find((n) => n.name === 'gpu-node')!.allocatable).toEqual({ cpuMillicores: 16000, memoryMiB: 65536, gpu: 4 });
+    expect(seen[0]!.nodes.find((n) => n.name === 'gpu-node')!.allocatable).toEqual({ cpuMillicores: 16000, memoryMiB: 65536, gpu: 4, pods: 110 });
 
     // The second placement sees the first Pod's requests on its node.
     const second = await runtime.create(spec('bind-2', 'sleep 30'));
@@ -131,6 +132,36 @@ describe('KubernetesRuntime against the fake API server', () => {
     expect(seen[1]!.nodes.find((n) => n.name === 'gpu-node')!.requested).toEqual({ cpuMillicores: 100, memoryMiB: 64, gpu: 0, pods: 1 });
     const info = await runtime.info();
     expect(info).toMatchObject({ cpuMillicores: 24000, memoryMiB: 80 * 1024, isolationClasses: ['runc', 'gvisor'] });
+  });
+
+  it('binding mode with the platform scheduler: keeps Pods off a Node whose taint they do not tolerate; Bindings are schema-valid', async () => {
+    const { fake, runtime } = await setup(
+      {
+        nodes: [
+          { name: 'big-tainted', cpu: '32', memory: '64Gi', taints: [{ key: 'dedicated', value: 'ml', effect: 'NoSchedule' }] },
+          { name: 'small', cpu: '2', memory: '4Gi' },
+        ],
+      },
+      // start() of the Pod no Node takes waits this long for it, then leaves it Pending.
+      { binding: { schedulerName: 'agent-platform', chooseNode: leastAllocatedNode }, startWaitMs: 500 },
+    );
+    const plain = await runtime.create(spec('taint-1', 'sleep 30'));
+    await runtime.start(plain);
+    expect(fake.get('pods', 'ap-acme', plain)!.spec.nodeName).toBe('small');
+    const tolerating = await runtime.create({ ...spec('taint-2', 'sleep 30'), placement: { tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'ml', effect: 'NoSchedule' }] } });
+    await runtime.start(tolerating);
+    expect(fake.get('pods', 'ap-acme', tolerating)!.spec.nodeName).toBe('big-tainted');
+    // Only the untolerated taint keeps a Pod Pending: a nodeSelector matching nothing too.
+    const nowhere = await runtime.create({ ...spec('taint-3', 'sleep 30'), placement: { nodeSelector: { pool: 'none' } } });
+    await runtime.start(nowhere);
+    expect(fake.get('pods', 'ap-acme', nowhere)!.spec.nodeName).toBeUndefined();
+    // Both Bindings went through the fake's schema check (validateBodies), which does refuse a bad one.
+    expect(fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/binding'))).toHaveLength(2);
+    const bad = runtime.client.request(`/api/v1/namespaces/ap-acme/pods/${nowhere}/binding`, {
+      method: 'POST',
+      body: { apiVersion: 'v1', kind: 'Binding', metadata: { name: nowhere }, target: { kind: 'Node', name: 'small', apiVersion: 1 } },
+    });
+    await expect(bad).rejects.toMatchObject({ httpStatus: 422 });
   });
 
   it('creates the tenant namespace with its policies on first use, and updates it in place', async () => {
@@ -141,7 +172,7 @@ describe('KubernetesRuntime against the fake API server', () => {
     await runtime.create(spec('ns-1', 'true'));
     expect(fake.get('namespaces', undefined, 'ap-acme')!.metadata.labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
     expect(fake.get('resourcequotas', 'ap-acme', 'agent-platform-quota')!.spec.hard.pods).toBe('5');
-    expect(fake.all('networkpolicies').map((p) => p.metadata.name).sort()).toEqual(['allow-egress-proxy', 'default-deny']);
+    expect(fake.all('networkpolicies').map((p) => p.metadata.name).sort()).toEqual(['allow-egress-open', 'allow-egress-proxy', 'default-deny']);
     const rv = fake.get('resourcequotas', 'ap-acme', 'agent-platform-quota')!.metadata.resourceVersion;
     await runtime.ensureNamespace('acme', { cpuMillicores: 4000, memoryMiB: 2048, gpu: 1, agents: 9 });
     const updated = fake.get('resourcequotas', 'ap-acme', 'agent-platform-quota')!;

@@ -10,7 +10,8 @@ import { loadNodePool, nodeIdsOf } from '../../src/nodes/node-config.js';
 import { buildNodePool, leastAllocatedNode } from '../../src/nodes/node-definitions.js';
 import { buildPlatform, type Platform } from '../../src/platform.js';
 import { KubernetesRuntime } from '../../src/runtime/kubernetes/kubernetes-runtime.js';
-import { INSTANCE_LABEL } from '../../src/runtime/runtime.js';
+import { AGENT_ID_LABEL, INSTANCE_LABEL } from '../../src/runtime/runtime.js';
+import { EGRESS_LABEL } from '../../src/runtime/kubernetes/kube-names.js';
 import { FakeKubeApiServer } from './fake-kube-apiserver.js';
 
 /**
@@ -177,20 +178,60 @@ describe('node config: kubernetes entries', () => {
     }
   });
 
-  it('binding mode picks the Ready, matching node with the most CPU left', () => {
-    const node = (name: string, cpu: number, used: number, extra: Partial<{ ready: boolean; labels: Record<string, string> }> = {}) => ({
+  describe('binding mode: the platform scheduler over the cluster Nodes (leastAllocatedNode)', () => {
+    type Snapshot = Parameters<typeof leastAllocatedNode>[1][number];
+    type Request = Parameters<typeof leastAllocatedNode>[0];
+    const node = (name: string, cpu: number, used: number, extra: Partial<Omit<Snapshot, 'allocatable' | 'requested'>> & { gpu?: number; gpuUsed?: number; pods?: number; podsUsed?: number } = {}): Snapshot => ({
       name,
       labels: extra.labels ?? {},
+      taints: extra.taints ?? [],
       ready: extra.ready ?? true,
-      unschedulable: false,
-      allocatable: { cpuMillicores: cpu, memoryMiB: 4096, gpu: 0 },
-      requested: { cpuMillicores: used, memoryMiB: 0, gpu: 0, pods: 0 },
+      unschedulable: extra.unschedulable ?? false,
+      allocatable: { cpuMillicores: cpu, memoryMiB: 4096, gpu: extra.gpu ?? 0, pods: extra.pods ?? 110 },
+      requested: { cpuMillicores: used, memoryMiB: 0, gpu: extra.gpuUsed ?? 0, pods: extra.podsUsed ?? 0 },
     });
-    const request = { podName: 'p', namespace: 'ap-t', agentId: 'a', cpuMillicores: 500, memoryMiB: 64, gpu: 0, nodeSelector: {} };
-    const nodes = [node('a', 4000, 3000), node('b', 2000, 0), node('c', 8000, 0, { ready: false })];
-    expect(leastAllocatedNode(request, nodes)).toBe('b');
-    expect(leastAllocatedNode({ ...request, nodeSelector: { zone: 'x' } }, nodes)).toBeUndefined();
-    expect(leastAllocatedNode({ ...request, cpuMillicores: 2500 }, nodes)).toBeUndefined();
+    const request: Request = { podName: 'p', namespace: 'ap-t', agentId: 'a', cpuMillicores: 500, memoryMiB: 64, gpu: 0, nodeSelector: {}, tolerations: [], affinity: {} };
+
+    it('picks the Ready, schedulable, matching node with the most room', () => {
+      const nodes = [node('a', 4000, 3000), node('b', 2000, 0), node('c', 8000, 0, { ready: false }), node('d', 8000, 0, { unschedulable: true })];
+      expect(leastAllocatedNode(request, nodes)).toBe('b');
+      expect(leastAllocatedNode({ ...request, nodeSelector: { zone: 'x' } }, nodes)).toBeUndefined();
+      expect(leastAllocatedNode({ ...request, cpuMillicores: 2500 }, nodes)).toBeUndefined();
+      expect(leastAllocatedNode(request, [])).toBeUndefined();
+    });
+
+    it('never binds onto a NoSchedule or NoExecute taint the Pod does not tolerate; PreferNoSchedule only costs score', () => {
+      const tainted = node('big-tainted', 16000, 0, { taints: [{ key: 'dedicated', value: 'ml', effect: 'NoSchedule' }] });
+      const evicting = node('big-evicting', 16000, 0, { taints: [{ key: 'maintenance', effect: 'NoExecute' }] });
+      const small = node('small', 2000, 0);
+      expect(leastAllocatedNode(request, [tainted, evicting, small])).toBe('small');
+      expect(leastAllocatedNode(request, [tainted, evicting])).toBeUndefined();
+      const tolerating: Request = { ...request, tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'ml', effect: 'NoSchedule' }] };
+      expect(leastAllocatedNode(tolerating, [tainted, evicting, small])).toBe('big-tainted');
+      expect(leastAllocatedNode({ ...request, tolerations: [{ operator: 'Exists' }] }, [evicting, small])).toBe('big-evicting');
+      // A soft taint: avoided when an equal node without it exists, used when it is the only one.
+      const soft = node('a-soft', 2000, 0, { taints: [{ key: 'spot', effect: 'PreferNoSchedule' }] });
+      expect(leastAllocatedNode(request, [soft, node('b-plain', 2000, 0)])).toBe('b-plain');
+      expect(leastAllocatedNode(request, [soft])).toBe('a-soft');
+    });
+
+    it('fits GPUs against allocatable nvidia.com/gpu minus what bound Pods hold', () => {
+      const nodes = [node('cpu-only', 16000, 0), node('gpu-busy', 8000, 0, { gpu: 4, gpuUsed: 3 }), node('gpu-free', 4000, 0, { gpu: 2 })];
+      expect(leastAllocatedNode({ ...request, gpu: 2 }, nodes)).toBe('gpu-free');
+      expect(leastAllocatedNode({ ...request, gpu: 1 }, nodes)).toBe('gpu-busy');
+      expect(leastAllocatedNode({ ...request, gpu: 3 }, nodes)).toBeUndefined();
+      expect(leastAllocatedNode(request, nodes)).toBe('cpu-only');
+    });
+
+    it('respects required node affinity, preferred affinity and the allocatable pod count', () => {
+      const nodes = [node('x-full', 16000, 0, { labels: { zone: 'x' }, pods: 10, podsUsed: 10 }), node('x-1', 2000, 0, { labels: { zone: 'x' } }), node('y-1', 8000, 0, { labels: { zone: 'y', ssd: 'true' } })];
+      expect(leastAllocatedNode(request, nodes)).toBe('y-1');
+      expect(leastAllocatedNode({ ...request, affinity: { required: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['x'] }] }] } }, nodes)).toBe('x-1');
+      expect(leastAllocatedNode({ ...request, affinity: { required: [{ matchExpressions: [{ key: 'zone', operator: 'NotIn', values: ['x', 'y'] }] }] } }, nodes)).toBeUndefined();
+      const equal = [node('p-1', 4000, 0), node('p-2', 4000, 0, { labels: { ssd: 'true' } })];
+      expect(leastAllocatedNode({ ...request, affinity: { preferred: [{ weight: 50, term: { matchExpressions: [{ key: 'ssd', operator: 'Exists' }] } }] } }, equal)).toBe('p-2');
+      expect(leastAllocatedNode(request, [node('only', 16000, 0, { pods: 3, podsUsed: 3 })])).toBeUndefined();
+    });
   });
 });
 
@@ -379,5 +420,151 @@ describe.sequential('the platform with a Kubernetes node in binding mode (fake A
     expect(env.fake.all('resourcequotas')).toEqual([]);
     const node = (await env.api<{ items: (NodeJson & { labels: Record<string, string> })[] }>('GET', '/api/v1/nodes')).json.items[0]!;
     expect(node).toMatchObject({ id: 'cluster-b', labels: { site: 'b' }, capacity: { cpuMillicores: 9000, memoryMiB: 18432 } });
+  });
+});
+
+describe.sequential('the platform with a Kubernetes node: placement, egress labels, proxy, expose (fake API server)', () => {
+  let env: Awaited<ReturnType<typeof bootOnFake>>;
+  const PROXY = { cidr: '10.96.12.7/32', port: 3128 };
+
+  beforeAll(async () => {
+    env = await bootOnFake(
+      {
+        bookmarkIntervalMs: 200,
+        nodes: [
+          { name: 'plain', cpu: '4', memory: '8Gi', labels: { pool: 'general', zone: 'a' } },
+          { name: 'dedicated', cpu: '4', memory: '8Gi', labels: { pool: 'ml', zone: 'b' }, taints: [{ key: 'dedicated', value: 'ml', effect: 'NoSchedule' }] },
+        ],
+      },
+      // The agent's nodeSelector is checked twice: by the platform against this entry's labels
+      // (choosing the cluster), then by kube-scheduler against the cluster's Nodes.
+      { id: 'k8s-placed', egressProxy: PROXY, labels: { pool: 'ml', zone: 'b' } },
+    );
+  }, 30_000);
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  const create = async (body: Record<string, unknown>): Promise<AgentJson> => {
+    const res = await env.api<AgentJson>('POST', '/api/v1/agents', { image: IMAGE, restartPolicy: 'Never', resources: { cpu: '100m', memory: '32Mi' }, ...body });
+    expect(res.status, res.text).toBe(201);
+    return res.json;
+  };
+  const waitPhase = (id: string, phase: string) =>
+    waitFor(`agent ${id} ${phase}`, async () => {
+      const a = (await env.api<AgentJson & { status: { endpoints?: { port: number; hostIp: string; hostPort: number }[]; message?: string } }>('GET', `/api/v1/agents/${id}`)).json;
+      return a.status.phase === phase ? a : undefined;
+    });
+  const podOf = (id: string) => env.fake.get('pods', 'ap-default', `ap-${id}`);
+  const envOf = (pod: ReturnType<typeof podOf>): Record<string, string> => Object.fromEntries((pod!.spec.containers[0].env ?? []).map((e: { name: string; value: string }) => [e.name, e.value]));
+
+  it('gives the Pod the agent\'s nodeSelector, tolerations, node affinity and a deadline from timeoutSeconds', async () => {
+    const tolerations = [{ key: 'dedicated', operator: 'Equal', value: 'ml', effect: 'NoSchedule' }];
+    const affinity = {
+      required: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['b'] }] }],
+      preferred: [{ weight: 20, term: { matchExpressions: [{ key: 'pool', operator: 'Exists' }] } }],
+    };
+    const a = await create({ name: 'placed', command: ['sh', '-c', 'sleep 300'], nodeSelector: { pool: 'ml' }, tolerations, affinity, timeoutSeconds: 600 });
+    const running = await waitPhase(a.id, 'Running');
+    expect(running.status.node).toBe('k8s-placed');
+    const pod = podOf(a.id)!;
+    expect(pod.spec.nodeSelector).toEqual({ pool: 'ml' });
+    expect(pod.spec.tolerations).toEqual(tolerations);
+    expect(pod.spec.affinity).toEqual({
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['b'] }] }] },
+        preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 20, preference: { matchExpressions: [{ key: 'pool', operator: 'Exists' }] } }],
+      },
+    });
+    // The timeout plus the 60 s backstop margin: the platform stops the agent at 600 s itself.
+    expect(pod.spec.activeDeadlineSeconds).toBe(660);
+    expect(pod.spec.nodeName).toBe('dedicated');
+    // Network none: no egress label, so only the namespace's default deny selects the Pod.
+    expect(pod.metadata.labels).not.toHaveProperty(EGRESS_LABEL);
+    expect(envOf(pod)).not.toHaveProperty('HTTP_PROXY');
+    expect((await env.api('DELETE', `/api/v1/agents/${a.id}`)).status).toBeLessThan(300);
+  });
+
+  it('refuses user labels under the platform prefix with 400, naming the label', async () => {
+    for (const key of [EGRESS_LABEL, 'io.agent-platform.agent-id', 'io.agent-platform.anything']) {
+      const res = await env.api<{ error: { code: string; message: string } }>('POST', '/api/v1/agents', { name: 'sneaky', image: IMAGE, labels: { [key]: 'allowlist', team: 'ml' } });
+      expect(res.status, res.text).toBe(400);
+      expect(res.json.error.code).toBe('VALIDATION_FAILED');
+      expect(res.json.error.message).toContain(`labels.${key}`);
+      expect(res.json.error.message).toMatch(/reserved for the platform/);
+    }
+    const list = await env.api<{ items: AgentJson[] }>('GET', '/api/v1/agents');
+    expect(list.json.items.map((i) => (i as unknown as { name: string }).name)).not.toContain('sneaky');
+  });
+
+  it('runs an allowlist agent with the egress label and the cluster proxy as HTTP(S)_PROXY', async () => {
+    const a = await create({ name: 'allow', command: ['sh', '-c', 'sleep 300'], nodeSelector: { pool: 'ml' }, tolerations: [{ operator: 'Exists' }], labels: { team: 'ml' }, network: { mode: 'allowlist', allow: ['example.com'] } });
+    await waitPhase(a.id, 'Running');
+    const pod = podOf(a.id)!;
+    expect(pod.metadata.labels[EGRESS_LABEL]).toBe('allowlist');
+    expect(pod.metadata.labels.team).toBe('ml');
+    expect(envOf(pod)).toMatchObject({ HTTP_PROXY: 'http://10.96.12.7:3128', HTTPS_PROXY: 'http://10.96.12.7:3128', https_proxy: 'http://10.96.12.7:3128', NO_PROXY: 'localhost,127.0.0.1' });
+    // The policy that label selects: DNS and the proxy, nothing else.
+    const policy = env.fake.get('networkpolicies', 'ap-default', 'allow-egress-proxy')!;
+    expect(policy.spec.podSelector).toEqual({ matchLabels: { [EGRESS_LABEL]: 'allowlist' } });
+    expect(policy.spec.egress[1]).toEqual({ to: [{ ipBlock: { cidr: PROXY.cidr } }], ports: [{ protocol: 'TCP', port: PROXY.port }] });
+    expect((await env.api('DELETE', `/api/v1/agents/${a.id}`)).status).toBeLessThan(300);
+  });
+
+  it('lets an open agent out through the open-egress policy', async () => {
+    const a = await create({ name: 'open', command: ['sh', '-c', 'sleep 300'], nodeSelector: { pool: 'ml' }, tolerations: [{ operator: 'Exists' }], network: { mode: 'open' } });
+    await waitPhase(a.id, 'Running');
+    const pod = podOf(a.id)!;
+    expect(pod.metadata.labels[EGRESS_LABEL]).toBe('open');
+    expect(envOf(pod)).not.toHaveProperty('HTTP_PROXY');
+    const policy = env.fake.get('networkpolicies', 'ap-default', 'allow-egress-open')!;
+    expect(policy.spec).toEqual({ podSelector: { matchLabels: { [EGRESS_LABEL]: 'open' } }, policyTypes: ['Egress'], egress: [{}] });
+    expect((await env.api('DELETE', `/api/v1/agents/${a.id}`)).status).toBeLessThan(300);
+  });
+
+  it('exposes ports with a Service (endpoints at its cluster IP) and removes it with the agent', async () => {
+    const a = await create({ name: 'web', command: ['sh', '-c', 'sleep 300'], nodeSelector: { pool: 'ml' }, tolerations: [{ operator: 'Exists' }], expose: [{ port: 8080 }] });
+    const running = await waitFor('Running with endpoints', async () => {
+      const got = await waitPhase(a.id, 'Running');
+      return got.status.endpoints ? got : undefined;
+    });
+    const service = env.fake.get('services', 'ap-default', `ap-${a.id}`)!;
+    expect(service.spec.selector).toEqual({ [AGENT_ID_LABEL]: a.id });
+    expect(service.spec.ports).toEqual([{ name: 'port-0', port: 8080, targetPort: 8080, protocol: 'TCP' }]);
+    expect(running.status.endpoints).toEqual([{ port: 8080, hostIp: service.spec.clusterIP, hostPort: 8080 }]);
+    expect(env.fake.get('networkpolicies', 'ap-default', `allow-ingress-ap-${a.id}`)!.spec.ingress).toEqual([{ ports: [{ protocol: 'TCP', port: 8080 }] }]);
+    expect(podOf(a.id)!.metadata.annotations['io.agent-platform/exposed']).toBe('true');
+
+    expect((await env.api('DELETE', `/api/v1/agents/${a.id}`)).status).toBeLessThan(300);
+    await waitFor('the agent to be gone', async () => ((await env.api('GET', `/api/v1/agents/${a.id}`)).status === 404 ? true : undefined));
+    expect(podOf(a.id)).toBeUndefined();
+    expect(env.fake.get('services', 'ap-default', `ap-${a.id}`)).toBeUndefined();
+    expect(env.fake.get('networkpolicies', 'ap-default', `allow-ingress-ap-${a.id}`)).toBeUndefined();
+    // The namespace's own policies stay.
+    expect(env.fake.all('networkpolicies').map((p) => p.metadata.name).sort()).toEqual(['allow-egress-open', 'allow-egress-proxy', 'default-deny']);
+  });
+});
+
+describe.sequential('the platform with a Kubernetes node without an egress proxy (fake API server)', () => {
+  let env: Awaited<ReturnType<typeof bootOnFake>>;
+
+  beforeAll(async () => {
+    env = await bootOnFake({ bookmarkIntervalMs: 200 }, { id: 'k8s-no-proxy' });
+  }, 30_000);
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('fails an allowlist agent at placement with NetworkUnavailable, saying what to configure, and makes no Pod', async () => {
+    const created = await env.api<AgentJson>('POST', '/api/v1/agents', { name: 'allow', image: IMAGE, command: ['sh', '-c', 'sleep 300'], network: { mode: 'allowlist', allow: ['example.com'] } });
+    expect(created.status, created.text).toBe(201);
+    const failed = await waitFor('Failed', async () => {
+      const a = (await env.api<AgentJson & { status: { message?: string } }>('GET', `/api/v1/agents/${created.json.id}`)).json;
+      expect(a.status.phase).not.toBe('Running');
+      return a.status.phase === 'Failed' ? a : undefined;
+    });
+    expect(failed.status.reason).toBe('NetworkUnavailable');
+    expect(failed.status.message).toMatch(/node k8s-no-proxy \(Kubernetes\) has no egress proxy.*"egressProxy"/);
+    expect(env.fake.all('pods')).toEqual([]);
   });
 });

@@ -3,13 +3,19 @@ import { Deployment } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { RuntimeClass } from 'kubernetes-models/node.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
-import { ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { Binding, ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
+// DeleteOptions is a meta/v1 type; kubernetes-models takes it from its apimachinery package.
+import { DeleteOptions } from '@kubernetes-models/apimachinery/apis/meta/v1/DeleteOptions';
 
 /** A kubernetes-models class: constructed from a plain object, validate() throws on a schema violation. */
 type Model = new (data: any) => { validate(): void };
 
 const MODELS: Record<string, Model> = {
   'v1/Pod': Pod,
+  // The pods/binding body of binding mode.
+  'v1/Binding': Binding,
+  // The body of every DELETE the runtime sends (the server accepts it under "v1").
+  'v1/DeleteOptions': DeleteOptions,
   'v1/Namespace': Namespace,
   'v1/ResourceQuota': ResourceQuota,
   'v1/LimitRange': LimitRange,

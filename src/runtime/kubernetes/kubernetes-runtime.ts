@@ -5,6 +5,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { NotFoundError } from '../../domain/errors.js';
 import { parseCpuMillicores, parseMemoryMiB } from '../../domain/quantity.js';
 import {
+  containerName,
   INSTANCE_LABEL,
   MANAGED_LABEL,
   type ContainerSpec,
@@ -16,23 +17,29 @@ import {
   type RuntimeEvent,
 } from '../runtime.js';
 import { isKubeStatus, KubeApiError, KubeClient, type KubeClientOptions } from './kube-client.js';
-import { AGENT_CONTAINER_NAME, START_GATE, TIMEOUT_ANNOTATION, tenantNamespace } from './kube-names.js';
+import { AGENT_CONTAINER_NAME, EXPOSED_ANNOTATION, START_GATE, TIMEOUT_ANNOTATION, tenantNamespace } from './kube-names.js';
 import type { KubeList, KubeNode, KubePod } from './kube-types.js';
-import { buildNamespaceManifests, DEFAULT_DENY_POLICY, type EgressProxyTarget, type ExposedAgent, type TenantQuota } from './namespace-manifests.js';
-import { buildPodManifest, type PodManifestOptions } from './pod-manifest.js';
+import { buildNamespaceManifests, egressProxyUrl, exposedObjectNames, type EgressProxyTarget, type ExposedAgent, type TenantQuota } from './namespace-manifests.js';
+import { buildPodManifest, placementFromPod, podDeadlineSeconds, type PodManifestOptions } from './pod-manifest.js';
 import { parseKubeQuantity, POD_METRICS_PATH, podUsageFromMetrics, type KubePodMetrics, type PodUsageSample } from './pod-metrics.js';
 import { PodInformer } from './pod-informer.js';
 import { parseTimestampedLogLine, sinceTimeParam, tailMerged } from './pod-log-lines.js';
 import { isHeld, isPodFinished, observedFromPod, podTransitionEvents } from './pod-status.js';
 import { linkSignals } from '../../domain/linked-signal.js';
+import type { NodeAffinity } from '../../domain/affinity.js';
+import type { AgentEndpoint, Toleration } from '../../domain/agent.js';
+import type { Taint } from '../../domain/node.js';
 
 /** A node as the platform's own scheduler sees it in binding mode. */
 export interface KubeNodeSnapshot {
   name: string;
   labels: Record<string, string>;
+  /** The Node's taints (`spec.taints`); NoSchedule and NoExecute keep untolerating Pods off. */
+  taints: Taint[];
   ready: boolean;
   unschedulable: boolean;
-  allocatable: { cpuMillicores: number; memoryMiB: number; gpu: number };
+  /** `pods` is the kubelet's maxPods (allocatable "pods"); 0 when the Node does not say. */
+  allocatable: { cpuMillicores: number; memoryMiB: number; gpu: number; pods: number };
   /** Sum of the requests of the Pods bound to the node that have not ended. */
   requested: { cpuMillicores: number; memoryMiB: number; gpu: number; pods: number };
 }
@@ -46,6 +53,9 @@ export interface KubePlacementRequest {
   memoryMiB: number;
   gpu: number;
   nodeSelector: Record<string, string>;
+  tolerations: Toleration[];
+  /** Required and preferred node affinity of the Pod; empty: none. */
+  affinity: NodeAffinity;
 }
 
 /**
@@ -258,16 +268,50 @@ export class KubernetesRuntime implements Runtime {
   }
 
   /**
+   * `http://<address>:<port>` of the cluster's egress proxy for allowlist agents; undefined
+   * when no proxy is configured, or its range (`namespaces.egressProxy.cidr`) is wider than
+   * one address, so allowlist agents cannot run on this cluster.
+   */
+  get egressProxyUrl(): string | undefined {
+    const target = this.options.namespaces?.egressProxy;
+    return target ? egressProxyUrl(target) : undefined;
+  }
+
+  /**
    * Makes an agent's ports reachable inside the cluster: a ClusterIP Service named like
    * its Pod and a NetworkPolicy that admits those ports (the namespace denies all ingress
-   * otherwise). Create, or read and replace; call again to change the ports.
+   * otherwise). Create, or read and replace; call again to change the ports. Marks the
+   * agent's Pod (when it exists) so that remove() deletes both with it. Returns where the
+   * ports are reachable: the Service's cluster IP (none before the API server assigns one).
    */
-  async exposeAgent(tenantId: string, exposed: ExposedAgent, signal?: AbortSignal): Promise<void> {
+  async exposeAgent(tenantId: string, exposed: ExposedAgent, signal?: AbortSignal): Promise<AgentEndpoint[]> {
     await this.ensureTenantNamespace(tenantId, signal);
+    const names = exposedObjectNames(exposed.agentId);
     const objects = buildNamespaceManifests({ tenantId, expose: [exposed], instanceId: this.options.instanceId }).filter(
-      (o) => o.kind === 'Service' || (o.kind === 'NetworkPolicy' && o.metadata?.name !== DEFAULT_DENY_POLICY),
+      (o) => o.metadata?.name === names.service || o.metadata?.name === names.policy,
     );
     for (const object of objects) await this.createOrReplace(object, signal);
+    const namespace = tenantNamespace(tenantId);
+    try {
+      await this.client.request(`/api/v1/namespaces/${namespace}/pods/${containerName(exposed.agentId)}`, {
+        method: 'PATCH',
+        contentType: 'application/merge-patch+json',
+        body: { metadata: { annotations: { [EXPOSED_ANNOTATION]: 'true' } } },
+        signal,
+      });
+    } catch (err) {
+      // No Pod (yet, or any more): nothing to mark; unexposeAgent still finds the objects by name.
+      if (!isKubeStatus(err, 404)) throw err;
+    }
+    const service = await this.client.request<{ spec?: { clusterIP?: string } }>(`/api/v1/namespaces/${namespace}/services/${names.service}`, { signal });
+    const clusterIp = service.spec?.clusterIP;
+    if (!clusterIp || clusterIp === 'None') return [];
+    return exposed.ports.map((p) => ({ port: p.targetPort ?? p.port, hostIp: clusterIp, hostPort: p.port }));
+  }
+
+  /** Deletes the Service and ingress NetworkPolicy exposeAgent made; absent ones are a no-op. */
+  async unexposeAgent(tenantId: string, agentId: string, signal?: AbortSignal): Promise<void> {
+    await this.deleteExposed(tenantNamespace(tenantId), agentId, signal);
   }
 
   async create(spec: ContainerSpec, signal?: AbortSignal): Promise<string> {
@@ -360,6 +404,10 @@ export class KubernetesRuntime implements Runtime {
     const pod = this.informer.get(containerId);
     if (!pod) return;
     await this.deletePod(pod, 0, signal);
+    // The agent's Service goes with its Pod (an exposed agent is removed when it is deleted,
+    // or replaced: the next start exposes the new Pod again).
+    const agentId = observedFromPod(pod).agentId;
+    if (pod.metadata.annotations?.[EXPOSED_ANNOTATION] === 'true' && agentId) await this.deleteExposed(pod.metadata.namespace!, agentId, signal);
   }
 
   async inspect(containerId: string, signal?: AbortSignal): Promise<ObservedContainer | undefined> {
@@ -480,6 +528,17 @@ export class KubernetesRuntime implements Runtime {
     return ensured;
   }
 
+  private async deleteExposed(namespace: string, agentId: string, signal?: AbortSignal): Promise<void> {
+    const names = exposedObjectNames(agentId);
+    for (const path of [`/api/v1/namespaces/${namespace}/services/${names.service}`, `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/${names.policy}`]) {
+      try {
+        await this.client.request(path, { method: 'DELETE', body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' }, signal });
+      } catch (err) {
+        if (!isKubeStatus(err, 404)) throw err;
+      }
+    }
+  }
+
   private async createOrReplace(object: KubernetesObject, signal?: AbortSignal): Promise<void> {
     const collection = collectionPath(object);
     const name = object.metadata!.name!;
@@ -527,7 +586,7 @@ export class KubernetesRuntime implements Runtime {
       namespace: pod.metadata.namespace!,
       agentId: observedFromPod(pod).agentId,
       ...r,
-      nodeSelector: (pod.spec.nodeSelector as Record<string, string> | undefined) ?? {},
+      ...placementFromPod(pod.spec),
     };
     const nodeName = binding.chooseNode(request, await this.nodeSnapshots(signal));
     if (!nodeName) return;
@@ -584,8 +643,8 @@ export class KubernetesRuntime implements Runtime {
     const spec: KubePod['spec'] = { ...old.spec };
     delete spec.nodeName;
     delete spec.schedulingGates;
-    const timeout = Number(annotations[TIMEOUT_ANNOTATION]);
-    if (Number.isFinite(timeout) && timeout > 0) spec.activeDeadlineSeconds = Math.ceil(timeout);
+    const deadline = podDeadlineSeconds(Number(annotations[TIMEOUT_ANNOTATION]), this.options.pod?.deadlineMarginSeconds);
+    if (deadline !== undefined) spec.activeDeadlineSeconds = deadline;
     else delete spec.activeDeadlineSeconds;
     const fresh: KubePod = {
       apiVersion: 'v1',
@@ -722,17 +781,23 @@ function collectionPath(object: KubernetesObject): string {
   return api.namespaced ? `${api.prefix}/namespaces/${object.metadata!.namespace}/${api.plural}` : `${api.prefix}/${api.plural}`;
 }
 
+const TAINT_EFFECTS: ReadonlySet<string> = new Set(['NoSchedule', 'PreferNoSchedule', 'NoExecute']);
+
 function nodeSnapshot(node: KubeNode): KubeNodeSnapshot {
   const a = node.status?.allocatable ?? {};
   return {
     name: node.metadata.name,
     labels: node.metadata.labels ?? {},
+    taints: (node.spec?.taints ?? [])
+      .filter((t) => TAINT_EFFECTS.has(t.effect))
+      .map((t) => (t.value !== undefined ? { key: t.key, value: t.value, effect: t.effect as Taint['effect'] } : { key: t.key, effect: t.effect as Taint['effect'] })),
     ready: node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
     unschedulable: node.spec?.unschedulable === true,
     allocatable: {
       cpuMillicores: a.cpu ? parseCpuMillicores(a.cpu) : 0,
       memoryMiB: a.memory ? Math.floor(parseMemoryMiB(a.memory)) : 0,
       gpu: Number(a['nvidia.com/gpu'] ?? 0) || 0,
+      pods: Number(a.pods ?? 0) || 0,
     },
     requested: { cpuMillicores: 0, memoryMiB: 0, gpu: 0, pods: 0 },
   };

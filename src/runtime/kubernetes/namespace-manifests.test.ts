@@ -15,7 +15,7 @@ describe('buildNamespaceManifests', () => {
   it('produces only schema-valid objects, namespace first', () => {
     for (const object of all) validateKubeObject(object);
     expect(all[0]!.kind).toBe('Namespace');
-    expect(all.map((o) => o.kind)).toEqual(['Namespace', 'ResourceQuota', 'LimitRange', 'NetworkPolicy', 'NetworkPolicy', 'Service', 'NetworkPolicy']);
+    expect(all.map((o) => o.kind)).toEqual(['Namespace', 'ResourceQuota', 'LimitRange', 'NetworkPolicy', 'NetworkPolicy', 'NetworkPolicy', 'Service', 'NetworkPolicy']);
     for (const o of all.slice(1)) expect(o.metadata!.namespace).toBe('ap-acme');
   });
 
@@ -54,6 +54,11 @@ describe('buildNamespaceManifests', () => {
     expect(proxy.spec.egress[1]).toEqual({ to: [{ ipBlock: { cidr: '10.96.0.10/32' } }], ports: [{ protocol: 'TCP', port: 3128 }] });
   });
 
+  it('lets open agents (and only them) out anywhere', () => {
+    const open = byKind('NetworkPolicy').find((p) => p.metadata.name === 'allow-egress-open');
+    expect(open.spec).toEqual({ podSelector: { matchLabels: { [EGRESS_LABEL]: 'open' } }, policyTypes: ['Egress'], egress: [{}] });
+  });
+
   it('exposes an agent with a Service and an ingress rule for its ports only', () => {
     const service = byKind('Service')[0];
     expect(service.metadata.name).toBe('ap-web1');
@@ -63,7 +68,7 @@ describe('buildNamespaceManifests', () => {
     expect(ingress.spec.ingress).toEqual([{ ports: [{ protocol: 'TCP', port: 8080 }] }]);
   });
 
-  it('without quota or proxy: namespace and default deny only', () => {
-    expect(buildNamespaceManifests({ tenantId: 't' }).map((o) => o.kind)).toEqual(['Namespace', 'NetworkPolicy']);
+  it('without quota or proxy: namespace, default deny and the open-egress policy only', () => {
+    expect(buildNamespaceManifests({ tenantId: 't' }).map((o) => o.metadata?.name)).toEqual(['ap-t', 'default-deny', 'allow-egress-open']);
   });
 });

@@ -7,7 +7,7 @@ import type {
 } from '@kubernetes/client-node';
 import { formatCpu, formatMemory } from '../../domain/quantity.js';
 import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, containerName } from '../runtime.js';
-import { EGRESS_ALLOWLIST, EGRESS_LABEL, tenantNamespace } from './kube-names.js';
+import { EGRESS_ALLOWLIST, EGRESS_LABEL, EGRESS_OPEN, tenantNamespace } from './kube-names.js';
 
 /**
  * A tenant's quota in base units; mirrored into a ResourceQuota and a LimitRange. An
@@ -26,6 +26,19 @@ export interface EgressProxyTarget {
   /** The proxy's address range, e.g. "10.96.12.7/32" (a Service IP) or a node subnet. */
   cidr: string;
   port: number;
+}
+
+/**
+ * The proxy URL allowlist agents get as HTTP_PROXY/HTTPS_PROXY: the one address of a
+ * single-address range (`/32`, or `/128` for IPv6). Undefined for a wider range, which
+ * names no one address to connect to.
+ */
+export function egressProxyUrl(target: EgressProxyTarget): string | undefined {
+  const [address, bits] = target.cidr.split('/');
+  if (!address) return undefined;
+  const v6 = address.includes(':');
+  if (Number(bits) !== (v6 ? 128 : 32)) return undefined;
+  return `http://${v6 ? `[${address}]` : address}:${target.port}`;
 }
 
 /** One agent that serves ports inside the cluster. */
@@ -58,6 +71,13 @@ export const QUOTA_NAME = 'agent-platform-quota';
 export const LIMIT_RANGE_NAME = 'agent-platform-limits';
 export const DEFAULT_DENY_POLICY = 'default-deny';
 export const EGRESS_PROXY_POLICY = 'allow-egress-proxy';
+export const EGRESS_OPEN_POLICY = 'allow-egress-open';
+
+/** Names of the Service and the ingress NetworkPolicy an exposed agent gets. */
+export function exposedObjectNames(agentId: string): { service: string; policy: string } {
+  const name = containerName(agentId);
+  return { service: name, policy: `allow-ingress-${name}`.slice(0, 253) };
+}
 
 /** Default container limits the LimitRange hands to a Pod that names none (never the platform's own Pods). */
 const DEFAULT_CPU_MILLICORES = 500;
@@ -67,7 +87,8 @@ const DEFAULT_MEMORY_MIB = 256;
  * Everything a tenant namespace holds besides agent Pods (pure), in apply order: the
  * Namespace, its ResourceQuota and LimitRange (when a quota is given), a default-deny
  * NetworkPolicy for ingress and egress, the egress-proxy policy for allowlist agents
- * (DNS to kube-dns on 53 UDP/TCP plus the proxy's CIDR and port), and per exposed agent
+ * (DNS to kube-dns on 53 UDP/TCP plus the proxy's CIDR and port), the open-egress policy
+ * for `open` agents (Pods labelled EGRESS_LABEL=open), and per exposed agent
  * a ClusterIP Service with a NetworkPolicy that admits its ports.
  *
  * NetworkPolicies are enforced only by a CNI plugin that implements them (Calico,
@@ -174,9 +195,19 @@ export function buildNamespaceManifests(options: NamespaceManifestOptions): Kube
     out.push(proxyPolicy);
   }
 
+  // `open` agents (platform admins only) may connect anywhere, as on Docker's bridge network:
+  // without this policy the default deny above would leave them no egress at all.
+  const openPolicy: V1NetworkPolicy = {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: meta(EGRESS_OPEN_POLICY),
+    spec: { podSelector: { matchLabels: { [EGRESS_LABEL]: EGRESS_OPEN } }, policyTypes: ['Egress'], egress: [{}] },
+  };
+  out.push(openPolicy);
+
   for (const exposed of options.expose ?? []) {
     if (exposed.ports.length === 0) continue;
-    const name = containerName(exposed.agentId);
+    const { service: name, policy: policyName } = exposedObjectNames(exposed.agentId);
     const selector = { [AGENT_ID_LABEL]: exposed.agentId };
     const service: V1Service = {
       apiVersion: 'v1',
@@ -197,7 +228,7 @@ export function buildNamespaceManifests(options: NamespaceManifestOptions): Kube
     const ingress: V1NetworkPolicy = {
       apiVersion: 'networking.k8s.io/v1',
       kind: 'NetworkPolicy',
-      metadata: { ...meta(`allow-ingress-${name}`.slice(0, 253)), labels: { ...common, [AGENT_ID_LABEL]: exposed.agentId } },
+      metadata: { ...meta(policyName), labels: { ...common, [AGENT_ID_LABEL]: exposed.agentId } },
       spec: {
         podSelector: { matchLabels: selector },
         policyTypes: ['Ingress'],

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { validateKubeObject } from '../../../test/kubernetes/validate-kube-object.js';
-import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, type ContainerSpec } from '../runtime.js';
+import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, type ContainerPlacement, type ContainerSpec } from '../runtime.js';
 import { EGRESS_LABEL, START_GATE, TIMEOUT_ANNOTATION, tenantNamespace } from './kube-names.js';
-import { buildPodManifest } from './pod-manifest.js';
+import { buildPodManifest, placementFromPod } from './pod-manifest.js';
 
 const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   agentId: 'a1b2',
@@ -82,30 +82,32 @@ describe('buildPodManifest', () => {
     expect(buildPodManifest(spec(), { held: false }).spec!.schedulingGates).toBeUndefined();
   });
 
-  it('asks for RuntimeClass gvisor, a deadline from timeoutSeconds, and a scheduler name', () => {
+  it('asks for RuntimeClass gvisor, a deadline from timeoutSeconds (plus the backstop margin), and a scheduler name', () => {
     const pod = buildPodManifest(spec({ runtimeClass: 'gvisor', timeoutSeconds: 90 }), { schedulerName: 'agent-platform', instanceId: 'inst1' });
     validateKubeObject(pod);
     expect(pod.spec!.runtimeClassName).toBe('gvisor');
-    expect(pod.spec!.activeDeadlineSeconds).toBe(90);
+    // 60 s past the timeout: the controller stops the agent first (DeadlineExceeded, no restart).
+    expect(pod.spec!.activeDeadlineSeconds).toBe(150);
+    expect(buildPodManifest(spec({ timeoutSeconds: 90 }), { deadlineMarginSeconds: 0 }).spec!.activeDeadlineSeconds).toBe(90);
+    expect(buildPodManifest(spec()).spec!.activeDeadlineSeconds).toBeUndefined();
     expect(pod.metadata!.annotations![TIMEOUT_ANNOTATION]).toBe('90');
     expect(pod.spec!.schedulerName).toBe('agent-platform');
     expect(pod.metadata!.labels![INSTANCE_LABEL]).toBe('inst1');
     expect(buildPodManifest(spec()).spec!.runtimeClassName).toBeUndefined();
   });
 
-  it('translates nodeSelector, tolerations and node affinity', () => {
-    const pod = buildPodManifest(
-      spec({
-        placement: {
-          nodeSelector: { pool: 'gpu' },
-          tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }],
-          affinity: {
-            required: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a', 'b'] }] }],
-            preferred: [{ weight: 10, term: { matchExpressions: [{ key: 'ssd', operator: 'Exists' }] } }],
-          },
-        },
-      }),
-    );
+  it('translates nodeSelector, tolerations and node affinity, and reads them back for binding mode', () => {
+    const placement: Required<ContainerPlacement> = {
+      nodeSelector: { pool: 'gpu' },
+      tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }],
+      affinity: {
+        required: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a', 'b'] }] }],
+        preferred: [{ weight: 10, term: { matchExpressions: [{ key: 'ssd', operator: 'Exists' }] } }],
+      },
+    };
+    const pod = buildPodManifest(spec({ placement }));
+    expect(placementFromPod(pod.spec as unknown as Record<string, unknown>)).toEqual(placement);
+    expect(placementFromPod({})).toEqual({ nodeSelector: {}, tolerations: [], affinity: {} });
     validateKubeObject(pod);
     expect(pod.spec!.nodeSelector).toEqual({ pool: 'gpu' });
     expect(pod.spec!.tolerations).toEqual([{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }]);
@@ -117,13 +119,20 @@ describe('buildPodManifest', () => {
     ]);
   });
 
-  it('keeps platform labels authoritative and drops labels Kubernetes would reject', () => {
-    const pod = buildPodManifest(spec({ labels: { [AGENT_ID_LABEL]: 'someone-else', 'bad key!': 'x', ok: 'a'.repeat(64), [EGRESS_LABEL]: 'allowlist' } }));
-    expect(pod.metadata!.labels![AGENT_ID_LABEL]).toBe('a1b2');
-    expect(pod.metadata!.labels).not.toHaveProperty('bad key!');
-    expect(pod.metadata!.labels).not.toHaveProperty('ok');
-    expect(pod.metadata!.labels![EGRESS_LABEL]).toBe('allowlist');
+  it('keeps platform labels authoritative and drops reserved labels and labels Kubernetes would reject', () => {
+    const pod = buildPodManifest(
+      spec({ labels: { [AGENT_ID_LABEL]: 'someone-else', 'bad key!': 'x', ok: 'a'.repeat(64), [EGRESS_LABEL]: 'allowlist', [INSTANCE_LABEL]: 'other', 'io.agent-platform.x': 'y', team: 'ml' } }),
+    );
+    expect(pod.metadata!.labels).toEqual({ team: 'ml', [AGENT_ID_LABEL]: 'a1b2', [TENANT_LABEL]: 'acme', [MANAGED_LABEL]: 'true' });
     validateKubeObject(pod);
+  });
+
+  it('takes the egress label from the network mode only, never from user labels', () => {
+    // A user label cannot put a network-none agent under the DNS + proxy egress policy.
+    expect(buildPodManifest(spec({ egress: 'none', labels: { [EGRESS_LABEL]: 'allowlist' } })).metadata!.labels).not.toHaveProperty(EGRESS_LABEL);
+    expect(buildPodManifest(spec({ labels: { [EGRESS_LABEL]: 'open' } })).metadata!.labels).not.toHaveProperty(EGRESS_LABEL);
+    expect(buildPodManifest(spec({ egress: 'allowlist' })).metadata!.labels![EGRESS_LABEL]).toBe('allowlist');
+    expect(buildPodManifest(spec({ egress: 'open', labels: { [EGRESS_LABEL]: 'allowlist' } })).metadata!.labels![EGRESS_LABEL]).toBe('open');
   });
 
   it('derives a DNS-1123 namespace from any tenant id', () => {

@@ -1,11 +1,12 @@
 import type { V1Affinity, V1NodeSelectorTerm, V1Pod, V1Toleration } from '@kubernetes/client-node';
 import { formatCpu } from '../../domain/quantity.js';
 import type { NodeSelectorTerm } from '../../domain/affinity.js';
-import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, containerName, type ContainerPlacement, type ContainerSpec } from '../runtime.js';
+import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, RESERVED_LABEL_PREFIX, TENANT_LABEL, containerName, type ContainerPlacement, type ContainerSpec } from '../runtime.js';
 import {
   AGENT_CONTAINER_NAME,
   EGRESS_ALLOWLIST,
   EGRESS_LABEL,
+  EGRESS_OPEN,
   PIDS_LIMIT_ANNOTATION,
   START_GATE,
   TIMEOUT_ANNOTATION,
@@ -56,6 +57,22 @@ export interface PodManifestOptions {
   tmpMedium?: 'Memory' | '' | undefined;
   /** Platform installation id, written as a label. @default undefined */
   instanceId?: string | undefined;
+  /**
+   * Added to `timeoutSeconds` for the Pod's activeDeadlineSeconds. The controller stops an
+   * agent at its timeout itself (Failed, DeadlineExceeded, no restart); the kubelet's
+   * deadline is the backstop for when no control plane is up. Counted from the Pod's start
+   * (before the image pull), it would otherwise fire first and the agent would end as an
+   * ordinary exit, restarted under OnFailure/Always. Costs: with the platform down, an agent
+   * runs up to this much longer than its timeout.
+   * @default 60
+   */
+  deadlineMarginSeconds?: number | undefined;
+}
+
+/** activeDeadlineSeconds for a timeout (undefined: none); also used when a restart makes a new Pod. */
+export function podDeadlineSeconds(timeoutSeconds: number | undefined, marginSeconds: number | undefined): number | undefined {
+  if (timeoutSeconds === undefined || !Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) return undefined;
+  return Math.ceil(timeoutSeconds) + Math.max(0, Math.ceil(marginSeconds ?? 60));
 }
 
 const MIB = 'Mi';
@@ -84,16 +101,19 @@ export function buildPodManifest(spec: ContainerSpec, options: PodManifestOption
 
   const labels: Record<string, string> = {};
   for (const [key, value] of Object.entries(spec.labels)) {
-    // A user label Kubernetes would reject is dropped rather than failing the create.
+    // A user label Kubernetes would reject is dropped rather than failing the create; one
+    // under the platform's prefix too (the API refuses them; older records may hold some):
+    // the NetworkPolicies select Pods by EGRESS_LABEL, so a user label must never set it.
+    if (key.startsWith(RESERVED_LABEL_PREFIX)) continue;
     if (isValidLabelKey(key) && isValidLabelValue(value)) labels[key] = value;
   }
-  // Platform labels last: a user label cannot impersonate another agent or tenant.
   labels[AGENT_ID_LABEL] = spec.agentId;
   labels[TENANT_LABEL] = spec.tenantId;
   labels[MANAGED_LABEL] = 'true';
   if (options.instanceId) labels[INSTANCE_LABEL] = options.instanceId;
-  if (spec.labels[EGRESS_LABEL] === EGRESS_ALLOWLIST) labels[EGRESS_LABEL] = EGRESS_ALLOWLIST;
-  else delete labels[EGRESS_LABEL];
+  // From the spec's network mode only; `none` has no label, so default-deny holds it.
+  if (spec.egress === 'allowlist') labels[EGRESS_LABEL] = EGRESS_ALLOWLIST;
+  else if (spec.egress === 'open') labels[EGRESS_LABEL] = EGRESS_OPEN;
 
   const annotations: Record<string, string> = { [PIDS_LIMIT_ANNOTATION]: String(spec.pidsLimit) };
   if (spec.timeoutSeconds !== undefined) annotations[TIMEOUT_ANNOTATION] = String(spec.timeoutSeconds);
@@ -169,7 +189,8 @@ export function buildPodManifest(spec: ContainerSpec, options: PodManifestOption
   if (held) podSpec.schedulingGates = [{ name: START_GATE }];
   if (options.schedulerName) podSpec.schedulerName = options.schedulerName;
   if (spec.runtimeClass === 'gvisor') podSpec.runtimeClassName = 'gvisor';
-  if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > 0) podSpec.activeDeadlineSeconds = Math.ceil(spec.timeoutSeconds);
+  const deadline = podDeadlineSeconds(spec.timeoutSeconds, options.deadlineMarginSeconds);
+  if (deadline !== undefined) podSpec.activeDeadlineSeconds = deadline;
   applyPlacement(pod, spec.placement);
   return pod;
 }
@@ -206,3 +227,32 @@ const toKubeTerm = (term: NodeSelectorTerm): V1NodeSelectorTerm => ({
     return out;
   }),
 });
+
+/**
+ * The placement a Pod asks for, read back from its spec (the inverse of applyPlacement):
+ * binding mode hands it to the platform's scheduler. Only what applyPlacement writes is
+ * read; matchFields and the Gt/Lt operators, which the platform never writes, are skipped.
+ */
+export function placementFromPod(spec: Readonly<Record<string, unknown>>): Required<ContainerPlacement> {
+  const nodeSelector = (spec.nodeSelector as Record<string, string> | undefined) ?? {};
+  const tolerations = ((spec.tolerations as V1Toleration[] | undefined) ?? []).map((t) => {
+    const out: NonNullable<ContainerPlacement['tolerations']>[number] = {};
+    if (t.key !== undefined) out.key = t.key;
+    if (t.operator === 'Equal' || t.operator === 'Exists') out.operator = t.operator;
+    if (t.value !== undefined) out.value = t.value;
+    if (t.effect === 'NoSchedule' || t.effect === 'PreferNoSchedule' || t.effect === 'NoExecute') out.effect = t.effect;
+    return out;
+  });
+  const nodeAffinity = (spec.affinity as V1Affinity | undefined)?.nodeAffinity;
+  const fromKubeTerm = (term: V1NodeSelectorTerm): NodeSelectorTerm => ({
+    matchExpressions: (term.matchExpressions ?? [])
+      .filter((r): r is typeof r & { operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' } => ['In', 'NotIn', 'Exists', 'DoesNotExist'].includes(r.operator))
+      .map((r) => (r.values !== undefined ? { key: r.key, operator: r.operator, values: [...r.values] } : { key: r.key, operator: r.operator })),
+  });
+  const required = (nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ?? []).map(fromKubeTerm);
+  const preferred = (nodeAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? []).map((p) => ({ weight: p.weight, term: fromKubeTerm(p.preference) }));
+  const affinity: NonNullable<ContainerPlacement['affinity']> = {};
+  if (required.length > 0) affinity.required = required;
+  if (preferred.length > 0) affinity.preferred = preferred;
+  return { nodeSelector: { ...nodeSelector }, tolerations, affinity };
+}
