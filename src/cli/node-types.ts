@@ -6,6 +6,16 @@ export interface NodeAmountsJson {
   memoryMiB: number;
 }
 
+/** `usage` of a node: measured CPU and memory of its running agents (NodeUsage in the node schema). */
+export interface NodeUsageJson {
+  /** null until a measured agent has two samples. */
+  cpuMillicores: number | null;
+  memoryWorkingSetBytes: number;
+  /** Agents measured: the caller's tenant's only, unless platform-admin. */
+  agents: number;
+  sampledAt: string;
+}
+
 export interface NodeJson {
   id: string;
   driver: string;
@@ -18,6 +28,8 @@ export interface NodeJson {
   allocated: NodeAmountsJson & { agents: number; gpus: number; gpuIds: string[] };
   free: NodeAmountsJson & { agents: number; gpus: number };
   agents: number;
+  /** Absent when not measured (simulated node, nothing sampled yet). */
+  usage?: NodeUsageJson;
   conditions: { type: string; status: string; reason: string; message: string; lastHeartbeatTime?: string; lastTransitionTime: string }[];
   ready: boolean;
   cordoned: boolean;

@@ -196,6 +196,62 @@ describe('UsageSampler', () => {
     expect(s.latest('run1')?.memoryWorkingSetBytes).toBe(MiB);
   });
 
+  it('sums usage per node, for all tenants or one; unknown where running agents were not measured', async () => {
+    expect(sampler.nodeUsage('n1')).toBeUndefined(); // no round yet
+    await addAgent('a1', { phase: 'Running', node: 'n1', containerId: 'c1' }, 't1');
+    await addAgent('a2', { phase: 'Running', node: 'n1', containerId: 'c2' }, 't2');
+    await addAgent('p1', { phase: 'Pending', node: 'n1' }, 't3');
+    await addAgent('s1', { phase: 'Running', node: 'sim', containerId: 's1' }, 't1');
+    collector.table.set('c1', { cpuSeconds: 10, workingSetBytes: 10 * MiB });
+    collector.table.set('c2', { cpuSeconds: 20, workingSetBytes: 30 * MiB });
+    await round();
+    // Measured, but CPU needs a second sample.
+    expect(sampler.nodeUsage('n1')).toEqual({ cpuMillicores: null, memoryWorkingSetBytes: 40 * MiB, agents: 2, sampledAt: clock.now() });
+    collector.table.set('c1', { cpuSeconds: 12.5, workingSetBytes: 12 * MiB }); // 250m
+    collector.table.set('c2', { cpuSeconds: 25, workingSetBytes: 30 * MiB }); // 500m
+    await round();
+    expect(sampler.nodeUsage('n1')).toEqual({ cpuMillicores: 750, memoryWorkingSetBytes: 42 * MiB, agents: 2, sampledAt: clock.now() });
+    expect(sampler.nodeUsage('n1', 't1')).toEqual({ cpuMillicores: 250, memoryWorkingSetBytes: 12 * MiB, agents: 1, sampledAt: clock.now() });
+    // A tenant without running agents there, and a node without any: zero, measured at the round's end.
+    expect(sampler.nodeUsage('n1', 't3')).toEqual({ cpuMillicores: 0, memoryWorkingSetBytes: 0, agents: 0, sampledAt: clock.now() });
+    expect(sampler.nodeUsage('n2')).toEqual({ cpuMillicores: 0, memoryWorkingSetBytes: 0, agents: 0, sampledAt: clock.now() });
+    // Running agents that cannot be sampled (simulated node): unknown, not zero.
+    expect(sampler.nodeUsage('sim')).toBeUndefined();
+    expect(sampler.nodeUsage('sim', 't1')).toBeUndefined();
+    expect(sampler.nodeUsage('sim', 't2')?.agents).toBe(0);
+    // A new agent adds its memory at once and its CPU from its second sample.
+    await addAgent('a3', { phase: 'Running', node: 'n1', containerId: 'c3' }, 't1');
+    collector.table.set('c3', { cpuSeconds: 1, workingSetBytes: 8 * MiB });
+    collector.table.set('c1', { cpuSeconds: 15, workingSetBytes: 12 * MiB });
+    collector.table.set('c2', { cpuSeconds: 30, workingSetBytes: 30 * MiB });
+    await round();
+    expect(sampler.nodeUsage('n1')).toMatchObject({ cpuMillicores: 750, memoryWorkingSetBytes: 50 * MiB, agents: 3 });
+  });
+
+  it('answers nodeUsage from the last complete round while the next one is collecting', async () => {
+    await addAgent('a1', { phase: 'Running', node: 'n1', containerId: 'c1' });
+    collector.table.set('c1', { cpuSeconds: 10, workingSetBytes: 10 * MiB });
+    await round();
+    collector.table.set('c1', { cpuSeconds: 15, workingSetBytes: 10 * MiB });
+    await round();
+    const done = sampler.nodeUsage('n1');
+    expect(done).toMatchObject({ cpuMillicores: 500, agents: 1 });
+    let release!: () => void;
+    const collect = collector.collect.bind(collector);
+    collector.collect = async (ids) => {
+      const out = await collect(ids);
+      await new Promise<void>((r) => (release = r));
+      return out;
+    };
+    clock.advance(10_000);
+    const next = sampler.sampleOnce();
+    while (release === undefined) await new Promise((r) => setTimeout(r, 1));
+    expect(sampler.nodeUsage('n1')).toEqual(done);
+    release();
+    await next;
+    expect(sampler.nodeUsage('n1')).toMatchObject({ cpuMillicores: 0, agents: 1, sampledAt: clock.now() });
+  });
+
   it('runs rounds on its own timer until stopped', async () => {
     await addAgent('run1', { phase: 'Running', node: 'n1', containerId: 'c1' });
     collector.table.set('c1', { cpuSeconds: 1, workingSetBytes: MiB });

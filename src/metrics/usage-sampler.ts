@@ -35,6 +35,32 @@ export interface AgentUsage {
   sampledAt: number;
 }
 
+/** Measured usage summed over the agents of one node (or one tenant's agents on it), from the last round. */
+export interface NodeUsage {
+  /**
+   * Sum of the CPU rates of the measured agents that have one, in millicores (rounded);
+   * null when agents were measured but none has a rate yet (each needs two samples). An
+   * agent in its first sample adds its memory but not yet its CPU.
+   */
+  cpuMillicores: number | null;
+  /** Sum of the measured agents' working sets. */
+  memoryWorkingSetBytes: number;
+  /** Running agents on the node with a sample in the last round. */
+  agents: number;
+  /** The newest of their samples (ms epoch); the end of the last round when there are none. */
+  sampledAt: number;
+}
+
+interface NodeSums {
+  cpuCores: number;
+  cpuRates: number;
+  memoryWorkingSetBytes: number;
+  measured: number;
+  /** Running agents placed on the node, measured or not. */
+  running: number;
+  newestSampleMs: number;
+}
+
 /** What the metrics exposition needs of one live (non-terminal) agent. */
 export interface AgentContainerView {
   agentId: string;
@@ -117,6 +143,10 @@ export class UsageSampler {
   private rounds = 0;
   /** Rounds begun, failed ones included: marks which tracked agents a listing saw. */
   private listings = 0;
+  /** When the last round completed (ms epoch). */
+  private lastRoundAtMs = 0;
+  /** Per-node sums of the round whose views they were built from, made on first ask. */
+  private nodeIndex: { views: readonly AgentContainerView[]; byNode: Map<string, { all: NodeSums; byTenant: Map<string, NodeSums> }> } | undefined;
 
   constructor(private readonly o: UsageSamplerOptions) {
     this.intervalMs = o.intervalMs ?? 10_000;
@@ -163,6 +193,65 @@ export class UsageSampler {
       cpuLimitCores: t.view.cpuLimitMillicores / 1000,
       sampledAt: u.timestampMs,
     };
+  }
+
+  /**
+   * Measured usage of a node's running agents in the last round: all of them, or only
+   * `tenantId`'s. Undefined before the first round, and when running agents (in scope) are
+   * on the node but none of them was measured (a node whose containers cannot be sampled,
+   * a failed collection): unknown, not zero. A node without running agents (in scope) reads
+   * zero. Only agents' containers count, not the node's own processes.
+   */
+  nodeUsage(nodeId: string, tenantId?: string): NodeUsage | undefined {
+    if (this.rounds === 0) return undefined;
+    const entry = this.nodeSums().get(nodeId);
+    const s = tenantId === undefined ? entry?.all : entry?.byTenant.get(tenantId);
+    if (s === undefined) return { cpuMillicores: 0, memoryWorkingSetBytes: 0, agents: 0, sampledAt: this.lastRoundAtMs };
+    if (s.measured === 0 && s.running > 0) return undefined;
+    return {
+      cpuMillicores: s.measured > 0 && s.cpuRates === 0 ? null : Math.round(s.cpuCores * 1000),
+      memoryWorkingSetBytes: s.memoryWorkingSetBytes,
+      agents: s.measured,
+      sampledAt: s.measured > 0 ? s.newestSampleMs : this.lastRoundAtMs,
+    };
+  }
+
+  /** One pass over the round's views, shared by every nodeUsage() call until the next round. */
+  private nodeSums(): Map<string, { all: NodeSums; byTenant: Map<string, NodeSums> }> {
+    if (this.nodeIndex?.views === this.liveViews) return this.nodeIndex.byNode;
+    const byNode = new Map<string, { all: NodeSums; byTenant: Map<string, NodeSums> }>();
+    const empty = (): NodeSums => ({ cpuCores: 0, cpuRates: 0, memoryWorkingSetBytes: 0, measured: 0, running: 0, newestSampleMs: 0 });
+    for (const view of this.liveViews) {
+      if (view.phase !== 'Running' || !view.node) continue;
+      let entry = byNode.get(view.node);
+      if (!entry) byNode.set(view.node, (entry = { all: empty(), byTenant: new Map() }));
+      let own = entry.byTenant.get(view.tenantId);
+      if (!own) entry.byTenant.set(view.tenantId, (own = empty()));
+      // From the round's own view, not latest(): a round in progress has already replaced
+      // the tracked views and appended history, and would read as "not measured".
+      const usage = view.usage;
+      const cpuCores = usage ? this.cpuRateAt(view.agentId, usage.timestampMs) : null;
+      for (const s of [entry.all, own]) {
+        s.running++;
+        if (!usage) continue;
+        s.measured++;
+        s.memoryWorkingSetBytes += usage.memoryWorkingSetBytes;
+        s.newestSampleMs = Math.max(s.newestSampleMs, usage.timestampMs);
+        if (cpuCores !== null) {
+          s.cpuCores += cpuCores;
+          s.cpuRates++;
+        }
+      }
+    }
+    this.nodeIndex = { views: this.liveViews, byNode };
+    return byNode;
+  }
+
+  /** The CPU rate of the history point taken at `timestampMs`: the last one, or the one before while a round is adding. */
+  private cpuRateAt(agentId: string, timestampMs: number): number | null {
+    const points = this.tracked.get(agentId)?.history ?? [];
+    for (let i = points.length - 1; i >= Math.max(0, points.length - 2); i--) if (points[i]!.timestampMs === timestampMs) return points[i]!.cpuCores;
+    return null;
   }
 
   /** History points of an agent at or after `sinceMs`, oldest first (empty when unknown). */
@@ -236,6 +325,7 @@ export class UsageSampler {
     const live: AgentContainerView[] = [];
     for (const t of this.tracked.values()) if (t.live) live.push(t.view);
     this.liveViews = live;
+    this.lastRoundAtMs = this.clock.now();
     this.rounds++;
   }
 

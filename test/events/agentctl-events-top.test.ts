@@ -206,13 +206,14 @@ describe.skipIf(!hasDocker).sequential('agentctl events and top on real Docker',
     const nodes = await p.cli(['top', 'nodes']);
     expect(nodes.code).toBe(0);
     const [nodeHeader, ...nodeRows] = tableRows(nodes.stdout);
-    expect(nodeHeader).toEqual(['NAME', 'CPU(ALLOCATED/ALLOCATABLE)', 'MEMORY(ALLOCATED/ALLOCATABLE)', 'AGENTS']);
+    expect(nodeHeader).toEqual(['NAME', 'CPU(cores)', 'CPU%', 'MEMORY(bytes)', 'MEMORY%', 'CPU(ALLOCATED/ALLOCATABLE)', 'MEMORY(ALLOCATED/ALLOCATABLE)', 'AGENTS']);
     expect(nodeRows).toHaveLength(1);
     const apiNode = (await p.expect(200, 'GET', '/api/v1/nodes')).json.items[0];
     expect(apiNode.allocated.cpuMillicores).toBe(750);
     expect(apiNode.allocated.memoryMiB).toBe(96);
     const pct = (a: number, b: number): string => `${Math.round((a / b) * 100)}%`;
-    expect(nodeRows[0]).toEqual([
+    // Measured columns (1-4) are covered by test/events/agentctl-top-nodes-usage.test.ts.
+    expect([nodeRows[0]![0], ...nodeRows[0]!.slice(5)]).toEqual([
       'local',
       `${apiNode.allocated.cpu}/${apiNode.allocatable.cpu} (${pct(750, apiNode.allocatable.cpuMillicores)})`,
       `${apiNode.allocated.memory}/${apiNode.allocatable.memory} (${pct(96, apiNode.allocatable.memoryMiB)})`,
@@ -225,6 +226,6 @@ describe.skipIf(!hasDocker).sequential('agentctl events and top on real Docker',
     await p.waitForPhase(busy.id, 'Stopped');
     await p.waitForPhase(idle.id, 'Stopped');
     expect(await p.cli(['top', 'agents'])).toMatchObject({ code: 0, stdout: '', stderr: 'No running agents.\n' });
-    expect(tableRows((await p.cli(['top', 'nodes'])).stdout)[1]![3]).toBe(`0/${apiNode.allocatable.maxAgents}`);
+    expect(tableRows((await p.cli(['top', 'nodes'])).stdout)[1]![7]).toBe(`0/${apiNode.allocatable.maxAgents}`);
   });
 });

@@ -24,6 +24,23 @@ export const NodeCondition = z
   })
   .meta({ id: 'NodeCondition' });
 
+export const NodeUsage = z
+  .object({
+    cpuMillicores: z
+      .number()
+      .int()
+      .nullable()
+      .meta({ description: "Sum of the measured agents' CPU rates (average between their last two samples); null until one has two samples. An agent in its first sample adds memory, not yet CPU" }),
+    memoryWorkingSetBytes: z.number().int().meta({ description: "Sum of the measured agents' working sets (cAdvisor's: in use minus inactive file cache)" }),
+    agents: z.number().int().meta({ description: 'Running agents with a sample in the last round (of the caller\'s tenant, unless platform-admin)' }),
+    sampledAt: Time.meta({ description: 'The newest of those samples; the end of the last sampling round when there are none' }),
+  })
+  .meta({
+    id: 'NodeUsage',
+    description:
+      "Measured CPU and memory of the node's running agents' containers, from the usage sampler's last round (AGENT_PLATFORM_USAGE_INTERVAL_MS); the node's own processes are not counted. Platform admins get all agents; other roles only their own tenant's, as in agentList",
+  });
+
 export const NodeResponse = z
   .object({
     id: z.string(),
@@ -37,6 +54,9 @@ export const NodeResponse = z
     allocated: Amounts.extend({ agents: z.number(), gpus: z.number(), gpuIds: z.array(z.string()) }),
     free: Amounts.extend({ agents: z.number(), gpus: z.number() }),
     agents: z.number().meta({ description: 'Agents counted on the node' }),
+    usage: NodeUsage.optional().meta({
+      description: 'Absent for simulated nodes, before the first sampling round, and when running agents (in scope) are on the node but none could be measured: unknown, not zero',
+    }),
     conditions: z.array(NodeCondition),
     ready: z.boolean(),
     cordoned: z.boolean(),

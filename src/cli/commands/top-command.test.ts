@@ -23,12 +23,28 @@ describe('top output', () => {
     expect(agentTopRow(agent({ ...usage, memoryLimitBytes: 0 }))[4]).toBe('<unknown>');
   });
 
-  it('shows node allocation against allocatable, and agent counts', () => {
-    const node = {
+  const node = (usage?: NodeJson['usage']): NodeJson =>
+    ({
       id: 'n1',
+      simulated: usage === undefined,
       allocated: { cpu: '750m', memory: '96Mi', cpuMillicores: 750, memoryMiB: 96, agents: 2, gpus: 0, gpuIds: [] },
       allocatable: { cpu: '2', memory: '4Gi', cpuMillicores: 2000, memoryMiB: 4096, maxAgents: 110, gpus: 0 },
-    } as unknown as NodeJson;
-    expect(nodeTopRow(node)).toEqual(['n1', '750m/2 (38%)', '96Mi/4Gi (2%)', '2/110']);
+      ...(usage ? { usage } : {}),
+    }) as unknown as NodeJson;
+
+  it('shows a node\'s measured usage against allocatable, then allocation and agent counts', () => {
+    const usage = { cpuMillicores: 1234, memoryWorkingSetBytes: 1024 * MiB, agents: 2, sampledAt: '2026-11-03T10:00:00Z' };
+    expect(nodeTopRow(node(usage))).toEqual(['n1', '1234m', '62%', '1024Mi', '25%', '750m/2 (38%)', '96Mi/4Gi (2%)', '2/110']);
+    // An idle measured node reads zero, not unknown.
+    expect(nodeTopRow(node({ ...usage, cpuMillicores: 0, memoryWorkingSetBytes: 0, agents: 0 })).slice(1, 5)).toEqual(['0m', '0%', '0Ki', '0%']);
+  });
+
+  it('shows <unknown> for a node without usage (simulated, not sampled yet) or without a CPU rate yet, and keeps the allocation', () => {
+    expect(nodeTopRow(node())).toEqual(['n1', '<unknown>', '<unknown>', '<unknown>', '<unknown>', '750m/2 (38%)', '96Mi/4Gi (2%)', '2/110']);
+    const firstSample = { cpuMillicores: null, memoryWorkingSetBytes: 300 * 1024, agents: 1, sampledAt: '2026-11-03T10:00:00Z' };
+    expect(nodeTopRow(node(firstSample)).slice(1, 5)).toEqual(['<unknown>', '<unknown>', '300Ki', '0%']);
+    // Nothing allocatable (a zero-capacity node): no percentage rather than Infinity.
+    const empty = { ...node(firstSample), allocatable: { cpu: '0', memory: '0', cpuMillicores: 0, memoryMiB: 0, maxAgents: 0, gpus: 0 } } as NodeJson;
+    expect(nodeTopRow(empty)[4]).toBe('<unknown>');
   });
 });

@@ -47,10 +47,21 @@ export function agentTopRow(a: AgentWithUsage): string[] {
   ];
 }
 
-/** NAME CPU(ALLOCATED/ALLOCATABLE) MEMORY(ALLOCATED/ALLOCATABLE) AGENTS: what the scheduler has handed out. */
+/**
+ * kubectl top's NAME CPU(cores) CPU% MEMORY(bytes) MEMORY%, measured (percentages of
+ * allocatable, as kubectl's), then what the scheduler has handed out: CPU and memory
+ * allocated/allocatable and agents/max. Measured columns read <unknown> where the node has
+ * no usage (simulated, not sampled yet) or no CPU rate yet.
+ */
 export function nodeTopRow(n: NodeJson): string[] {
+  const u = n.usage;
+  const cpu = u?.cpuMillicores ?? null;
   return [
     n.id,
+    cpu === null ? UNKNOWN : formatCpuCores(cpu / 1000),
+    cpu === null ? UNKNOWN : percent(cpu, n.allocatable.cpuMillicores),
+    u ? formatMemoryBytes(u.memoryWorkingSetBytes) : UNKNOWN,
+    u ? percent(u.memoryWorkingSetBytes, n.allocatable.memoryMiB * MIB) : UNKNOWN,
     `${n.allocated.cpu}/${n.allocatable.cpu} (${percent(n.allocated.cpuMillicores, n.allocatable.cpuMillicores)})`,
     `${n.allocated.memory}/${n.allocatable.memory} (${percent(n.allocated.memoryMiB, n.allocatable.memoryMiB)})`,
     `${n.allocated.agents}/${n.allocatable.maxAgents}`,
@@ -58,7 +69,7 @@ export function nodeTopRow(n: NodeJson): string[] {
 }
 
 const AGENT_COLUMNS = ['NAME', 'CPU(cores)', 'CPU%', 'MEMORY(bytes)', 'MEMORY%'];
-const NODE_COLUMNS = ['NAME', 'CPU(ALLOCATED/ALLOCATABLE)', 'MEMORY(ALLOCATED/ALLOCATABLE)', 'AGENTS'];
+const NODE_COLUMNS = ['NAME', 'CPU(cores)', 'CPU%', 'MEMORY(bytes)', 'MEMORY%', 'CPU(ALLOCATED/ALLOCATABLE)', 'MEMORY(ALLOCATED/ALLOCATABLE)', 'AGENTS'];
 const SORTS = ['cpu', 'memory'] as const;
 
 /** Runs `fn` over `items`, at most `limit` at a time, keeping order. */
@@ -92,7 +103,7 @@ async function runningAgentsWithUsage(client: PlatformClient, signal: AbortSigna
 
 /** `agentctl top agents [NAME...] [--sort-by cpu|memory] [-o json]` and `agentctl top nodes [-o json]`. */
 export function registerTopCommand(program: Command, ctx: CommandContext): void {
-  const top = program.command('top').description('Resource use: CPU and memory of running agents, or allocation of nodes');
+  const top = program.command('top').description('Resource use: measured CPU and memory of running agents, or of nodes beside their allocation');
   const checkOutput = (o: string): void => {
     if (o !== 'table' && o !== 'json') throw new InputError(`-o ${o}: use table or json`, { value: o }, 'INVALID_ARGUMENT');
   };
@@ -124,7 +135,9 @@ export function registerTopCommand(program: Command, ctx: CommandContext): void 
   top
     .command('nodes')
     .alias('node')
-    .description('Nodes: CPU and memory requested by their agents against what they can allocate, and agent counts')
+    .description(
+      "Nodes: measured CPU and memory of their running agents (% of allocatable; only your tenant's agents unless you are a platform admin), then CPU and memory requested against what they can allocate, and agent counts",
+    )
     .option('-o, --output <format>', 'table or json', 'table')
     .action(async (opts: { output: string }) => {
       checkOutput(opts.output);
@@ -133,14 +146,27 @@ export function registerTopCommand(program: Command, ctx: CommandContext): void 
       if (opts.output === 'json') {
         ctx.out(
           JSON.stringify(
-            { items: nodes.map((n) => ({ name: n.id, ready: n.ready, allocated: n.allocated, allocatable: n.allocatable, capacity: { cpu: n.capacity.cpu, memory: n.capacity.memory, maxAgents: n.capacity.maxAgents } })) },
+            {
+              items: nodes.map((n) => ({
+                name: n.id,
+                ready: n.ready,
+                usage: n.usage ?? null,
+                allocated: n.allocated,
+                allocatable: n.allocatable,
+                capacity: { cpu: n.capacity.cpu, memory: n.capacity.memory, maxAgents: n.capacity.maxAgents },
+              })),
+            },
             null,
             2,
           ) + '\n',
         );
         return;
       }
-      if (nodes.length === 0) ctx.err('No nodes.\n');
-      else ctx.out(formatTable(NODE_COLUMNS, nodes.map(nodeTopRow)));
+      if (nodes.length === 0) {
+        ctx.err('No nodes.\n');
+        return;
+      }
+      ctx.out(formatTable(NODE_COLUMNS, nodes.map(nodeTopRow)));
+      if (nodes.some((n) => (n.usage?.cpuMillicores ?? null) === null)) ctx.err(`${UNKNOWN}: not measured (simulated node, or not sampled yet; CPU needs two samples); the allocation columns still apply\n`);
     });
 }
