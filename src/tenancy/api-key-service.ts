@@ -5,6 +5,7 @@ import type { Principal } from '../services/agent-service.js';
 import type { ApiKeyRecord, Role, Store } from '../store/store.js';
 import { sha256 } from '../api/auth.js';
 import { mayGrant } from './roles.js';
+import type { CredentialState } from './stream-key-watch.js';
 
 /** `ap_<key id: 16 base32>_<secret: 64 hex>`; the id finds the record, the secret proves it. */
 const KEY_FORMAT = /^ap_([a-z2-7]{16})_([0-9a-f]{64})$/;
@@ -86,5 +87,21 @@ export class ApiKeyService {
     if (key.revokedAt !== undefined) throw new UnauthenticatedError(`API key ${key.id} was revoked`, 'API_KEY_REVOKED');
     if (key.expiresAt !== undefined && key.expiresAt <= this.clock.now()) throw new UnauthenticatedError(`API key ${key.id} has expired`, 'API_KEY_EXPIRED');
     return { subject: `key:${key.id}`, tenantId: key.tenantId, role: key.role };
+  };
+
+  /**
+   * Whether an authenticated principal's key still holds (for streams opened earlier):
+   * invalid with the error a new request would get when the key was revoked, has expired
+   * or is gone (its tenant was deleted). Principals that are not API keys (the bootstrap
+   * admin) are always valid here.
+   */
+  readonly check = async (principal: Principal): Promise<CredentialState> => {
+    if (!principal.subject.startsWith('key:')) return { valid: true };
+    const id = principal.subject.slice('key:'.length);
+    const key = await this.store.getApiKey(id);
+    if (!key) return { valid: false, error: new UnauthenticatedError(`API key ${id} no longer exists`, 'API_KEY_REVOKED') };
+    if (key.revokedAt !== undefined) return { valid: false, error: new UnauthenticatedError(`API key ${key.id} was revoked`, 'API_KEY_REVOKED') };
+    if (key.expiresAt !== undefined && key.expiresAt <= this.clock.now()) return { valid: false, error: new UnauthenticatedError(`API key ${key.id} has expired`, 'API_KEY_EXPIRED') };
+    return { valid: true, expiresAtMs: key.expiresAt };
   };
 }

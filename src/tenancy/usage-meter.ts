@@ -26,13 +26,21 @@ export interface UsageMeterOptions {
 }
 
 const BATCH = 200;
+/**
+ * How far an accrual position may be from the moment the agent entered Running and still
+ * count as the run's start: the store sets accrued_until from the update's time, a few ms
+ * after the controller's phaseSince. One second also covers a first tick inside that
+ * second whose reading a restarted meter would count again (at most that second's CPU).
+ */
+const RUN_START_SLACK_MS = 1_000;
 
 /**
  * Periodic accrual: for every Running agent, closes [accrued_until, now] into a ledger
  * record and moves accrued_until, atomically and compare-and-set, so replicas and
  * restarts never bill an interval twice and a restart leaves no gap (it resumes from the
- * persisted accrued_until). The first and last pieces of a run are written by the store
- * itself in the transaction that changes the phase (see tenancy-queries.ts).
+ * persisted accrued_until). The last piece of a run is written by the store itself in the
+ * transaction that changes the phase (see tenancy-queries.ts), without used CPU: the store
+ * has no runtime counter, and by then the container (and its cgroup) is gone.
  */
 export class UsageMeter {
   readonly intervalMs: number;
@@ -83,7 +91,7 @@ export class UsageMeter {
         }
         if (step.nextAccruedUntil === accruedUntil) continue;
         const r = agent.spec.resources;
-        const used = this.usedCpuMicros(agent.id);
+        const used = this.usedCpuMicros(agent.id, Math.abs(accruedUntil - agent.status.phaseSince) <= RUN_START_SLACK_MS);
         steps.push({
           agentId: agent.id,
           expectedAccruedUntil: accruedUntil,
@@ -113,12 +121,22 @@ export class UsageMeter {
     return billed;
   }
 
-  private usedCpuMicros(agentId: string): number | undefined {
+  /**
+   * CPU used since the previous boundary. `atRunStart`: the piece begins where the run began
+   * (the container started then, and its cgroup counter counts from its start), so without a
+   * previous reading the baseline is 0: the first piece of a run records its used CPU too,
+   * not only from the second tick on. A piece that starts mid-run without a previous reading
+   * of this process (a restarted control plane) has no known baseline: unknown for that piece.
+   */
+  private usedCpuMicros(agentId: string, atRunStart: boolean): number | undefined {
     const now = this.o.cpuCounter?.(agentId);
     if (!now) return undefined;
     const prev = this.lastCpu.get(agentId);
     this.lastCpu.set(agentId, now);
-    // Another container, or a counter that went down (cgroup recreated): no delta this time.
+    // At a run's start a reading left from an earlier run (a container id can be reused
+    // by a restart) is no baseline: the counter restarted with the container.
+    if (atRunStart) return Math.round(now.cpuUsageSeconds * 1e6);
+    // Another container, or a counter that went down (cgroup recreated) mid-run: no delta this time.
     if (!prev || prev.containerId !== now.containerId || now.cpuUsageSeconds < prev.cpuUsageSeconds) return undefined;
     return Math.round((now.cpuUsageSeconds - prev.cpuUsageSeconds) * 1e6);
   }

@@ -60,3 +60,33 @@ describe.skipIf(!redisUp)('rate limits shared through Redis', () => {
     }
   }, 60_000);
 });
+
+describe('rate limits in memory (no Redis configured)', () => {
+  it('the API answers 429 RATE_LIMITED with Retry-After per key; other keys and the bootstrap admin are unaffected; the bucket refills', async () => {
+    // One token per 2 s, burst 3: three pass, then 429 until a token has refilled (the five
+    // requests take far less than 2 s, even on a loaded machine).
+    const p = await TenancyPlatform.start('sqlite', { AGENT_PLATFORM_RATE_LIMIT_RPS: '0.5', AGENT_PLATFORM_RATE_LIMIT_BURST: '3' });
+    try {
+      const t = uid('rlm');
+      await p.createTenant(t);
+      const k1 = await p.createKey(t, 'viewer');
+      const k2 = await p.createKey(t, 'viewer');
+      const responses = [];
+      for (let i = 0; i < 5; i++) responses.push(await p.request('GET', '/api/v1/agents', { token: k1.key }));
+      expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 429, 429]);
+      const limited = responses[3]!;
+      expect(limited.json.error.code).toBe('RATE_LIMITED');
+      expect(limited.headers.get('retry-after')).toBe('2');
+      expect(limited.json.error.details.retryAfterSeconds).toBe(2);
+      expect(limited.json.error.details.retryAfterMs).toBeGreaterThan(1000);
+      expect(limited.json.error.details.retryAfterMs).toBeLessThanOrEqual(2000);
+      expect((await p.request('GET', '/api/v1/agents', { token: k2.key })).status).toBe(200);
+      for (let i = 0; i < 10; i++) expect((await p.request('GET', '/api/v1/agents')).status).toBe(200);
+      // After Retry-After the key passes again.
+      await new Promise((r) => setTimeout(r, Number(limited.headers.get('retry-after')) * 1000));
+      expect((await p.request('GET', '/api/v1/agents', { token: k1.key })).status).toBe(200);
+    } finally {
+      await p.close();
+    }
+  }, 60_000);
+});

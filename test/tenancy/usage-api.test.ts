@@ -70,6 +70,12 @@ describe.each(kinds)('usage endpoint, CSV and agentctl usage (%s)', (kind) => {
       expect(lines[0]).toBe('agent,name,runSeconds,cpuCoreSeconds,memoryGiBSeconds,gpuSeconds,usedCpuSeconds,cost,currency');
       expect(lines.at(-1)).toBe(`total,,10800,9000,14400,7200,,${usage.total.cost},EUR`);
 
+      // agentctl usage -o csv prints the endpoint's CSV as it is.
+      const csvOut = await agentctl(['--server', p.baseUrl, '--token', admin.key, 'usage', '--from', new Date(t0).toISOString(), '--to', new Date(clock.now()).toISOString(), '-o', 'csv']);
+      expect(csvOut.err).toBe('');
+      expect(csvOut.code).toBe(0);
+      expect(csvOut.out.trim().split(/\r?\n/)).toEqual(lines);
+
       const json = await agentctl(['--server', p.baseUrl, '--token', admin.key, 'usage', '--from', new Date(t0).toISOString(), '--to', new Date(clock.now()).toISOString(), '-o', 'json']);
       expect(json.err).toBe('');
       expect(JSON.parse(json.out).total).toEqual(usage.total);

@@ -143,6 +143,52 @@ describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
     await store.close();
   });
 
+  it('Failed accrues nothing: a run that fails is billed up to the failure, and a restart of it from Failed bills again only while Running', async () => {
+    const open = storeFactory(kind);
+    const clock = new ManualClock(Date.UTC(2026, 5, 1));
+    const t0 = clock.now();
+    const store = open();
+    await store.migrate();
+    const meter = new UsageMeter({ store, clock, intervalMs: 10 * SECOND });
+    const { agent } = await store.createAgent({
+      id: randomUUID().replace(/-/g, '').slice(0, 20),
+      tenantId: 'fail',
+      name: 'crashy',
+      labels: {},
+      spec: { image: 'x', command: [], args: [], env: {}, resources: { cpuMillicores: 1000, memoryMiB: 1024, gpu: 1, cpuLimitMillicores: 1000, memoryLimitMiB: 1024 }, restartPolicy: 'Never', schedulingPolicy: 'spread', priority: 0, nodeSelector: {}, tolerations: [] },
+      desired: 'running',
+      status: { phase: 'Pending', restarts: 0, phaseSince: clock.now() },
+      createdAt: clock.now(),
+    });
+    clock.advance(5 * SECOND);
+    await setPhase(store, clock, agent.id, 'Running'); // t0+5s
+    clock.advance(10 * SECOND);
+    expect(await meter.tick()).toBe(1); // t0+15s
+    clock.advance(7 * SECOND);
+    await setPhase(store, clock, agent.id, 'Failed'); // t0+22s: 17 s Running
+    // An hour in Failed, with the meter ticking: nothing.
+    for (let i = 0; i < 6; i++) {
+      clock.advance(600 * SECOND);
+      expect(await meter.tick()).toBe(0);
+    }
+    const open1 = await store.listUsage({ tenantId: 'fail', openUntilMs: clock.now() });
+    expect(quantitiesOf(buildUsageReport(open1, { fromMs: t0, toMs: clock.now(), groupBy: 'agent', rates: card.ratesFor('fail') }).total.amounts)).toMatchObject({ runSeconds: 17, gpuSeconds: 17 });
+    // Started again (a restart policy or the user): Pending, then Running 3 s, then Failed again.
+    await setPhase(store, clock, agent.id, 'Pending');
+    clock.advance(4 * SECOND);
+    await setPhase(store, clock, agent.id, 'Running');
+    clock.advance(3 * SECOND);
+    await setPhase(store, clock, agent.id, 'Failed');
+    clock.advance(3600 * SECOND);
+    expect(await meter.tick()).toBe(0);
+    const records = await store.listUsage({ tenantId: 'fail', openUntilMs: clock.now() });
+    const total = quantitiesOf(buildUsageReport(records, { fromMs: t0, toMs: clock.now(), groupBy: 'agent', rates: card.ratesFor('fail') }).total.amounts);
+    expect(total).toMatchObject({ runSeconds: 20, cpuCoreSeconds: 20, memoryGiBSeconds: 20, gpuSeconds: 20 });
+    // No record reaches into a Failed stretch.
+    expect(Math.max(...records.map((r) => r.endMs))).toBe(t0 + 22 * SECOND + 3604 * SECOND + 3 * SECOND);
+    await store.close();
+  });
+
   it('two meters (replicas) ticking at once bill each interval once', async () => {
     const open = storeFactory(kind);
     const clock = new ManualClock(Date.UTC(2026, 3, 1));

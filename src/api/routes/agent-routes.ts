@@ -11,6 +11,7 @@ import { Id } from '../schemas/common-schema.js';
 import { toAgentResponse, toEventResponse } from '../agent-mapper.js';
 import type { AgentUsage } from '../../metrics/usage-sampler.js';
 import { linkSignals } from '../../domain/linked-signal.js';
+import { watchStreamKey, type StreamKeyWatchOptions } from '../../tenancy/stream-key-watch.js';
 
 const IdParams = z.strictObject({ id: Id });
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -23,6 +24,8 @@ export interface AgentRouteDeps {
   deleteWaitMs: number;
   /** Latest sampled usage of a running agent (UsageSampler.latest); GET shows it as `usage`. */
   usage?: ((agentId: string) => AgentUsage | undefined) | undefined;
+  /** Re-checks the caller's key while `logs?follow=true` streams; absent: checked at the start only. */
+  keyWatch?: StreamKeyWatchOptions | undefined;
 }
 
 export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): void {
@@ -169,9 +172,14 @@ export function registerAgentRoutes(routes: RouteRegistry, d: AgentRouteDeps): v
       if (!runtime) throw new UnavailableError('NODE_UNAVAILABLE', `node ${agent.status.node} of agent ${agent.id} is not reachable; logs are unavailable`);
       const disconnected = new AbortController();
       request.raw.on('close', () => disconnected.abort());
-      // Ends when the client goes away or the server shuts down. Every request closes, and
-      // the close unhooks the link from the server's long-lived signal (linked-signal.ts).
-      const signal = linkSignals(disconnected.signal, routes.closing).signal;
+      // A follow stream outlives the request's authentication: a key revoked or expired
+      // meanwhile ends it (the client's reconnect then gets the 401).
+      const keyInvalid = new AbortController();
+      if (query.follow && d.keyWatch) watchStreamKey(principal, d.keyWatch, disconnected.signal, (err) => keyInvalid.abort(err));
+      // Ends when the client goes away, the server shuts down or the key stops being valid.
+      // Every request closes, and the close unhooks the link from the server's long-lived
+      // signal (linked-signal.ts).
+      const signal = linkSignals(disconnected.signal, routes.closing, keyInvalid.signal).signal;
       const containerId = agent.status.containerId ?? containerName(agent.id);
       // No container (the image was missing, or it is being recreated): no logs yet,
       // like an agent that has no node. Checked up front because once a follow stream

@@ -6,6 +6,8 @@ import { NODE_EVENT_TENANT } from '../../nodes/node-events.js';
 import type { RouteRegistry } from '../route-registry.js';
 import { EventList } from '../schemas/agent-schema.js';
 import { toEventResponse } from '../agent-mapper.js';
+import { errorBody } from '../error-handler.js';
+import { watchStreamKey, type StreamKeyWatchOptions } from '../../tenancy/stream-key-watch.js';
 
 const Since = z
   .string()
@@ -57,7 +59,16 @@ async function listVisible(store: Store, filters: EventFilter[], extra: Pick<Eve
 }
 
 /** Platform events: a query endpoint and a live Server-Sent Events stream. */
-export function registerEventRoutes(routes: RouteRegistry, d: { store: Store; bus: Bus; heartbeatMs?: number }): void {
+export function registerEventRoutes(
+  routes: RouteRegistry,
+  d: {
+    store: Store;
+    bus: Bus;
+    heartbeatMs?: number;
+    /** Re-checks the caller's key while a stream is open; absent: checked at the start only. */
+    keyWatch?: StreamKeyWatchOptions | undefined;
+  },
+): void {
   routes.add(
     { method: 'GET', url: '/api/v1/events', summary: 'Events (state changes, scheduling decisions, restarts, OOM kills, node conditions), oldest first', tags: ['events'], permission: 'events:read', query: EventsQuery, responses: { 200: EventList } },
     async ({ query, principal }) => {
@@ -86,6 +97,7 @@ export function registerEventRoutes(routes: RouteRegistry, d: { store: Store; bu
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': request.id, 'x-accel-buffering': 'no' });
       let heartbeat: NodeJS.Timeout | undefined;
       let closed = false;
+      const watching = new AbortController();
       const send = (e: PlatformEvent): void => {
         if (closed || !visible(e)) return;
         res.write(`${e.id > 0 ? `id: ${e.id}\n` : ''}event: ${e.objectKind.toLowerCase()}\ndata: ${JSON.stringify(toEventResponse(e))}\n\n`);
@@ -99,6 +111,7 @@ export function registerEventRoutes(routes: RouteRegistry, d: { store: Store; bu
       const cleanUp = (): void => {
         closed = true;
         clearInterval(heartbeat);
+        watching.abort();
         unsubscribe();
         routes.closing.removeEventListener('abort', endOnClose);
       };
@@ -111,6 +124,15 @@ export function registerEventRoutes(routes: RouteRegistry, d: { store: Store; bu
       res.on('close', cleanUp);
       if (routes.closing.aborted) return endOnClose();
       routes.closing.addEventListener('abort', endOnClose, { once: true });
+      if (d.keyWatch) {
+        // A revoked or expired key must not keep receiving: the stream says why, in the
+        // error shape of the API, and ends; a reconnect then gets the 401.
+        watchStreamKey(principal, d.keyWatch, watching.signal, (err) => {
+          if (closed) return;
+          res.write(`event: unauthenticated\ndata: ${JSON.stringify(errorBody(err.code, err.message, undefined, request.id))}\n\n`);
+          endOnClose();
+        });
+      }
       const lastId = Number(request.headers['last-event-id']);
       let maxReplayed = 0;
       const resume = Number.isInteger(lastId) && lastId > 0;
