@@ -3,7 +3,13 @@
  * on them.
  *
  * - `allowed`: the attempt passed every check (bytes and duration tell how it went).
- * - `unknown-source`: the source IP is not a registered agent.
+ * - `unknown-source`: the source IP is not a registered agent; on a credential listener
+ *   (Kubernetes agents), the credentials are valid but the agent is not running there in
+ *   allowlist mode (deleted, stopped, moved to another node, or another network mode).
+ * - `proxy-auth-required`: on a credential listener, the Proxy-Authorization credentials are
+ *   missing, malformed, or not those of a known agent (answered 407).
+ * - `auth-unavailable`: on a credential listener, the credentials could not be checked (the
+ *   store did not answer; answered 503).
  * - `not-in-allowlist`: no rule allows this host (or address) and port.
  * - `private-address`: the destination is, or resolved to, a special-purpose address
  *   (loopback, private, link-local, metadata, CGNAT, multicast, unspecified, reserved) and
@@ -26,6 +32,8 @@
 export type EgressReason =
   | 'allowed'
   | 'unknown-source'
+  | 'proxy-auth-required'
+  | 'auth-unavailable'
   | 'not-in-allowlist'
   | 'private-address'
   | 'denied-range'
@@ -46,7 +54,7 @@ export type EgressReason =
 export interface EgressAuditRecord {
   /** When the attempt started, milliseconds since the Unix epoch. */
   time: number;
-  /** The registered agent, or null when the source is unknown. */
+  /** The registered (or authenticated) agent, or null when the source or credentials are unknown. */
   agentId: string | null;
   tenantId: string | null;
   /** Canonical source address of the agent's connection (IPv4-mapped shown as IPv4). */

@@ -16,6 +16,7 @@ import { loadHostsFile, type HostsTable } from './hosts-file.js';
 import { canonicalIp, formatIp, parseIp, unmapIp, type IpAddress } from './ip-address.js';
 import { readClientHello } from './read-client-hello.js';
 import { abortable } from './abortable.js';
+import { parseProxyAuthorization, PROXY_AUTHENTICATE, type ProxyCredentials } from './proxy-authorization.js';
 import { connectUpstream, UpstreamConnectError } from './upstream-connect.js';
 import { linkSignals } from '../domain/linked-signal.js';
 
@@ -31,6 +32,27 @@ export interface EgressPolicyInput {
   readonly agentId: string;
   readonly tenantId: string;
   readonly allowlist: Allowlist | readonly string[];
+}
+
+/**
+ * What a credential listener learns from an agent's `Proxy-Authorization: Basic` credentials.
+ * - `ok`: the credentials name a live agent; connect under its policy.
+ * - `bad-credentials`: unknown user or wrong token (answered 407). `detail` must not echo the token.
+ * - `not-eligible`: valid credentials of an agent that may not use this listener now (not
+ *   running, or not in allowlist mode there); answered 403 and audited under the agent.
+ */
+export type ProxyAuthResult =
+  | { readonly ok: true; readonly policy: EgressPolicy }
+  | { readonly ok: false; readonly reason: 'bad-credentials'; readonly detail: string }
+  | { readonly ok: false; readonly reason: 'not-eligible'; readonly agentId: string; readonly tenantId: string; readonly detail: string };
+
+/**
+ * Identifies agents by credentials instead of by source address (agents on Kubernetes, whose
+ * Pod IPs the platform does not assign). Called once per tunnel and per plain-HTTP request,
+ * so a policy change applies to the next connection. A thrown error is answered 503.
+ */
+export interface ProxyAuthenticator {
+  authenticate(credentials: ProxyCredentials, signal: AbortSignal): Promise<ProxyAuthResult>;
 }
 
 /** Options for EgressProxy. Only `auditSink` is required. */
@@ -97,12 +119,23 @@ interface Listener {
 
 /** One tunnel or in-flight plain-HTTP request, tracked to enforce limits and to close it. */
 interface Session {
-  readonly sourceIp: string;
+  /** The source IP (registered agents), or `agent:<id>` on a credential listener. */
+  readonly key: string;
   /** Closes the connection; `detail` ends up in the audit record. */
   close(detail: string): void;
 }
 
 type AuditBase = Pick<EgressAuditRecord, 'time' | 'agentId' | 'tenantId' | 'sourceIp' | 'method'>;
+
+/** Who is connecting, as far as the proxy knows before it looks at the destination. */
+interface Identified {
+  readonly base: AuditBase;
+  readonly policy: EgressPolicy | undefined;
+  /** Key of the connection limit and of closeSessions (see Session.key). */
+  readonly key: string;
+  /** Set when a credential listener refused the credentials or the agent. */
+  readonly refusal?: { readonly reason: 'proxy-auth-required' | 'unknown-source' | 'auth-unavailable'; readonly why: string };
+}
 
 interface Vetted {
   readonly rule: AllowRule;
@@ -111,6 +144,8 @@ interface Vetted {
 
 const HTTP_STATUS_FOR: Partial<Record<EgressReason, number>> = {
   'unknown-source': 403,
+  'proxy-auth-required': 407,
+  'auth-unavailable': 503,
   'not-in-allowlist': 403,
   'private-address': 403,
   'denied-range': 403,
@@ -127,10 +162,17 @@ const HTTP_STATUS_FOR: Partial<Record<EgressReason, number>> = {
 
 function rawResponse(status: number, body: string): string {
   const text = `${body}\n`;
+  const challenge = status === 407 ? `Proxy-Authenticate: ${PROXY_AUTHENTICATE}\r\n` : '';
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
-    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+    `${challenge}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
   );
+}
+
+/** Every Proxy-Authorization value as sent: Node keeps only the first of duplicates in `headers`. */
+function proxyAuthorizationOf(req: IncomingMessage): string | string[] | undefined {
+  const values = req.rawHeaders.filter((_, i) => i % 2 === 1 && req.rawHeaders[i - 1]?.toLowerCase() === 'proxy-authorization');
+  return values.length === 0 ? undefined : values.length === 1 ? values[0] : values;
 }
 
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
@@ -152,6 +194,11 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
  *
  * Data moves with stream piping; the only per-connection accounting is reading the
  * upstream socket's byte counters when it closes.
+ *
+ * A listener started with `authenticate` (listen option) identifies agents by their
+ * `Proxy-Authorization: Basic <agentId>:<token>` credentials instead (Kubernetes agents:
+ * `HTTP_PROXY=http://<agentId>:<token>@proxy:port`); missing or wrong credentials get 407
+ * with a `Proxy-Authenticate` challenge, and the source-IP registry is not consulted there.
  */
 export class EgressProxy {
   private readonly sink: AuditSink;
@@ -266,15 +313,15 @@ export class EgressProxy {
   }
 
   private openSession(session: Session): () => void {
-    let set = this.sessions.get(session.sourceIp);
+    let set = this.sessions.get(session.key);
     if (set === undefined) {
       set = new Set();
-      this.sessions.set(session.sourceIp, set);
+      this.sessions.set(session.key, set);
     }
     set.add(session);
     return () => {
       set.delete(session);
-      if (set.size === 0 && this.sessions.get(session.sourceIp) === set) this.sessions.delete(session.sourceIp);
+      if (set.size === 0 && this.sessions.get(session.key) === set) this.sessions.delete(session.key);
     };
   }
 
@@ -283,10 +330,11 @@ export class EgressProxy {
   /**
    * Starts listening on `host:port` (port 0 picks a free port). Call once per address, e.g.
    * once per agent network gateway; all listeners share the registry and the audit sink.
-   * Reads `hostsFile` the first time.
+   * Reads `hostsFile` the first time. With `authenticate`, the listener identifies agents by
+   * their proxy credentials (see ProxyAuthenticator) rather than by source IP.
    * @throws the listen error (EADDRINUSE, EADDRNOTAVAIL, ...) or the signal's reason.
    */
-  async listen(options: { host: string; port: number; signal?: AbortSignal }): Promise<EgressListenAddress> {
+  async listen(options: { host: string; port: number; signal?: AbortSignal; authenticate?: ProxyAuthenticator }): Promise<EgressListenAddress> {
     if (this.closing) throw new Error('egress proxy is closed');
     options.signal?.throwIfAborted();
     if (!this.hostsLoaded && this.options.hostsFile !== undefined) await this.reloadHostsFile(options.signal);
@@ -297,8 +345,9 @@ export class EgressProxy {
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
     });
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
-    server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onConnect(req, socket as Socket, head));
+    const auth = options.authenticate;
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, auth));
+    server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onConnect(req, socket as Socket, head, auth));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex) => this.onUpgrade(req, socket as Socket));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket as Socket));
     await new Promise<void>((resolve, reject) => {
@@ -379,13 +428,47 @@ export class EgressProxy {
     }
   }
 
-  private base(socket: Socket, method: 'CONNECT' | 'HTTP'): { base: AuditBase; policy: EgressPolicy | undefined } {
+  private base(socket: Socket, method: 'CONNECT' | 'HTTP'): Identified {
     const sourceIp = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
     const policy = this.policies.get(sourceIp);
     return {
       policy,
+      key: sourceIp,
       base: { time: this.clock.now(), agentId: policy?.agentId ?? null, tenantId: policy?.tenantId ?? null, sourceIp, method },
     };
+  }
+
+  /**
+   * Identity on a credential listener: the agent its Proxy-Authorization names, when the
+   * authenticator accepts it. Never throws; the token appears in no refusal or record.
+   */
+  private async identify(req: IncomingMessage, socket: Socket, method: 'CONNECT' | 'HTTP', auth: ProxyAuthenticator): Promise<Identified> {
+    const sourceIp = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
+    const anonymous: AuditBase = { time: this.clock.now(), agentId: null, tenantId: null, sourceIp, method };
+    const refuse = (refusal: NonNullable<Identified['refusal']>, base = anonymous): Identified => ({ base, policy: undefined, key: sourceIp, refusal });
+    const parsed = parseProxyAuthorization(proxyAuthorizationOf(req));
+    if (parsed.kind === 'missing') {
+      return refuse({ reason: 'proxy-auth-required', why: 'proxy credentials required: use the HTTP_PROXY the platform set (http://<agent id>:<token>@host:port)' });
+    }
+    if (parsed.kind === 'malformed') return refuse({ reason: 'proxy-auth-required', why: `bad proxy credentials: ${parsed.detail}` });
+    const gone = new AbortController();
+    const onClose = (): void => gone.abort();
+    socket.once('close', onClose);
+    let result: ProxyAuthResult;
+    try {
+      result = await auth.authenticate(parsed.credentials, gone.signal);
+    } catch (err) {
+      this.logger.error({ err }, 'egress proxy: checking proxy credentials failed');
+      return refuse({ reason: 'auth-unavailable', why: 'proxy credentials could not be checked right now; retry' });
+    } finally {
+      socket.removeListener('close', onClose);
+    }
+    if (result.ok) {
+      const { policy } = result;
+      return { policy, key: `agent:${policy.agentId}`, base: { ...anonymous, agentId: policy.agentId, tenantId: policy.tenantId } };
+    }
+    if (result.reason === 'bad-credentials') return refuse({ reason: 'proxy-auth-required', why: result.detail });
+    return refuse({ reason: 'unknown-source', why: result.detail }, { ...anonymous, agentId: result.agentId, tenantId: result.tenantId });
   }
 
   private elapsed(base: AuditBase): number {
@@ -393,12 +476,14 @@ export class EgressProxy {
   }
 
   /** Checks done before any I/O; returns a denial or undefined. */
-  private precheck(base: AuditBase, policy: EgressPolicy | undefined, target: { host: string; port: number | null }): EgressDenial | undefined {
+  private precheck(who: Identified, target: { host: string; port: number | null }): EgressDenial | undefined {
+    const { base, policy } = who;
     if (this.closing) return { ok: false, reason: 'proxy-closing', message: denialMessage(target, 'proxy is shutting down') };
+    if (who.refusal !== undefined) return { ok: false, reason: who.refusal.reason, message: denialMessage(target, who.refusal.why) };
     if (policy === undefined) {
       return { ok: false, reason: 'unknown-source', message: denialMessage(target, `source ${base.sourceIp} is not a registered agent`) };
     }
-    if ((this.sessions.get(base.sourceIp)?.size ?? 0) >= this.maxConnectionsPerSource) {
+    if ((this.sessions.get(who.key)?.size ?? 0) >= this.maxConnectionsPerSource) {
       return { ok: false, reason: 'too-many-connections', message: denialMessage(target, `agent has ${this.maxConnectionsPerSource} open connections already`) };
     }
     return undefined;
@@ -469,9 +554,19 @@ export class EgressProxy {
 
   // ---- CONNECT --------------------------------------------------------------------------
 
-  private onConnect(req: IncomingMessage, socket: Socket, head: Buffer): void {
+  private onConnect(req: IncomingMessage, socket: Socket, head: Buffer, auth: ProxyAuthenticator | undefined): void {
     socket.on('error', (err) => this.logger.debug({ err }, 'egress client socket error'));
-    const { base, policy } = this.base(socket, 'CONNECT');
+    if (auth === undefined) return this.connectAs(req, socket, head, this.base(socket, 'CONNECT'));
+    void this.identify(req, socket, 'CONNECT', auth)
+      .then((who) => this.connectAs(req, socket, head, who))
+      .catch((err: unknown) => {
+        this.logger.error({ err }, 'egress tunnel failed');
+        socket.destroy();
+      });
+  }
+
+  private connectAs(req: IncomingMessage, socket: Socket, head: Buffer, who: Identified): void {
+    const { base, policy } = who;
     const parsed = parseAuthority(req.url ?? '');
     const target = 'target' in parsed ? parsed.target : undefined;
     const shown = target ?? { host: (req.url ?? '').slice(0, 300), port: null };
@@ -480,7 +575,7 @@ export class EgressProxy {
       else socket.destroy();
       this.emit({ ...base, host: shown.host, port: shown.port, resolvedIp: denial.resolvedIp, rule: denial.rule, decision: 'deny', reason: denial.reason, detail: denial.message, httpStatus, bytesUp: 0, bytesDown: 0, durationMs: this.elapsed(base) });
     };
-    const early = this.precheck(base, policy, shown);
+    const early = this.precheck(who, shown);
     if (early !== undefined) return refuse(early);
     if (target === undefined || policy === undefined) {
       const why = 'error' in parsed ? parsed.error : 'bad target';
@@ -491,7 +586,7 @@ export class EgressProxy {
     let upstream: Socket | undefined;
     let closeDetail: string | undefined;
     const release = this.openSession({
-      sourceIp: base.sourceIp,
+      key: who.key,
       close: (detail) => {
         closeDetail ??= detail;
         abort.abort();
@@ -500,6 +595,8 @@ export class EgressProxy {
       },
     });
     socket.once('close', () => abort.abort());
+    // The client may have left while a credential listener checked its credentials.
+    if (socket.destroyed) abort.abort();
     void this.runTunnel({ base, policy, target, socket, head, abort, refuse, setUpstream: (u) => (upstream = u), detail: () => closeDetail })
       .catch((err: unknown) => {
         this.logger.error({ err }, 'egress tunnel failed');
@@ -600,8 +697,18 @@ export class EgressProxy {
 
   // ---- plain HTTP -----------------------------------------------------------------------
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const { base, policy } = this.base(req.socket, 'HTTP');
+  private onRequest(req: IncomingMessage, res: ServerResponse, auth: ProxyAuthenticator | undefined): void {
+    if (auth === undefined) return this.requestAs(req, res, this.base(req.socket, 'HTTP'));
+    void this.identify(req, req.socket, 'HTTP', auth)
+      .then((who) => this.requestAs(req, res, who))
+      .catch((err: unknown) => {
+        this.logger.error({ err }, 'egress request failed');
+        res.destroy();
+      });
+  }
+
+  private requestAs(req: IncomingMessage, res: ServerResponse, who: Identified): void {
+    const { base, policy } = who;
     const parsed = parseAbsoluteHttpUrl(req.url ?? '');
     const target = 'target' in parsed ? parsed.target : undefined;
     const shown = target ?? { host: '', port: null };
@@ -609,12 +716,17 @@ export class EgressProxy {
       const status = HTTP_STATUS_FOR[denial.reason] ?? 403;
       const body = `${denial.message}\n`;
       if (!res.headersSent) {
-        res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+        res.writeHead(status, {
+          'content-type': 'text/plain; charset=utf-8',
+          'content-length': Buffer.byteLength(body),
+          connection: 'close',
+          ...(status === 407 ? { 'proxy-authenticate': PROXY_AUTHENTICATE } : {}),
+        });
         res.end(body);
       } else res.destroy();
       this.emit({ ...base, host: shown.host, port: shown.port, resolvedIp: denial.resolvedIp, rule: denial.rule, decision: 'deny', reason: denial.reason, detail: denial.message, httpStatus: status, bytesUp: 0, bytesDown: 0, durationMs: this.elapsed(base), ...extra });
     };
-    const early = this.precheck(base, policy, shown);
+    const early = this.precheck(who, shown);
     if (early !== undefined) return refuse(early);
     if (!('target' in parsed) || policy === undefined) {
       const error = 'error' in parsed ? parsed : { reason: 'malformed-request' as const, error: 'bad request target' };
@@ -635,7 +747,7 @@ export class EgressProxy {
     let upstream: Socket | undefined;
     let closeDetail: string | undefined;
     const release = this.openSession({
-      sourceIp: base.sourceIp,
+      key: who.key,
       close: (detail) => {
         closeDetail ??= detail;
         abort.abort();
@@ -644,6 +756,8 @@ export class EgressProxy {
       },
     });
     res.once('close', () => abort.abort());
+    // The client may have left while a credential listener checked its credentials.
+    if (req.socket.destroyed) abort.abort();
     void this.forwardHttp({ base, policy, target: tgt, path, req, res, abort, refuse, setUpstream: (u) => (upstream = u), detail: () => closeDetail })
       .catch((err: unknown) => {
         this.logger.error({ err }, 'egress request failed');

@@ -8,6 +8,7 @@ import { needsAgentNetwork } from './agent-network-manager.js';
 import { effectiveIsolation } from './isolation-policy.js';
 import { networkPolicyOf } from './network-policy.js';
 import type { SecretService } from './secret-service.js';
+import type { EgressCredentials } from './egress-credentials.js';
 
 /**
  * What the agent controller asks the security layer around each container. Optional in the
@@ -68,6 +69,12 @@ export interface AgentSandboxOptions {
    * @default no such nodes
    */
   clusterOf?: ((nodeId: string) => ClusterNetwork | undefined) | undefined;
+  /**
+   * Signs the proxy URL of allowlist agents on clusters (`http://<agentId>:<token>@proxy`):
+   * the cluster listener of the egress proxy identifies them by it, not by address.
+   * @default none: the bare proxy URL (a proxy that identifies no one refuses them)
+   */
+  egressCredentials?: EgressCredentials | undefined;
   /** AGENT_PLATFORM_MIN_ISOLATION. @default "runc" */
   platformMinimum?: IsolationClass | undefined;
   /**
@@ -112,7 +119,9 @@ export class AgentSandbox implements ContainerHooks {
             `node ${agent.status.node} (Kubernetes) has no egress proxy for network mode "allowlist": set "egressProxy": {"cidr": "<proxy address>/32", "port": <port>} on its entry in AGENT_PLATFORM_NODES, or use network mode "none"`,
           );
         }
-        proxyEnv = proxyEnvOf(cluster.egressProxyUrl);
+        // The token ends up in the Pod spec's env (readable by whoever may read Pods in the
+        // tenant namespace, like secretEnv values); never in the agent record, events or logs.
+        proxyEnv = proxyEnvOf(this.o.egressCredentials?.proxyUrlFor(cluster.egressProxyUrl, agent) ?? cluster.egressProxyUrl);
       }
     } else if (policy.mode === 'open') {
       networkName = this.o.network?.openNetwork ?? 'bridge';

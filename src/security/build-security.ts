@@ -13,6 +13,8 @@ import { registerSecretRoutes } from '../api/routes/secret-routes.js';
 import { registerAgentNetworkRoutes } from '../api/routes/agent-network-routes.js';
 import { AgentNetworkManager } from './agent-network-manager.js';
 import { AgentSandbox } from './agent-sandbox.js';
+import { ClusterEgress, ClusterEgressAuthenticator } from './cluster-egress.js';
+import { EgressCredentials } from './egress-credentials.js';
 import { HostFirewall } from './host-firewall.js';
 import { loadSecretCipher } from './secret-keyring.js';
 import { SecretService } from './secret-service.js';
@@ -38,6 +40,10 @@ export interface Security {
   sandbox: AgentSandbox;
   /** Undefined when no node is the local Docker host. */
   network: AgentNetworkManager | undefined;
+  /** The proxy listener for Kubernetes agents; undefined unless AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN is set. */
+  clusterEgress: ClusterEgress | undefined;
+  /** Starts what listens (the cluster egress listener); call once, before serving. */
+  start(signal?: AbortSignal): Promise<void>;
   auditSink: StoreAuditSink;
   registerRoutes(routes: RouteRegistry): void;
   close(): Promise<void>;
@@ -89,11 +95,34 @@ export async function buildSecurity(d: {
   // Clusters network their agents themselves (NetworkPolicies, Services, their own egress
   // proxy): allowlist and expose agents run there without the local egress network.
   const clusters = new Map(d.runtimes.filter((r): r is KubernetesRuntime => r instanceof KubernetesRuntime).map((r) => [r.nodeId, r]));
+  // Kubernetes agents carry per-agent proxy credentials derived from the secret key, so any
+  // replica with the same key verifies them (docs/kubernetes.md, "Egress").
+  const egressCredentials = EgressCredentials.fromCipher(cipher);
+  let clusterEgress: ClusterEgress | undefined;
+  if (config.egressClusterListen !== undefined) {
+    clusterEgress = new ClusterEgress({
+      listen: config.egressClusterListen,
+      authenticator: new ClusterEgressAuthenticator({ store, credentials: egressCredentials, isClusterNode: (id) => clusters.has(id) }),
+      proxyOptions: {
+        auditSink,
+        logger: logger.child({ component: 'cluster-egress-proxy' }),
+        ...((d.overrides?.egressHostsFile ?? config.egressHostsFile) !== undefined ? { hostsFile: d.overrides?.egressHostsFile ?? config.egressHostsFile } : {}),
+        ...(d.overrides?.trustEgressHostsFile === true ? { trustHostsFile: true } : {}),
+      },
+      logger: logger.child({ component: 'cluster-egress' }),
+    });
+  } else {
+    const withProxy = [...clusters.values()].filter((r) => r.egressProxyUrl !== undefined).map((r) => r.nodeId);
+    if (withProxy.length > 0) {
+      logger.warn({ nodes: withProxy }, 'Kubernetes nodes name an egressProxy but AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN is unset: this replica serves no proxy for their allowlist agents');
+    }
+  }
   const sandbox = new AgentSandbox({
     secrets,
     network,
     servesNode: (id) => localNodes.has(id),
     clusterOf: (id) => clusters.get(id),
+    egressCredentials,
     platformMinimum: config.minIsolation,
     // Read per container, not cached: a tenant raised to gvisor gets it on its next container.
     tenantMinimum: async (tenantId) => (await store.getTenant(tenantId))?.minIsolation,
@@ -104,13 +133,18 @@ export async function buildSecurity(d: {
     secrets,
     sandbox,
     network,
+    clusterEgress,
     auditSink,
+    async start(signal) {
+      await clusterEgress?.start(signal);
+    },
     registerRoutes(routes) {
       registerSecretRoutes(routes, { secrets });
       registerAgentNetworkRoutes(routes, { agents: d.agents, store, clock, events: d.events, sandbox });
     },
     async close() {
       await network?.close();
+      await clusterEgress?.close();
       await auditSink.close();
     },
   };

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { InputError } from '../domain/errors.js';
 
 /** Length of an AES-256 key in bytes. */
@@ -52,6 +52,17 @@ export class SecretCipher {
   /** Key ids this cipher can open. */
   keyIds(): string[] {
     return [...this.keys.keys()];
+  }
+
+  /**
+   * Keys for another purpose, derived from every key of the ring with HKDF-SHA256 under
+   * `label` (current key's first): a distinct label per purpose keeps a derived key from
+   * ever being usable as a sealing key, and the ring's old keys let values derived before a
+   * rotation still verify (see src/security/egress-credentials.ts).
+   */
+  deriveKeys(label: string): Buffer[] {
+    const ids = [this.currentKeyId, ...[...this.keys.keys()].filter((id) => id !== this.currentKeyId)];
+    return ids.map((id) => Buffer.from(hkdfSync('sha256', this.keys.get(id)!, Buffer.alloc(0), Buffer.from(label, 'utf8'), SECRET_KEY_BYTES)));
   }
 
   seal(plaintext: string, associatedData: string): SealedSecret {

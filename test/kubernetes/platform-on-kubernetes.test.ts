@@ -503,7 +503,10 @@ describe.sequential('the platform with a Kubernetes node: placement, egress labe
     const pod = podOf(a.id)!;
     expect(pod.metadata.labels[EGRESS_LABEL]).toBe('allowlist');
     expect(pod.metadata.labels.team).toBe('ml');
-    expect(envOf(pod)).toMatchObject({ HTTP_PROXY: 'http://10.96.12.7:3128', HTTPS_PROXY: 'http://10.96.12.7:3128', https_proxy: 'http://10.96.12.7:3128', NO_PROXY: 'localhost,127.0.0.1' });
+    // The proxy URL carries the agent's credentials (test/kubernetes/egress-on-kubernetes.test.ts uses them).
+    const proxyUrl = new RegExp(`^http://${a.id}:[A-Za-z0-9_-]{43}@10\\.96\\.12\\.7:3128$`);
+    expect(envOf(pod)).toMatchObject({ HTTP_PROXY: expect.stringMatching(proxyUrl), NO_PROXY: 'localhost,127.0.0.1' });
+    expect(new Set([envOf(pod).HTTP_PROXY, envOf(pod).HTTPS_PROXY, envOf(pod).http_proxy, envOf(pod).https_proxy]).size).toBe(1);
     // The policy that label selects: DNS and the proxy, nothing else.
     const policy = env.fake.get('networkpolicies', 'ap-default', 'allow-egress-proxy')!;
     expect(policy.spec.podSelector).toEqual({ matchLabels: { [EGRESS_LABEL]: 'allowlist' } });

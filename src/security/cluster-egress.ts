@@ -1,0 +1,110 @@
+import type { Agent } from '../domain/agent.js';
+import { silentLogger, type Logger } from '../domain/logger.js';
+import { compileAllowlist, type Allowlist } from '../egress/allowlist.js';
+import { EgressProxy, type EgressListenAddress, type EgressProxyOptions, type ProxyAuthenticator, type ProxyAuthResult } from '../egress/egress-proxy.js';
+import type { ProxyCredentials } from '../egress/proxy-authorization.js';
+import type { Store } from '../store/store.js';
+import { hostAddresses } from './agent-network-manager.js';
+import type { EgressCredentials } from './egress-credentials.js';
+import { networkPolicyOf } from './network-policy.js';
+
+/** Phases in which an agent's Pod may be running: Starting too, as the container can connect before the status says Running. */
+const LIVE_PHASES: ReadonlySet<Agent['status']['phase']> = new Set(['Starting', 'Running']);
+const AGENT_ID = /^[a-z0-9]{8,40}$/;
+/** Compiled allowlists kept; beyond this the oldest entry goes (a miss only costs a compile). */
+const MAX_CACHED_ALLOWLISTS = 10_000;
+
+/**
+ * Identifies Kubernetes agents at the proxy's cluster listener by their credentials
+ * (src/security/egress-credentials.ts) and gives each connection the agent's allowlist as
+ * the store holds it now: one read of the agent per tunnel or request, so a PATCH of the
+ * allowlist, a stop or a delete applies to the next connection on every replica. Only a
+ * live agent (Starting or Running) on a Kubernetes node in allowlist mode gets through; a
+ * Docker agent's token is refused here (it has its source-IP registration instead).
+ */
+export class ClusterEgressAuthenticator implements ProxyAuthenticator {
+  /** Compiled allowlists by agent id, valid for the record version they were compiled from. */
+  private readonly compiled = new Map<string, { version: number; allowlist: Allowlist }>();
+
+  constructor(
+    private readonly d: {
+      store: Pick<Store, 'getAgent'>;
+      credentials: EgressCredentials;
+      /** Whether a node id is a Kubernetes node of this installation. */
+      isClusterNode: (nodeId: string) => boolean;
+    },
+  ) {}
+
+  // No signal: the one read is a primary-key lookup, not worth cutting short when the client leaves.
+  async authenticate(credentials: ProxyCredentials): Promise<ProxyAuthResult> {
+    const id = credentials.username;
+    // The user name is echoed only when it looks like an agent id: a token pasted there is not.
+    if (!AGENT_ID.test(id)) return { ok: false, reason: 'bad-credentials', detail: 'proxy credentials: the user name is not an agent id' };
+    const bad: ProxyAuthResult = { ok: false, reason: 'bad-credentials', detail: `proxy credentials for agent ${id} are not valid` };
+    const agent = await this.d.store.getAgent(id);
+    // Unknown agent and wrong token read alike: the answer tells nothing about which ids exist.
+    if (agent === undefined || !this.d.credentials.verify(agent, credentials.password)) return bad;
+    const notEligible = (why: string): ProxyAuthResult => ({ ok: false, reason: 'not-eligible', agentId: agent.id, tenantId: agent.tenantId, detail: `agent ${agent.id} ${why}` });
+    const policy = networkPolicyOf(agent.spec.network);
+    if (policy.mode !== 'allowlist') return notEligible(`has network mode "${policy.mode}", not "allowlist"`);
+    if (!LIVE_PHASES.has(agent.status.phase)) return notEligible(`is ${agent.status.phase}, not running`);
+    if (agent.status.node === undefined || !this.d.isClusterNode(agent.status.node)) return notEligible(`does not run on a Kubernetes node`);
+    return { ok: true, policy: { agentId: agent.id, tenantId: agent.tenantId, allowlist: this.allowlistOf(agent, policy.allow) } };
+  }
+
+  private allowlistOf(agent: Agent, rules: readonly string[]): Allowlist {
+    const cached = this.compiled.get(agent.id);
+    if (cached !== undefined && cached.version === agent.version) return cached.allowlist;
+    const allowlist = compileAllowlist(rules);
+    this.compiled.delete(agent.id);
+    this.compiled.set(agent.id, { version: agent.version, allowlist });
+    if (this.compiled.size > MAX_CACHED_ALLOWLISTS) this.compiled.delete(this.compiled.keys().next().value!);
+    return allowlist;
+  }
+}
+
+/** Options of ClusterEgress. */
+export interface ClusterEgressOptions {
+  /** AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN; port 0 picks a free port. */
+  listen: { host: string; port: number };
+  authenticator: ProxyAuthenticator;
+  /** `deniedRanges` is extended with this machine's own addresses (the platform Pod's), which no rule unlocks. */
+  proxyOptions: EgressProxyOptions;
+  logger?: Logger | undefined;
+}
+
+/**
+ * The egress proxy for agents on Kubernetes nodes: its own EgressProxy (no source-IP
+ * registry) with one credential listener, which every replica runs behind a Service; the
+ * nodes' `egressProxy` names that Service. Runs beside the Docker agent network's proxy,
+ * sharing its audit sink.
+ */
+export class ClusterEgress {
+  readonly proxy: EgressProxy;
+  private bound: EgressListenAddress | undefined;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: ClusterEgressOptions) {
+    this.logger = options.logger ?? silentLogger;
+    const denied = [...(options.proxyOptions.deniedRanges ?? []), ...hostAddresses()];
+    this.proxy = new EgressProxy({ ...options.proxyOptions, deniedRanges: [...new Set(denied)] });
+  }
+
+  /** Where it listens, once started. */
+  get address(): EgressListenAddress | undefined {
+    return this.bound;
+  }
+
+  /** Starts the listener; idempotent. @throws the listen error (EADDRINUSE, ...) or the signal's reason. */
+  async start(signal?: AbortSignal): Promise<EgressListenAddress> {
+    if (this.bound !== undefined) return this.bound;
+    this.bound = await this.proxy.listen({ ...this.options.listen, signal, authenticate: this.options.authenticator });
+    this.logger.info({ host: this.bound.host, port: this.bound.port }, 'egress proxy for Kubernetes agents listening');
+    return this.bound;
+  }
+
+  async close(signal?: AbortSignal): Promise<void> {
+    this.bound = undefined;
+    await this.proxy.close(signal);
+  }
+}

@@ -1,0 +1,378 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { loadConfig } from '../../src/config.js';
+import { buildPlatform, type Platform } from '../../src/platform.js';
+import { echoRoundTrip, readToEnd, startEchoServer, startOriginServer } from '../egress/egress-harness.js';
+import { EGRESS_ALLOWLIST, EGRESS_LABEL } from '../../src/runtime/kubernetes/kube-names.js';
+import { MANAGED_LABEL } from '../../src/runtime/runtime.js';
+import { FakeKubeApiServer } from './fake-kube-apiserver.js';
+import { validateKubeObject } from './validate-kube-object.js';
+
+/**
+ * Allowlist egress of agents on a Kubernetes node, end to end: the whole platform on the
+ * FAKE Kubernetes API server (test/kubernetes/fake-kube-apiserver.ts; no real cluster runs
+ * here) with the REAL egress proxy on its cluster listener (AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN
+ * on loopback), real SQLite, and local origin servers named through the proxy's test hosts
+ * file. The test acts as the Pod: it reads HTTP_PROXY from the Pod the platform created and
+ * connects with it, the address swapped for the listener's (what the Service in front of the
+ * platform does on a cluster).
+ */
+
+const run = promisify(execFile);
+const IMAGE = 'agent-platform/busybox:latest';
+/** The node config's egressProxy: the Service address Pods are given (unreachable here). */
+const SERVICE = { cidr: '10.96.12.7/32', port: 3128 };
+
+interface AgentJson {
+  id: string;
+  tenantId: string;
+  status: { phase: string; node?: string };
+  [key: string]: unknown;
+}
+interface EgressItem {
+  host: string;
+  port: number | null;
+  decision: 'allow' | 'deny';
+  reason: string;
+  detail?: string;
+  httpStatus?: number;
+  method: string;
+  bytesDown: number;
+}
+
+/** Sends `CONNECT target` with optional extra header lines; returns the status, head and body (or open tunnel). */
+async function connectVia(proxy: { host: string; port: number }, target: string, headers: string[] = []): Promise<{ statusCode: number; head: string; body: string; socket: Socket }> {
+  const signal = AbortSignal.timeout(10_000);
+  const socket = await new Promise<Socket>((resolve, reject) => {
+    const s = connect({ host: proxy.host, port: proxy.port });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+  socket.on('error', () => undefined);
+  socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${headers.map((h) => `${h}\r\n`).join('')}\r\n`);
+  let buffer = Buffer.alloc(0);
+  while (buffer.indexOf('\r\n\r\n') < 0) {
+    const chunk = await new Promise<Buffer | undefined>((resolve, reject) => {
+      socket.once('data', resolve);
+      socket.once('close', () => resolve(undefined));
+      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+    });
+    if (chunk === undefined) throw new Error(`proxy closed before a response head: ${JSON.stringify(buffer.toString('latin1'))}`);
+    buffer = Buffer.concat([buffer, chunk]);
+  }
+  socket.pause();
+  const end = buffer.indexOf('\r\n\r\n');
+  const head = buffer.subarray(0, end).toString('latin1');
+  const rest = buffer.subarray(end + 4);
+  const statusCode = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+  if (statusCode === 200) {
+    if (rest.length > 0) socket.unshift(rest);
+    return { statusCode, head, body: '', socket };
+  }
+  return { statusCode, head, body: Buffer.concat([rest, await readToEnd(socket, signal)]).toString('utf8'), socket };
+}
+
+/** `Proxy-Authorization` as clients build it from a proxy URL's userinfo (percent-decoded, then Basic). */
+const basicFrom = (proxyUrl: URL): string => `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxyUrl.username)}:${decodeURIComponent(proxyUrl.password)}`).toString('base64')}`;
+const basic = (user: string, password: string): string => `Proxy-Authorization: Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+/** A plain-HTTP request through the proxy (absolute form), with optional proxy credentials. */
+function httpVia(proxy: { host: string; port: number }, url: string, authorization?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    // As a client talking to a proxy sends it: Host names the destination, not the proxy.
+    const headers: Record<string, string> = { host: new URL(url).host };
+    if (authorization !== undefined) headers['proxy-authorization'] = authorization.replace(/^Proxy-Authorization: /, '');
+    const req = httpRequest({ host: proxy.host, port: proxy.port, method: 'GET', path: url, headers, timeout: 10_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.sequential('allowlist egress of agents on a Kubernetes node (fake API server, real proxy)', () => {
+  let fake: FakeKubeApiServer;
+  let platform: Platform;
+  let dir: string;
+  let token: string;
+  let baseUrl: string;
+  let listener: { host: string; port: number };
+  let origin: Awaited<ReturnType<typeof startOriginServer>>;
+  let denied: Awaited<ReturnType<typeof startOriginServer>>;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
+
+  const api = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T; text: string }> => {
+    const res = await fetch(baseUrl + path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { status: res.status, json: (text ? JSON.parse(text) : undefined) as T, text };
+  };
+  const create = async (name: string, allow: string[]): Promise<AgentJson> => {
+    const res = await api<AgentJson>('POST', '/api/v1/agents', { name, image: IMAGE, command: ['sh', '-c', 'sleep 300'], restartPolicy: 'Never', resources: { cpu: '100m', memory: '32Mi' }, network: { mode: 'allowlist', allow } });
+    expect(res.status, res.text).toBe(201);
+    return res.json;
+  };
+  const waitRunning = (id: string) =>
+    waitFor(`agent ${id} Running`, async () => {
+      const a = (await api<AgentJson>('GET', `/api/v1/agents/${id}`)).json;
+      return a.status.phase === 'Running' ? a : undefined;
+    });
+  /** The Pod's HTTP_PROXY as the platform wrote it. */
+  const podProxyUrl = (id: string): URL => {
+    const pod = fake.get('pods', 'ap-default', `ap-${id}`)!;
+    const env = Object.fromEntries((pod.spec.containers[0].env ?? []).map((e: { name: string; value: string }) => [e.name, e.value])) as Record<string, string>;
+    expect(env.HTTPS_PROXY).toBe(env.HTTP_PROXY);
+    expect(env.http_proxy).toBe(env.HTTP_PROXY);
+    return new URL(env.HTTP_PROXY!);
+  };
+  /** The Pod's proxy URL with the Service address replaced by the listener's. */
+  const asSeenThroughService = (url: URL): URL => {
+    const out = new URL(url);
+    out.hostname = listener.host;
+    out.port = String(listener.port);
+    return out;
+  };
+  const egressOf = async (id: string): Promise<{ items: EgressItem[]; text: string }> => {
+    const res = await api<{ items: EgressItem[] }>('GET', `/api/v1/agents/${id}/egress?limit=1000`);
+    expect(res.status, res.text).toBe(200);
+    return { items: res.json.items, text: res.text };
+  };
+
+  beforeAll(async () => {
+    origin = await startOriginServer();
+    denied = await startOriginServer();
+    echo = await startEchoServer();
+    fake = await FakeKubeApiServer.start({ bookmarkIntervalMs: 200 });
+    dir = mkdtempSync(join(tmpdir(), 'ap-k8s-egress-'));
+    const hostsFile = join(dir, 'hosts');
+    writeFileSync(hostsFile, '127.0.0.1 allowed.test\n127.0.0.1 denied.test\n');
+    token = `k8s_${randomBytes(16).toString('hex')}`;
+    const config = loadConfig({
+      AGENT_PLATFORM_DATA_DIR: join(dir, 'data'),
+      AGENT_PLATFORM_ADMIN_TOKEN: token,
+      AGENT_PLATFORM_PORT: '0',
+      AGENT_PLATFORM_LOG_LEVEL: 'silent',
+      AGENT_PLATFORM_RESYNC_INTERVAL_MS: '500',
+      AGENT_PLATFORM_HEARTBEAT_INTERVAL_MS: '500',
+      AGENT_PLATFORM_STOP_GRACE_MS: '1000',
+      AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN: '127.0.0.1:0',
+      AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'kubernetes', id: 'k8s-egress', kubeconfig: fake.writeKubeconfig(dir, 'fake-ctx'), context: 'fake-ctx', egressProxy: SERVICE }]),
+    });
+    // The hosts file maps the test names to 127.0.0.1, which only a trusted hosts file may (tests only).
+    platform = await buildPlatform(config, { security: { egressHostsFile: hostsFile, trustEgressHostsFile: true } });
+    baseUrl = (await platform.start()).replace('[::1]', '127.0.0.1');
+    const address = platform.security.clusterEgress?.address;
+    expect(address, 'the cluster egress listener runs').toBeDefined();
+    listener = { host: address!.host, port: address!.port };
+  }, 30_000);
+
+  afterAll(async () => {
+    await platform?.close();
+    await fake?.close();
+    await origin?.close();
+    await denied?.close();
+    await echo?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('gives the Pod a proxy URL with its agent id and a token, and lets only allowlisted destinations through it', async () => {
+    const a = await create('k8s-allow', [`allowed.test:${origin.port}`, `allowed.test:${echo.port}`]);
+    const b = await create('k8s-other', [`denied.test:${denied.port}`]);
+    await waitRunning(a.id);
+    await waitRunning(b.id);
+
+    const url = podProxyUrl(a.id);
+    expect(url.hostname).toBe('10.96.12.7');
+    expect(url.port).toBe('3128');
+    expect(url.username).toBe(a.id);
+    expect(url.password).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const tokenA = url.password;
+    const tokenB = podProxyUrl(b.id).password;
+    expect(tokenB).not.toBe(tokenA);
+    const proxyUrl = asSeenThroughService(url);
+
+    // A real client (curl) with the Pod's proxy URL: plain HTTP to the allowed origin.
+    const viaCurl = await run('curl', ['-sS', '--max-time', '10', '-x', proxyUrl.toString(), `http://allowed.test:${origin.port}/from-curl`]);
+    expect(JSON.parse(viaCurl.stdout)).toMatchObject({ method: 'GET', url: '/from-curl' });
+    // The token stops at the proxy: the origin never sees Proxy-Authorization.
+    expect(origin.requests.at(-1)!.headers).not.toHaveProperty('proxy-authorization');
+
+    // CONNECT to an allowed port: a working tunnel.
+    const tunnel = await connectVia(listener, `allowed.test:${echo.port}`, [basicFrom(proxyUrl)]);
+    expect(tunnel.statusCode, tunnel.body).toBe(200);
+    expect((await echoRoundTrip(tunnel.socket, Buffer.from('ping-through-k8s'))).toString()).toBe('ping-through-k8s');
+    tunnel.socket.destroy();
+
+    // Not on the list: 403, the same local server under another name and another port.
+    const notListed = await connectVia(listener, `denied.test:${denied.port}`, [basicFrom(proxyUrl)]);
+    expect(notListed.statusCode).toBe(403);
+    expect(notListed.body).toContain(`egress to denied.test:${denied.port} denied: not in allowlist`);
+    const viaCurlDenied = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', '-x', proxyUrl.toString(), `http://denied.test:${denied.port}/`]);
+    expect(viaCurlDenied.stdout).toBe('403');
+    expect(denied.requests).toHaveLength(0);
+
+    // B's own list allows denied.test: the proxy tells the agents apart by their credentials.
+    const asB = await httpVia(listener, `http://denied.test:${denied.port}/as-b`, basic(b.id, tokenB));
+    expect(asB.status, asB.body).toBe(200);
+    expect(denied.requests).toHaveLength(1);
+  });
+
+  it('answers 407 with a challenge to missing, malformed or wrong credentials, and to another agent\'s id with this token', async () => {
+    const list = (await api<{ items: (AgentJson & { name: string })[] }>('GET', '/api/v1/agents')).json.items;
+    const a = list.find((i) => i.name === 'k8s-allow')!;
+    const b = list.find((i) => i.name === 'k8s-other')!;
+    const tokenA = podProxyUrl(a.id).password;
+    const target = `allowed.test:${echo.port}`;
+    const before = origin.requests.length;
+
+    const cases: { name: string; headers: string[]; detail: RegExp }[] = [
+      { name: 'missing', headers: [], detail: /proxy credentials required/ },
+      { name: 'not Basic', headers: [`Proxy-Authorization: Bearer ${tokenA}`], detail: /scheme "Bearer" is not supported|not "Basic <base64>"/ },
+      { name: 'wrong token', headers: [basic(a.id, `${tokenA.slice(0, -2)}xx`)], detail: new RegExp(`proxy credentials for agent ${a.id} are not valid`) },
+      { name: 'another agent\'s id with this token', headers: [basic(b.id, tokenA)], detail: new RegExp(`proxy credentials for agent ${b.id} are not valid`) },
+      { name: 'unknown agent', headers: [basic('zzzzzzzzzzzz', tokenA)], detail: /proxy credentials for agent zzzzzzzzzzzz are not valid/ },
+      { name: 'token as user name', headers: [basic(tokenA, '')], detail: /the user name is not an agent id/ },
+    ];
+    for (const c of cases) {
+      const reply = await connectVia(listener, target, c.headers);
+      expect(reply.statusCode, c.name).toBe(407);
+      expect(reply.head, c.name).toMatch(/\r\nProxy-Authenticate: Basic realm="agent-platform egress"/i);
+      expect(reply.body, c.name).toMatch(c.detail);
+      expect(reply.body, c.name).not.toContain(tokenA);
+    }
+    const plain = await httpVia(listener, `http://allowed.test:${origin.port}/no-creds`);
+    expect(plain.status).toBe(407);
+    expect(plain.headers['proxy-authenticate']).toMatch(/^Basic realm="agent-platform egress"/);
+    const plainWrong = await httpVia(listener, `http://allowed.test:${origin.port}/wrong`, basic(b.id, tokenA));
+    expect(plainWrong.status).toBe(407);
+    expect(origin.requests.length).toBe(before);
+
+    // Each refusal is audited, under no agent (the credentials proved no identity), without the token.
+    await platform.security.auditSink.flush();
+    const refused = (await platform.store.listEgressAudit({ limit: 1000 })).filter((r) => r.reason === 'proxy-auth-required');
+    expect(refused.length).toBeGreaterThanOrEqual(cases.length + 2);
+    for (const r of refused) {
+      expect(r.agentId).toBeNull();
+      expect(r.httpStatus).toBe(407);
+      expect(JSON.stringify(r)).not.toContain(tokenA);
+    }
+  });
+
+  it('shows the attempts at GET /api/v1/agents/{id}/egress, without the token anywhere in the API', async () => {
+    const list = (await api<{ items: (AgentJson & { name: string })[] }>('GET', '/api/v1/agents')).json.items;
+    const a = list.find((i) => i.name === 'k8s-allow')!;
+    const tokenA = podProxyUrl(a.id).password;
+    await platform.security.auditSink.flush();
+    const egress = await egressOf(a.id);
+    expect(egress.items).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ method: 'HTTP', host: 'allowed.test', port: origin.port, decision: 'allow', reason: 'allowed', httpStatus: 200 }),
+        expect.objectContaining({ method: 'CONNECT', host: 'allowed.test', port: echo.port, decision: 'allow', reason: 'allowed', httpStatus: 200 }),
+        expect.objectContaining({ method: 'CONNECT', host: 'denied.test', port: denied.port, decision: 'deny', reason: 'not-in-allowlist', httpStatus: 403 }),
+        expect.objectContaining({ method: 'HTTP', host: 'denied.test', port: denied.port, decision: 'deny', reason: 'not-in-allowlist', httpStatus: 403 }),
+      ]),
+    );
+    // The other agent's allowed request is its own, not A's.
+    expect(egress.items.some((i) => i.host === 'denied.test' && i.decision === 'allow')).toBe(false);
+    expect(egress.text).not.toContain(tokenA);
+    // Neither the agent's representation nor its events carry the token.
+    const agentText = (await api('GET', `/api/v1/agents/${a.id}`)).text;
+    expect(agentText).not.toContain(tokenA);
+    const events = await api('GET', `/api/v1/agents/${a.id}/events`);
+    expect(events.status, events.text).toBe(200);
+    expect(events.text).not.toContain(tokenA);
+  });
+
+  it('applies a PATCH of the allowlist to the next connection', async () => {
+    const list = (await api<{ items: (AgentJson & { name: string })[] }>('GET', '/api/v1/agents')).json.items;
+    const a = list.find((i) => i.name === 'k8s-allow')!;
+    const proxyUrl = asSeenThroughService(podProxyUrl(a.id));
+    const target = `http://denied.test:${denied.port}/after-patch`;
+    expect((await httpVia(listener, target, basicFrom(proxyUrl))).status).toBe(403);
+
+    const patched = await api('PATCH', `/api/v1/agents/${a.id}`, { network: { allow: [`allowed.test:${origin.port}`, `denied.test:${denied.port}`] } });
+    expect(patched.status, patched.text).toBe(200);
+    // No wait: the very next connection reads the new list.
+    const after = await httpVia(listener, target, basicFrom(proxyUrl));
+    expect(after.status, after.body).toBe(200);
+    expect(JSON.parse(after.body)).toMatchObject({ url: '/after-patch' });
+    // The Pod's URL did not change: the token is not tied to the allowlist.
+    expect(podProxyUrl(a.id).password).toBe(proxyUrl.password);
+
+    // Narrowed again: the next connection is refused.
+    expect((await api('PATCH', `/api/v1/agents/${a.id}`, { network: { allow: [`allowed.test:${origin.port}`] } })).status).toBe(200);
+    expect((await httpVia(listener, target, basicFrom(proxyUrl))).status).toBe(403);
+  });
+
+  it('refuses the credentials of an agent that no longer runs (403 while stopped, 407 once deleted)', async () => {
+    const list = (await api<{ items: (AgentJson & { name: string })[] }>('GET', '/api/v1/agents')).json.items;
+    const b = list.find((i) => i.name === 'k8s-other')!;
+    const creds = basicFrom(asSeenThroughService(podProxyUrl(b.id)));
+    const target = `http://denied.test:${denied.port}/`;
+    expect((await httpVia(listener, target, creds)).status).toBe(200);
+
+    expect((await api('POST', `/api/v1/agents/${b.id}/stop`)).status).toBeLessThan(300);
+    await waitFor('Stopped', async () => ((await api<AgentJson>('GET', `/api/v1/agents/${b.id}`)).json.status.phase === 'Stopped' ? true : undefined));
+    const stopped = await httpVia(listener, target, creds);
+    expect(stopped.status).toBe(403);
+    expect(stopped.body).toMatch(new RegExp(`agent ${b.id} is Stopped, not running`));
+    await platform.security.auditSink.flush();
+    expect((await egressOf(b.id)).items.at(-1)).toMatchObject({ decision: 'deny', reason: 'unknown-source', httpStatus: 403 });
+
+    expect((await api('DELETE', `/api/v1/agents/${b.id}`)).status).toBeLessThan(300);
+    await waitFor('the agent to be gone', async () => ((await api('GET', `/api/v1/agents/${b.id}`)).status === 404 ? true : undefined));
+    expect((await httpVia(listener, target, creds)).status).toBe(407);
+  });
+});
+
+describe('deploy/kubernetes: the egress listener behind the platform Service', () => {
+  const doc = (file: string): any => {
+    const [first] = parseAllDocuments(readFileSync(join(import.meta.dirname, '../../deploy/kubernetes/base', file), 'utf8')).map((d) => d.toJS());
+    validateKubeObject(first);
+    return first;
+  };
+
+  it('listens where the Deployment\'s "egress" port points, which the Service publishes and the platform NetworkPolicy admits from allowlist agents', () => {
+    const listen = loadConfig({ AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN: doc('configmap.yaml').data.AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN }).egressClusterListen;
+    expect(listen).toEqual({ host: '0.0.0.0', port: 3128 });
+    const containerPort = doc('deployment.yaml').spec.template.spec.containers[0].ports.find((p: { name: string }) => p.name === 'egress');
+    expect(containerPort).toEqual({ name: 'egress', containerPort: listen!.port, protocol: 'TCP' });
+    expect(doc('service.yaml').spec.ports).toContainEqual({ name: 'egress', port: 3128, targetPort: 'egress', protocol: 'TCP' });
+    const ingress = doc('networkpolicy.yaml').spec.ingress as { from?: unknown[]; ports: { port: number }[] }[];
+    const rule = ingress.find((r) => r.ports.some((p) => p.port === listen!.port));
+    expect(rule?.from).toEqual([{ namespaceSelector: { matchLabels: { [MANAGED_LABEL]: 'true' } }, podSelector: { matchLabels: { [EGRESS_LABEL]: EGRESS_ALLOWLIST } } }]);
+  });
+
+  it('refuses a malformed AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN, naming the variable', () => {
+    for (const bad of ['3128', 'host:', 'host:99999', '::1:3128']) {
+      expect(() => loadConfig({ AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN: bad }), bad).toThrow(/AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN/);
+    }
+    expect(loadConfig({ AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN: '[::]:3128' }).egressClusterListen).toEqual({ host: '::', port: 3128 });
+    expect(loadConfig({}).egressClusterListen).toBeUndefined();
+  });
+});
