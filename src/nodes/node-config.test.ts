@@ -82,6 +82,8 @@ describe('compileNodePool', () => {
     expect(bad([{ driver: 'simulated', count: 0, shape: { cpu: '1', memory: '1Gi' } }])).toContain('nodes.0.count');
     expect(bad([{ id: 'a', driver: 'nomad' }])).toContain('nodes.0.driver');
     expect(bad([{ driver: 'kubernetes', contxt: 'x' }])).toContain('contxt');
+    expect(bad([{ driver: 'kubernetes', egressProxy: { cidr: '10.0.0.1/32', port: 3128, pods: { namespace: 'Bad_NS', labels: { a: 'b' }, port: 3128 } } }])).toContain('nodes.0.egressProxy.pods.namespace');
+    expect(bad([{ driver: 'kubernetes', egressProxy: { cidr: '10.0.0.1/32', port: 3128, pods: { namespace: 'ap', labels: {}, port: 3128 } } }])).toContain('nodes.0.egressProxy.pods.labels');
     expect(bad([])).toContain('at least one node');
   });
 

@@ -29,7 +29,8 @@ const parseYaml = (text: string): unknown => (require('yaml') as typeof import('
  *   kubeconfig: /etc/ap/kubeconfig  # default: $KUBECONFIG, ~/.kube/config, else the Pod's service account
  *   context: prod-eu                # default: the kubeconfig's current-context
  *   schedulerName: agent-platform   # binding mode: the platform picks the cluster node; default kube-scheduler
- *   egressProxy: { cidr: 10.96.12.7/32, port: 3128 }
+ *   egressProxy: { cidr: 10.96.12.7/32, port: 3128,   # the Service Pods are given as HTTP_PROXY
+ *                  pods: { namespace: agent-platform, labels: { app.kubernetes.io/name: agent-platform }, port: 3128 } }
  *   maxAgents: 1000                 # default 1000 (a cluster, not one kubelet)
  * - driver: simulated               # simulated: `count` in-memory nodes of one shape
  *   count: 100
@@ -91,7 +92,20 @@ const KubernetesEntry = z.strictObject({
   context: z.string().min(1).max(253).optional(),
   inCluster: z.boolean().optional(),
   schedulerName: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a DNS-1123 subdomain').optional(),
-  egressProxy: z.strictObject({ cidr: z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a CIDR such as 10.96.12.7/32'), port: z.number().int().min(1).max(65_535) }).optional(),
+  egressProxy: z
+    .strictObject({
+      cidr: z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a CIDR such as 10.96.12.7/32'),
+      port: z.number().int().min(1).max(65_535),
+      // The platform Pods behind the Service (CNIs that match egress policies after DNAT).
+      pods: z
+        .strictObject({
+          namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name (DNS-1123 label)'),
+          labels: LabelMap.refine((m) => Object.keys(m).length > 0, 'must name at least one label'),
+          port: z.number().int().min(1).max(65_535),
+        })
+        .optional(),
+    })
+    .optional(),
   labels: LabelMap.optional(),
   taints: z.array(TaintInput).max(64).optional(),
   reserved: ResourceAmounts.optional(),
@@ -157,7 +171,7 @@ export interface KubernetesNodeSpec extends CommonNodeSpec {
   inCluster: boolean;
   /** Binding mode: Pods carry this schedulerName and the runtime binds them itself. */
   schedulerName?: string | undefined;
-  egressProxy?: { cidr: string; port: number } | undefined;
+  egressProxy?: { cidr: string; port: number; pods?: { namespace: string; labels: Record<string, string>; port: number } | undefined } | undefined;
   /** Overrides of what the cluster reports (sum of Ready Nodes' allocatable). */
   capacityOverride: { cpuMillicores?: number | undefined; memoryMiB?: number | undefined };
   /** GPUs the platform may hand out on this cluster; the device plugin picks the devices. */

@@ -54,6 +54,26 @@ describe('buildNamespaceManifests', () => {
     expect(proxy.spec.egress[1]).toEqual({ to: [{ ipBlock: { cidr: '10.96.0.10/32' } }], ports: [{ protocol: 'TCP', port: 3128 }] });
   });
 
+  it('also admits the platform Pods behind the proxy Service when they are named (CNIs that match after DNAT)', () => {
+    const objects = buildNamespaceManifests({
+      tenantId: 'acme',
+      egressProxy: { cidr: '10.96.0.10/32', port: 3128, pods: { namespace: 'agent-platform', labels: { 'app.kubernetes.io/name': 'agent-platform' }, port: 8128 } },
+    });
+    for (const object of objects) validateKubeObject(object);
+    const proxy = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata!.name === 'allow-egress-proxy') as any;
+    expect(proxy.spec.egress).toHaveLength(3);
+    expect(proxy.spec.egress[1]).toEqual({ to: [{ ipBlock: { cidr: '10.96.0.10/32' } }], ports: [{ protocol: 'TCP', port: 3128 }] });
+    expect(proxy.spec.egress[2]).toEqual({
+      to: [
+        {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'agent-platform' } },
+          podSelector: { matchLabels: { 'app.kubernetes.io/name': 'agent-platform' } },
+        },
+      ],
+      ports: [{ protocol: 'TCP', port: 8128 }],
+    });
+  });
+
   it('lets open agents (and only them) out anywhere', () => {
     const open = byKind('NetworkPolicy').find((p) => p.metadata.name === 'allow-egress-open');
     expect(open.spec).toEqual({ podSelector: { matchLabels: { [EGRESS_LABEL]: 'open' } }, policyTypes: ['Egress'], egress: [{}] });

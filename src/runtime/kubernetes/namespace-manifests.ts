@@ -26,6 +26,13 @@ export interface EgressProxyTarget {
   /** The proxy's address range, e.g. "10.96.12.7/32" (a Service IP) or a node subnet. */
   cidr: string;
   port: number;
+  /**
+   * The platform Pods behind that address. CNIs such as Calico and Cilium apply egress
+   * policies after the Service's DNAT, so they match the Pod behind a cluster IP, never the
+   * cluster IP itself: without this peer the `ipBlock` above admits nothing there.
+   * @default none: the `ipBlock` peer alone (CNIs that match before DNAT, or a proxy outside the cluster)
+   */
+  pods?: { namespace: string; labels: Record<string, string>; port: number } | undefined;
 }
 
 /**
@@ -189,6 +196,19 @@ export function buildNamespaceManifests(options: NamespaceManifestOptions): Kube
             ],
           },
           { to: [{ ipBlock: { cidr: options.egressProxy.cidr } }], ports: [{ protocol: 'TCP', port: options.egressProxy.port }] },
+          ...(options.egressProxy.pods
+            ? [
+                {
+                  to: [
+                    {
+                      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': options.egressProxy.pods.namespace } },
+                      podSelector: { matchLabels: { ...options.egressProxy.pods.labels } },
+                    },
+                  ],
+                  ports: [{ protocol: 'TCP', port: options.egressProxy.pods.port }],
+                },
+              ]
+            : []),
         ],
       },
     };
