@@ -2,8 +2,9 @@ import { Command } from 'commander';
 import { loadConfig, ConfigError } from './config.js';
 import { buildPlatform } from './platform.js';
 import { DomainError, UnavailableError } from './domain/errors.js';
+import { rotateSecretKey } from './security/secret-key-rotation.js';
 
-/** `agent-platform serve`: wiring and signal handling only. */
+/** `agent-platform serve` and the operator commands: wiring and signal handling only. */
 const program = new Command('agent-platform').description('agent-platform control plane');
 
 program
@@ -51,6 +52,44 @@ program
     };
     process.on('SIGINT', () => shutdown('SIGINT'));
     process.on('SIGTERM', () => shutdown('SIGTERM'));
+  });
+
+const secrets = program.command('secrets').description('operator commands for tenant secrets');
+secrets
+  .command('rotate-key')
+  .description(
+    're-seal every secret with AGENT_PLATFORM_SECRET_KEY, opening old ones with AGENT_PLATFORM_SECRET_KEYS_OLD (same configuration as serve); exit 0 when all secrets are under the new key, 1 when some could not be opened, 2 on a configuration error',
+  )
+  .action(async () => {
+    let config;
+    try {
+      config = loadConfig();
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`agent-platform: ${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    // Ctrl-C stops between two secrets: every secret is re-sealed whole or not at all.
+    const abort = new AbortController();
+    process.once('SIGINT', () => abort.abort(new Error('interrupted (SIGINT); run the command again to finish')));
+    process.once('SIGTERM', () => abort.abort(new Error('interrupted (SIGTERM); run the command again to finish')));
+    let report;
+    try {
+      report = await rotateSecretKey(config, abort.signal);
+    } catch (err) {
+      if (err instanceof DomainError && !(err instanceof UnavailableError)) {
+        process.stderr.write(`agent-platform: invalid configuration: ${err.message} (${err.code})\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    process.stdout.write(
+      `re-sealed ${report.resealed} of ${report.total} secrets with key ${report.currentKeyId} (${report.alreadyCurrent} already current, ${report.failed.length} unreadable)\n`,
+    );
+    for (const f of report.failed) process.stderr.write(`agent-platform: secret ${f.tenantId}/${f.name} (key ${f.keyId}) left unchanged: ${f.reason}\n`);
+    process.exit(report.failed.length > 0 ? 1 : 0);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -2,7 +2,7 @@ import type { SecretEnvRef } from '../domain/agent.js';
 import type { Clock } from '../domain/clock.js';
 import { InputError, NotFoundError } from '../domain/errors.js';
 import type { Store, StoredSecret } from '../store/store.js';
-import type { SecretCipher } from './secret-cipher.js';
+import { SecretDecryptError, type SecretCipher } from './secret-cipher.js';
 
 /** What a read of a secret shows: never the value. */
 export interface SecretMetadata {
@@ -12,6 +12,20 @@ export interface SecretMetadata {
   keyId: string;
   createdAt: number;
   updatedAt: number;
+}
+
+/** What one re-encryption pass did (`SecretService.reencryptAllWithReport`). */
+export interface SecretReencryptReport {
+  /** Secrets in the store, all tenants. */
+  total: number;
+  /** Re-sealed with the current key by this pass. */
+  resealed: number;
+  /** Already sealed with the current key: nothing to do. */
+  alreadyCurrent: number;
+  /** Could not be opened with any configured key; left unchanged. */
+  failed: { tenantId: string; name: string; keyId: string; reason: string }[];
+  /** Id of the key everything is sealed with after a pass without failures. */
+  currentKeyId: string;
 }
 
 /** Secret names: like environment-friendly DNS labels, so they read well in manifests. */
@@ -88,19 +102,46 @@ export class SecretService {
   }
 
   /**
-   * Re-seals every secret not sealed with the current key (step 2 of a rotation). Returns how
-   * many were re-sealed. Safe to run twice or concurrently with writes: a value written
-   * meanwhile is already sealed with the current key.
+   * Re-seals every secret not sealed with the current key (step 2 of a rotation) and says
+   * what it did. A secret that cannot be opened (its key is not configured, or the value was
+   * tampered with) is reported in `failed` and left as it is; the others are still re-sealed,
+   * so a run after fixing the keys finishes the job. Safe to run twice or concurrently with
+   * writes: a value written meanwhile is already sealed with the current key. Checks `signal`
+   * between secrets (an abort throws its reason; what was re-sealed stays re-sealed).
    */
-  async reencryptAll(): Promise<number> {
-    let count = 0;
+  async reencryptAllWithReport(signal?: AbortSignal): Promise<SecretReencryptReport> {
+    const report: SecretReencryptReport = { total: 0, resealed: 0, alreadyCurrent: 0, failed: [], currentKeyId: this.cipher.currentKeyId };
     for (const stored of await this.store.listSecrets()) {
-      if (stored.keyId === this.cipher.currentKeyId) continue;
-      const value = this.cipher.open(stored, aad(stored.tenantId, stored.name));
+      signal?.throwIfAborted();
+      report.total++;
+      if (stored.keyId === this.cipher.currentKeyId) {
+        report.alreadyCurrent++;
+        continue;
+      }
+      let value: string;
+      try {
+        value = this.cipher.open(stored, aad(stored.tenantId, stored.name));
+      } catch (err) {
+        if (!(err instanceof SecretDecryptError)) throw err;
+        report.failed.push({ tenantId: stored.tenantId, name: stored.name, keyId: stored.keyId, reason: err.message });
+        continue;
+      }
       const sealed = this.cipher.seal(value, aad(stored.tenantId, stored.name));
       await this.store.putSecret({ ...stored, keyId: sealed.keyId, ciphertext: sealed.ciphertext, updatedAt: this.clock.now() });
-      count++;
+      report.resealed++;
     }
-    return count;
+    return report;
+  }
+
+  /**
+   * Re-seals every secret not sealed with the current key; returns how many were re-sealed.
+   * Throws SecretDecryptError for the first secret that cannot be opened (after re-sealing
+   * the others); `reencryptAllWithReport` lists them all instead.
+   */
+  async reencryptAll(signal?: AbortSignal): Promise<number> {
+    const report = await this.reencryptAllWithReport(signal);
+    const first = report.failed[0];
+    if (first !== undefined) throw new SecretDecryptError(`secret ${first.tenantId}/${first.name}: ${first.reason}`, first.keyId);
+    return report.resealed;
   }
 }

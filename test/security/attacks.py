@@ -2,7 +2,7 @@
 # Prints one JSON line: [{"attempt", "blocked", "evidence"}]. "blocked" is decided here from
 # what the attempt observed; the test asserts every attempt is blocked and that the control
 # attempts (which must succeed) did.
-import ctypes, ctypes.util, errno, json, os, socket, sys
+import ctypes, ctypes.util, errno, json, os, socket, subprocess, sys
 
 P = json.loads(sys.argv[1])
 results = []
@@ -55,20 +55,50 @@ record("read another agent's /data", not found, "found in %s" % found if found e
 
 # setuid: a setuid-root python in the image must not give euid 0 (no-new-privileges).
 if os.path.exists("/usr/local/bin/suidpy"):
-    import subprocess
     out = subprocess.run(["/usr/local/bin/suidpy", "-c", "import os;print(os.geteuid())"], capture_output=True, text=True)
     record("setuid-root binary", out.stdout.strip() != "0", "euid=%s %s" % (out.stdout.strip(), out.stderr.strip()[:80]))
+
+# chmod u+s in /tmp: the agent may set the bit on its own file (it owns it), so the outcome is
+# whether a setuid file in /tmp could ever run with its bit honoured: blocked when the chmod is
+# refused, /tmp is mounted nosuid (the kernel ignores the bit at exec), or executing from /tmp
+# is refused (noexec). gVisor 20221219 does not track nosuid (its mountinfo shows only noexec)
+# and ignores setuid bits altogether; there the exec refusal is what this row checks.
+# (A setuid-ROOT copy cannot be made here at all: no CAP_CHOWN, no CAP_FSETID.)
+def mount_options(path):
+    found = set()
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        if fields[4] == path:
+            # Per-mount options (field 6) and, after the "-" separator, the superblock's; the
+            # last line for a path is the mount on top.
+            found = set(fields[5].split(",")) | set(fields[fields.index("-") + 3].split(","))
+    return found
+
+
+try:
+    with open("/tmp/suid-x", "w") as f:
+        f.write("#!/bin/sh\nid -u\n")
+    os.chmod("/tmp/suid-x", 0o4755)
+    bit = bool(os.stat("/tmp/suid-x").st_mode & 0o4000)
+    opts = mount_options("/tmp")
+    exec_refused = False
     try:
-        os.chmod("/tmp/x", 0o4755) if os.path.exists("/tmp/x") else open("/tmp/x", "w").close() or os.chmod("/tmp/x", 0o4755)
-        st = os.stat("/tmp/x")
-        # /tmp is nosuid: even a set bit cannot take effect; executing from it is noexec too.
-        record("chmod u+s in /tmp", True, "mode %o on a nosuid,noexec tmpfs" % st.st_mode)
+        ran = subprocess.run(["/tmp/suid-x"], capture_output=True, text=True, timeout=10)
+        exec_result = "exec exit %d: %s" % (ran.returncode, (ran.stdout + ran.stderr).strip()[:60])
     except OSError as e:
-        record("chmod u+s in /tmp", True, e.strerror)
+        exec_refused = True
+        exec_result = "exec refused: %s" % e.strerror
+    record("chmod u+s in /tmp", not bit or "nosuid" in opts or exec_refused, "setuid bit %s; /tmp mounted %s; %s" % ("set" if bit else "not set", ",".join(sorted(o for o in opts if o in ("nosuid", "noexec", "nodev", "rw", "ro"))) or "(no options?)", exec_result))
+except OSError as e:
+    record("chmod u+s in /tmp", True, "refused: %s" % e.strerror)
 
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
-# Dropped capabilities.
+# Dropped capabilities. The sets themselves: effective, permitted and bounding all empty (a
+# bounding set with a bit left would let a setuid or file-capability binary regain it).
+caps = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith("Cap"))
+caps = {k: v.strip() for k, v in caps.items()}
+record("capability sets (CapEff, CapPrm, CapBnd)", all(int(caps.get(k, "1"), 16) == 0 for k in ("CapEff", "CapPrm", "CapBnd")), " ".join("%s=%s" % kv for kv in sorted(caps.items())))
 try:
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     record("raw socket (CAP_NET_RAW)", False, "opened a raw socket")
@@ -131,9 +161,23 @@ for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
 host_like = [c for c in comms if c in ("dockerd", "containerd", "node", "systemd", "sshd", "postgres", "redis-server", "init")]
 record("see host processes", not host_like and len(comms) < 20, "%d processes: %s" % (len(comms), sorted(set(comms))))
 
-# Docker socket.
-for path in ["/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock"]:
-    record("docker socket " + path, not os.path.exists(path), "exists" if os.path.exists(path) else "absent")
+# Docker and containerd sockets: absent, and nothing answers at any of the usual paths.
+SOCKETS = ["/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock", "/var/run/containerd/containerd.sock",
+           "/run/containerd/containerd.sock.ttrpc", "/run/docker/containerd/containerd.sock", "/var/run/docker/containerd/containerd.sock",
+           "/var/run/docker/containerd/containerd-debug.sock", "/run/user/1000/docker.sock", "/run/podman/podman.sock"]
+for path in SOCKETS:
+    if not os.path.exists(path):
+        record("docker/containerd socket " + path, True, "absent")
+        continue
+    u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    u.settimeout(2)
+    try:
+        u.connect(path)
+        record("docker/containerd socket " + path, False, "exists and accepts connections")
+    except OSError as e:
+        record("docker/containerd socket " + path, True, "exists, connect: %s" % (e.strerror or e))
+    finally:
+        u.close()
 
 
 def tcp(host, port, timeout=2.0, payload=b""):
@@ -169,6 +213,13 @@ def direct_and_proxied(name, host, port):
 
 
 gw = P.get("gateway")
+# The Docker API over TCP (a daemon started with -H tcp://0.0.0.0:2375, or 2376 with TLS): on
+# the gateway and every address of the host. The test runs a stand-in answering like dockerd
+# on 0.0.0.0:2375/2376 (checked from the host), so these targets are live.
+for host in dict.fromkeys(([gw] if gw else []) + P.get("hostAddresses", [])):
+    for port in (2375, 2376):
+        ok, data = tcp(host, port, 2.0, b"GET /version HTTP/1.0\r\n\r\n")
+        record("Docker API tcp %s:%d" % (host, port), not ok or "ApiVersion" not in data, data[:80] if ok else data)
 if gw:
     direct_and_proxied("platform API %s:%d" % (gw, P["apiPort"]), gw, P["apiPort"])
     direct_and_proxied("host service on 0.0.0.0 (%s:%d)" % (gw, P["hostAnyPort"]), gw, P["hostAnyPort"])

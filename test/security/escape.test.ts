@@ -1,19 +1,82 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFile, mkdtemp } from 'node:fs/promises';
+import { Resolver } from 'node:dns/promises';
 import { createServer, connect, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupCollector } from '../../src/metrics/cgroup/cgroup-collector.js';
-import { requireDocker } from '../helpers/require-docker.js';
-import { AGENT_RUNNER, ensureEscapeImage, EscapeReport, requireGvisor, runInAgent, SecurityPlatform, sleep, uniqueName, type AgentJson } from './security-harness.js';
+import { AGENT_UNROUTABLE_DNS_SERVER } from '../../src/runtime/docker/container-config.js';
+import { isCI, requireDocker } from '../helpers/require-docker.js';
+import {
+  AGENT_RUNNER,
+  DNS_RESPONDER_ADDRESS,
+  dockerRunPython,
+  ensureEscapeImage,
+  EscapeReport,
+  requireGvisor,
+  runInAgent,
+  SecurityPlatform,
+  sleep,
+  startDnsResponder,
+  startDockerApiStandIns,
+  uniqueName,
+  type AgentJson,
+  type DnsResponder,
+} from './security-harness.js';
 
 const hasDocker = await requireDocker();
 const hasGvisor = hasDocker && (await requireGvisor());
 
-const ATTACKS = readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'attacks.py'), 'utf8');
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ATTACKS = readFileSync(join(HERE, 'attacks.py'), 'utf8');
+const DNS_ATTACKS = readFileSync(join(HERE, 'dns-attacks.py'), 'utf8');
+const PTRACE_PROBE = readFileSync(join(HERE, 'ptrace-probe.py'), 'utf8');
+/** A name the host's resolver answers (checked from the host before the DNS attacks). */
+const OUTSIDE_NAME = 'deb.debian.org';
+/** The host's resolvers, as dockerd would forward to them. */
+const HOST_RESOLVERS = readFileSync('/etc/resolv.conf', 'utf8')
+  .split('\n')
+  .map((l) => /^nameserver\s+(\d+\.\d+\.\d+\.\d+)/.exec(l)?.[1])
+  .filter((ip): ip is string => ip !== undefined);
+/** Every IPv4 address of this host (where a Docker API on TCP would listen). */
+const HOST_ADDRESSES = Object.values(networkInterfaces())
+  .flat()
+  .filter((a) => a !== undefined && a.family === 'IPv4')
+  .map((a) => a!.address);
+
+/** Asks `servers` for `name` from the host: did any resolver answer (an address or NXDOMAIN)? */
+async function hostLookup(servers: string[], name: string, fromLoopback = false): Promise<{ answered: boolean; evidence: string }> {
+  const resolver = new Resolver({ timeout: 3_000, tries: 1 });
+  resolver.setServers(servers);
+  // For the gateway: from 127.0.0.1, because the host's own packets to the gateway would carry
+  // the gateway as source, which is inside the agent subnet: the host firewall drops them.
+  if (fromLoopback) resolver.setLocalAddress('127.0.0.1');
+  try {
+    return { answered: true, evidence: `${servers.join(',')} answered ${(await resolver.resolve4(name)).join(',')}` };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    return { answered: code === 'ENOTFOUND' || code === 'ENODATA', evidence: `${servers.join(',')}: ${code}` };
+  }
+}
+
+/** One GET /version against host:port from the host (the stand-in's answer names ApiVersion). */
+function dockerApiBanner(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    // From 127.0.0.1, for the reason given in hostLookup.
+    const s = connect({ host, port, localAddress: '127.0.0.1' });
+    let data = '';
+    s.setTimeout(3_000, () => s.destroy());
+    s.on('connect', () => s.write('GET /version HTTP/1.0\r\n\r\n'));
+    s.on('data', (c: Buffer) => (data += c.toString()));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(data));
+  });
+}
+
+type AttemptJson = { attempt: string; blocked?: boolean; control?: boolean; info?: boolean; succeeded?: boolean; evidence: string };
 const PIDS_LIMIT = 64;
 const TMP_MIB = 16;
 const DATA_MIB = 16;
@@ -67,11 +130,16 @@ describe.skipIf(!hasDocker)('escape attempts from inside real agent containers',
   let anyAddress: { server: Server; port: number };
   const loopbackBanner = `host-loopback-${randomBytes(4).toString('hex')}`;
   const report = new EscapeReport();
+  let dockerApi: Awaited<ReturnType<typeof startDockerApiStandIns>> | undefined;
+  // On the egress network's gateway (known once the first agent network exists); shared by
+  // the runc and gvisor runs, which use the same network.
+  let gatewayDns: DnsResponder | undefined;
 
   beforeAll(async () => {
     image = await ensureEscapeImage();
     loopback = await bannerServer('127.0.0.1', loopbackBanner);
     anyAddress = await bannerServer('0.0.0.0', 'host-any-address');
+    dockerApi = await startDockerApiStandIns();
     const dir = await mkdtemp(join(tmpdir(), 'sec-hosts-'));
     const hostsFile = join(dir, 'hosts');
     await writeFile(hostsFile, '127.0.0.1 allowed.test denied.test\n');
@@ -86,6 +154,8 @@ describe.skipIf(!hasDocker)('escape attempts from inside real agent containers',
     await writeFile(REPORT_FILE, text);
     console.log(`${text}\n(report saved to ${REPORT_FILE})`);
     await p?.close();
+    await dockerApi?.close();
+    await gatewayDns?.close();
     loopback?.server.close();
     anyAddress?.server.close();
   }, 120_000);
@@ -148,6 +218,8 @@ describe.skipIf(!hasDocker)('escape attempts from inside real agent containers',
         expect(info.Mounts).toEqual([]);
         expect(hc.Devices ?? []).toEqual([]);
         expect(hc.PortBindings ?? {}).toEqual({});
+        // DNS leads nowhere (docs/security.md "DNS"): not the host's resolvers.
+        expect(hc.Dns).toEqual([AGENT_UNROUTABLE_DNS_SERVER]);
         expect(info.Config.User).toBe('1000:1000');
         // The secret reached the neighbour's environment, and the API shows only the reference.
         expect(neighbour.spec.env.NEIGHBOUR_SECRET).toEqual({ secretRef: `nb-${isolation}` });
@@ -168,10 +240,18 @@ describe.skipIf(!hasDocker)('escape attempts from inside real agent containers',
           neighbourIp: await p.containerIp(neighbour.status.containerId!),
           hostLoopbackPort: loopback.port,
           hostLoopbackBanner: loopbackBanner,
+          hostAddresses: HOST_ADDRESSES,
         };
+        // Control: the Docker API stand-ins answer on the gateway from the host, so the agent's
+        // attempts on them (attacks.py) hit live targets; only the platform's settings stop them.
+        for (const port of [2375, 2376]) {
+          const banner = await dockerApiBanner(info.gateway, port);
+          report.add(isolation, `CONTROL Docker API stand-in ${info.gateway}:${port} answers the host${dockerApi?.ports.includes(port) ? '' : ' (port taken: not a stand-in)'}`, banner.includes('ApiVersion'), banner.split('\r\n').at(-1) ?? banner);
+          if (dockerApi?.ports.includes(port)) expect(banner).toContain('ApiVersion');
+        }
         const run = await runInAgent(attacker.status.containerId!, ATTACKS, [JSON.stringify(params)], 180_000);
         expect(run.code, run.stderr).toBe(0);
-        const results = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { attempt: string; blocked?: boolean; control?: boolean; info?: boolean; succeeded?: boolean; evidence: string }[];
+        const results = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as AttemptJson[];
         for (const r of results) {
           if (r.control) report.add(isolation, r.attempt, r.succeeded === true, r.evidence);
           else if (r.info) report.addInfo(isolation, r.attempt, r.evidence);
@@ -199,6 +279,75 @@ describe.skipIf(!hasDocker)('escape attempts from inside real agent containers',
         const other = await p.request<{ items: unknown[] }>('GET', `/api/v1/agents/${neighbour.id}/egress`);
         expect(other.json.items).toEqual([]);
       });
+
+      it('DNS leads nowhere: no resolver answers an agent on the internal network or in network none', async () => {
+        const info = p.platform.security.network!.current()!;
+        if (gatewayDns === undefined) {
+          try {
+            gatewayDns = await startDnsResponder(info.gateway);
+          } catch (err) {
+            // Port 53 needs root; without it the gateway rows still run, against no responder.
+            if (isCI || (err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+          }
+        }
+        // Controls, from the host: the targets of the attempts below are live.
+        const upstream = await hostLookup(HOST_RESOLVERS, OUTSIDE_NAME);
+        report.add(isolation, `CONTROL the host's resolver answers ${OUTSIDE_NAME} (from the host)`, upstream.answered, upstream.evidence);
+        expect(upstream.answered, `the host's resolvers (${HOST_RESOLVERS.join(', ')}) must answer ${OUTSIDE_NAME}, or a leak could not show: ${upstream.evidence}`).toBe(true);
+        if (gatewayDns !== undefined) {
+          const viaGateway = await hostLookup([info.gateway], `ctl-${randomBytes(3).toString('hex')}.dns-probe.test`, true);
+          report.add(isolation, `CONTROL a DNS responder on the gateway ${info.gateway}:53 answers (from the host)`, viaGateway.evidence.includes(DNS_RESPONDER_ADDRESS), viaGateway.evidence);
+          expect(viaGateway.evidence).toContain(DNS_RESPONDER_ADDRESS);
+        }
+        // The attacker sits on the internal network; a second agent has no network at all.
+        const none = await p.create({ name: uniqueName(`dns-none-${isolation}`), image, isolation, resources: { cpu: '250m', memory: '128Mi' }, command: ['python3', '-c', AGENT_RUNNER] });
+        const noneRunning = await p.waitRunning(none.id, 120_000);
+        const noneInfo = await p.docker.getContainer(noneRunning.status.containerId!).inspect();
+        expect(noneInfo.HostConfig.NetworkMode).toBe('none');
+        const probes: string[] = [];
+        for (const [label, agent, gateway] of [
+          ['', attacker, info.gateway],
+          ['[network none] ', noneRunning, undefined],
+        ] as const) {
+          const probeName = `leak-${randomBytes(4).toString('hex')}.dns-probe.test`;
+          probes.push(probeName);
+          const run = await runInAgent(agent.status.containerId!, DNS_ATTACKS, [JSON.stringify({ outsideName: OUTSIDE_NAME, probeName, hostResolvers: HOST_RESOLVERS, ...(gateway ? { gateway } : {}) })], 150_000);
+          expect(run.code, run.stderr).toBe(0);
+          const results = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as AttemptJson[];
+          for (const r of results) report.add(isolation, label + r.attempt, r.blocked === true, r.evidence);
+          const leaked = results.filter((r) => !r.blocked);
+          expect(leaked, JSON.stringify(leaked, null, 1)).toEqual([]);
+          expect(results.length).toBeGreaterThanOrEqual(gateway ? 8 : 6);
+        }
+        // Nothing the agents asked reached the responder on the gateway.
+        expect(gatewayDns?.names.filter((n) => probes.includes(n)) ?? []).toEqual([]);
+        await p.request('DELETE', `/api/v1/agents/${none.id}`);
+      }, 360_000);
+
+      it('ptrace of a non-dumpable process of the same uid fails: it needs CAP_SYS_PTRACE (control: with the capability it attaches)', async () => {
+        // The same probe in throwaway containers of the same runtime that differ only in
+        // CAP_SYS_PTRACE: with it the attach works, so the agent's failure is the missing capability.
+        const runtime = isolation === 'gvisor' ? 'runsc' : 'runc';
+        const control = async (capAdd: string[]): Promise<{ nonDumpable: { attached: boolean; errno: string; targetDumpable: string }; dumpable: { attached: boolean }; capEff: string }> => {
+          const out = await dockerRunPython(['--runtime', runtime, '--network', 'none', '--user', '0:0', '--cap-drop', 'ALL', ...capAdd, '--security-opt', 'no-new-privileges'], image, PTRACE_PROBE);
+          expect(out.code, out.stderr).toBe(0);
+          return JSON.parse(out.stdout.trim().split('\n').at(-1)!);
+        };
+        const withCap = await control(['--cap-add', 'SYS_PTRACE']);
+        const withoutCap = await control([]);
+        report.add(isolation, 'CONTROL ptrace a non-dumpable process WITH CAP_SYS_PTRACE (throwaway container)', withCap.nonDumpable.attached, JSON.stringify(withCap.nonDumpable));
+        expect(withCap.nonDumpable).toMatchObject({ attached: true, targetDumpable: '0' });
+        expect(withoutCap.nonDumpable).toMatchObject({ attached: false, errno: 'EPERM', targetDumpable: '0' });
+        const run = await runInAgent(attacker.status.containerId!, PTRACE_PROBE);
+        expect(run.code, run.stderr).toBe(0);
+        const agent = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as typeof withCap & { uid: number };
+        report.add(isolation, 'ptrace a non-dumpable process of the same uid (CAP_SYS_PTRACE)', !agent.nonDumpable.attached, `${JSON.stringify(agent.nonDumpable)} uid ${agent.uid} CapEff ${agent.capEff}`);
+        report.addInfo(isolation, 'ptrace a dumpable child of the same uid (needs no capability)', JSON.stringify(agent.dumpable));
+        expect(agent.uid).toBe(1000);
+        expect(agent.nonDumpable).toMatchObject({ attached: false, errno: 'EPERM', targetDumpable: '0' });
+        // Ptrace itself works in the agent: the refusal above is the capability check alone.
+        expect(agent.dumpable.attached).toBe(true);
+      }, 180_000);
 
       it('PATCH changes the allowlist of the running agent for new connections', async () => {
         const probe = `import socket,sys

@@ -1,6 +1,8 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -331,4 +333,121 @@ export async function runInAgent(containerId: string, script: string, args: stri
     if (Date.now() > deadline) throw new Error(`job ${id} did not finish in ${timeoutMs} ms`);
     await sleep(300);
   }
+}
+
+/** The address the test DNS responder gives for every name (TEST-NET-2, routed nowhere). */
+export const DNS_RESPONDER_ADDRESS = '198.51.100.7';
+
+/** A DNS server the test runs on the host; `names` lists every name it was asked for. */
+export interface DnsResponder {
+  readonly names: string[];
+  close(): Promise<void>;
+}
+
+/** The A answer for one DNS query message (any name gets DNS_RESPONDER_ADDRESS). */
+function dnsAnswer(query: Buffer, names: string[]): Buffer | undefined {
+  if (query.length < 17) return undefined;
+  let i = 12;
+  const labels: string[] = [];
+  while (i < query.length && query[i] !== 0) {
+    labels.push(query.subarray(i + 1, i + 1 + query[i]!).toString('latin1'));
+    i += query[i]! + 1;
+  }
+  const questionEnd = i + 5;
+  if (questionEnd > query.length) return undefined;
+  names.push(labels.join('.'));
+  const header = Buffer.from(query.subarray(0, 12));
+  header.writeUInt16BE(0x8180, 2); // response, recursion desired + available, NOERROR
+  header.writeUInt16BE(1, 4);
+  header.writeUInt16BE(1, 6);
+  header.writeUInt32BE(0, 8);
+  const answer = Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, ...DNS_RESPONDER_ADDRESS.split('.').map(Number)]);
+  return Buffer.concat([header, query.subarray(12, questionEnd), answer]);
+}
+
+/**
+ * Runs a DNS responder (UDP and TCP) on host:port that answers every A query with
+ * DNS_RESPONDER_ADDRESS. Port 53 needs root (or CAP_NET_BIND_SERVICE); the bind error is thrown.
+ */
+export async function startDnsResponder(host: string, port = 53): Promise<DnsResponder> {
+  const names: string[] = [];
+  const udp = createSocket('udp4');
+  udp.on('message', (msg, rinfo) => {
+    const reply = dnsAnswer(msg, names);
+    if (reply) udp.send(reply, rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(port, host, () => resolve());
+  });
+  const tcp = createServer((s) => {
+    s.on('error', () => undefined);
+    let buf = Buffer.alloc(0);
+    s.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const reply = dnsAnswer(buf.subarray(2, 2 + buf.readUInt16BE(0)), names);
+        if (reply) s.end(Buffer.concat([Buffer.from([reply.length >> 8, reply.length & 0xff]), reply]));
+        else s.destroy();
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen(port, host, () => resolve());
+  }).catch((err: unknown) => {
+    udp.close();
+    throw err;
+  });
+  return {
+    names,
+    close: () => new Promise<void>((resolve) => udp.close(() => tcp.close(() => resolve()))),
+  };
+}
+
+/**
+ * Stand-ins for a Docker daemon exposed on TCP (`-H tcp://0.0.0.0:2375`, 2376 for TLS): answer
+ * every request like GET /version does, so an agent that reaches one can tell. A port that is
+ * taken already is left to whatever listens there (if that is a real dockerd, the better target).
+ */
+export async function startDockerApiStandIns(ports: readonly number[] = [2375, 2376]): Promise<{ ports: number[]; close(): Promise<void> }> {
+  const servers: Server[] = [];
+  for (const port of ports) {
+    const server = createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => {
+        const body = JSON.stringify({ ApiVersion: '1.41', Version: 'escape-test-stand-in' });
+        s.end(`HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      });
+    });
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '0.0.0.0', () => resolve(true));
+    });
+    if (ok) servers.push(server);
+  }
+  return {
+    ports: servers.map((s) => (s.address() as { port: number }).port),
+    close: async () => {
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    },
+  };
+}
+
+/** `docker run --rm -i <dockerArgs> <image> python3 - <scriptArgs>` with the script on stdin. */
+export function dockerRunPython(dockerArgs: string[], image: string, script: string, scriptArgs: string[] = [], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('docker', ['run', '--rm', '-i', ...dockerArgs, image, 'python3', '-', ...scriptArgs], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+    child.stdin.end(script);
+  });
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerSpec } from '../runtime.js';
-import { buildContainerConfig, cpuSharesFromMillicores, resolveContainerConfigOptions } from './container-config.js';
+import { AGENT_UNROUTABLE_DNS_SERVER, buildContainerConfig, cpuSharesFromMillicores, resolveContainerConfigOptions } from './container-config.js';
 
 const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   agentId: 'a1',
@@ -137,6 +137,14 @@ describe('buildContainerConfig', () => {
       },
     });
     expect('Runtime' in buildContainerConfig(spec()).body.HostConfig).toBe(false);
+  });
+
+  it('points DNS of agents on the internal network at an unroutable resolver, never at the host (CVE-2024-29018)', () => {
+    expect(buildContainerConfig(spec({ networkName: 'ap-egress-x', egress: 'allowlist' })).body.HostConfig.Dns).toEqual([AGENT_UNROUTABLE_DNS_SERVER]);
+    // Expose-only agents sit on the same network with mode none.
+    expect(buildContainerConfig(spec({ networkName: 'ap-egress-x', egress: 'none' })).body.HostConfig.Dns).toEqual([AGENT_UNROUTABLE_DNS_SERVER]);
+    expect(buildContainerConfig(spec({ networkName: 'bridge', egress: 'open' })).body.HostConfig.Dns).toBeUndefined();
+    expect(buildContainerConfig(spec()).body.HostConfig.Dns).toBeUndefined();
   });
 
   it('does not share arrays with the spec', () => {

@@ -106,6 +106,7 @@ export interface DockerHostConfig {
   LogConfig: { Type: string; Config: Record<string, string> };
   Init: boolean;
   Runtime?: string;
+  Dns?: string[];
   DeviceRequests?: { Driver: string; DeviceIDs: string[]; Capabilities: string[][] }[];
 }
 
@@ -133,6 +134,19 @@ export interface DockerCreateRequest {
 }
 
 const MIB = 2 ** 20;
+
+/**
+ * The only upstream resolver that agents on the platform's own networks get: an address of
+ * the reserved 240.0.0.0/4 block, assigned to no host (not a documentation range: those do
+ * turn up as real LANs, 192.0.2.0/24 is one on the test machines). Agents there need no DNS
+ * (the egress proxy resolves names), and without this setting Docker's embedded resolver
+ * (127.0.0.11) forwards to the host's resolvers; Docker 20.10 (CVE-2024-29018, not backported
+ * by Debian) sends those queries from the host's network namespace when the host's
+ * resolv.conf names a loopback resolver (dnsmasq, unbound on 127.0.0.1), which turns DNS into
+ * a way out of an internal network. Nameservers given as `Dns` are always queried from the
+ * container's namespace, which has no route outside its subnet: the query dies in the container.
+ */
+export const AGENT_UNROUTABLE_DNS_SERVER = '240.0.0.53';
 
 /** Kubernetes' MilliCPUToShares: 1024 shares per CPU, never below the kernel's minimum of 2. */
 export const cpuSharesFromMillicores = (millicores: number): number => Math.max(2, Math.floor((millicores * 1024) / 1000));
@@ -180,6 +194,9 @@ export function buildContainerConfig(spec: ContainerSpec, options: Partial<Conta
     Init: false,
   };
   if (o.ociRuntime !== undefined) hostConfig.Runtime = o.ociRuntime;
+  // Open egress keeps Docker's DNS (it may go anywhere anyway); every other network is the
+  // platform's internal one, where DNS must lead nowhere (see AGENT_UNROUTABLE_DNS_SERVER).
+  if (spec.networkName !== undefined && spec.egress !== 'open') hostConfig.Dns = [AGENT_UNROUTABLE_DNS_SERVER];
   // The isolation class wins over the node's default runtime: gvisor must never quietly become runc.
   if (spec.runtimeClass === 'gvisor') {
     hostConfig.Runtime = spec.networkName !== undefined ? o.gvisorNetworkRuntime : o.gvisorRuntime;
