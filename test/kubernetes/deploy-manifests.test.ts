@@ -53,7 +53,7 @@ describe.skipIf(!hasKubectl)('deploy/kubernetes overlays rendered with kubectl k
       const docs = await render(overlay);
       const kinds = docs.map((d) => d.kind).sort();
       expect(kinds).toEqual(
-        ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'RuntimeClass', 'Secret', 'Service', 'ServiceAccount'].sort(),
+        ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'RuntimeClass', 'Secret', 'Service', 'ServiceAccount'].sort(),
       );
       for (const doc of docs) {
         validateKubeObject(doc);
