@@ -28,6 +28,12 @@ export class TenantService {
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly agents: AgentService,
+    /**
+     * Told after a tenant's quota changed (Kubernetes nodes mirror it into the tenant's
+     * namespace). Its failure is its own to report: the store holds the quota either way.
+     * @default nothing to tell
+     */
+    private readonly quotaChanged: (tenantId: string) => Promise<void> = async () => {},
   ) {}
 
   /** The tenant if `principal` may see it, else TENANT_NOT_FOUND. */
@@ -57,7 +63,9 @@ export class TenantService {
 
   async update(principal: Principal, id: string, patch: Omit<TenantPatch, 'updatedAt'>): Promise<Tenant> {
     await this.visible(principal, id);
-    return this.store.updateTenant(id, { ...patch, updatedAt: this.clock.now() });
+    const updated = await this.store.updateTenant(id, { ...patch, updatedAt: this.clock.now() });
+    if (patch.quota !== undefined) await this.quotaChanged(id);
+    return updated;
   }
 
   /**

@@ -343,6 +343,32 @@ describe.sequential('the platform with a Kubernetes node (fake API server)', () 
     expect(env.fake.get('networkpolicies', 'ap-default', 'default-deny')).toBeDefined();
   });
 
+  it('pushes a changed quota into the existing namespace at once, and removes it when the tenant has no limit left', async () => {
+    // ap-default exists since the previous test's agent.
+    const raised = await env.api('PATCH', '/api/v1/tenants/default', { quota: { cpu: '5', gpu: 2 } });
+    expect(raised.status, raised.text).toBe(200);
+    expect(env.fake.get('resourcequotas', 'ap-default', 'agent-platform-quota')!.spec.hard).toEqual({
+      'requests.cpu': '5',
+      'requests.memory': '6Gi',
+      'limits.memory': '6Gi',
+      'requests.nvidia.com/gpu': '2',
+      pods: '7',
+    });
+    expect(env.fake.get('limitranges', 'ap-default', 'agent-platform-limits')!.spec.limits[0].max).toEqual({ cpu: '5', memory: '6Gi' });
+
+    const cleared = await env.api('PATCH', '/api/v1/tenants/default', { quota: { cpu: null, memory: null, gpu: null, running: null } });
+    expect(cleared.status, cleared.text).toBe(200);
+    expect(env.fake.get('resourcequotas', 'ap-default', 'agent-platform-quota')).toBeUndefined();
+    expect(env.fake.get('limitranges', 'ap-default', 'agent-platform-limits')).toBeUndefined();
+    expect(env.fake.get('networkpolicies', 'ap-default', 'default-deny'), 'the rest of the namespace stays').toBeDefined();
+
+    // A tenant whose namespace was never made gets none from a quota change.
+    const tenant = await env.api('POST', '/api/v1/tenants', { id: 'quota-only' });
+    expect(tenant.status, tenant.text).toBe(201);
+    expect((await env.api('PATCH', '/api/v1/tenants/quota-only', { quota: { cpu: '1' } })).status).toBe(200);
+    expect(env.fake.get('namespaces', undefined, 'ap-quota-only')).toBeUndefined();
+  });
+
   it('ends a failing agent (exit 3, restartPolicy Never) Failed with its exit code', async () => {
     const created = await env.api<AgentJson>('POST', '/api/v1/agents', {
       name: 'fails',

@@ -19,7 +19,7 @@ import {
 import { isKubeStatus, KubeApiError, KubeClient, type KubeClientOptions } from './kube-client.js';
 import { AGENT_CONTAINER_NAME, EXPOSED_ANNOTATION, START_GATE, TIMEOUT_ANNOTATION, tenantNamespace } from './kube-names.js';
 import type { KubeList, KubeNode, KubePod } from './kube-types.js';
-import { buildNamespaceManifests, egressProxyUrl, exposedObjectNames, type EgressProxyTarget, type ExposedAgent, type TenantQuota } from './namespace-manifests.js';
+import { buildNamespaceManifests, egressProxyUrl, exposedObjectNames, LIMIT_RANGE_NAME, QUOTA_NAME, type EgressProxyTarget, type ExposedAgent, type TenantQuota } from './namespace-manifests.js';
 import { buildPodManifest, placementFromPod, podDeadlineSeconds, type PodManifestOptions } from './pod-manifest.js';
 import { parseKubeQuantity, POD_METRICS_PATH, podUsageFromMetrics, type KubePodMetrics, type PodUsageSample } from './pod-metrics.js';
 import { PodInformer } from './pod-informer.js';
@@ -265,6 +265,46 @@ export class KubernetesRuntime implements Runtime {
       instanceId: this.options.instanceId,
     });
     for (const object of objects) await this.createOrReplace(object, signal);
+  }
+
+  /**
+   * Pushes a tenant's current quota (from `namespaces.quotaFor`) into its namespace at once:
+   * the ResourceQuota and LimitRange are replaced, or deleted when the tenant has no limit
+   * any more. Called when a platform admin changes the quota; the namespace is otherwise
+   * ensured once per process. A failure leaves the tenant to be ensured again by its next
+   * agent's create.
+   */
+  async syncTenantQuota(tenantId: string, signal?: AbortSignal): Promise<void> {
+    const quotaFor = this.options.namespaces?.quotaFor;
+    if (!quotaFor) return;
+    const namespace = tenantNamespace(tenantId);
+    try {
+      await this.client.request(`/api/v1/namespaces/${namespace}`, { signal });
+    } catch (err) {
+      if (!isKubeStatus(err, 404)) throw err;
+      // Not made yet: its first agent's create makes it with the quota of that moment.
+      this.ensuredNamespaces.delete(tenantId);
+      return;
+    }
+    const synced = (async () => {
+      const quota = await quotaFor(tenantId, signal);
+      await this.ensureNamespace(tenantId, quota, signal);
+      const kept = new Set(buildNamespaceManifests({ tenantId, quota }).map((o) => `${o.kind}/${o.metadata?.name}`));
+      for (const [kind, path] of [
+        ['ResourceQuota', `/api/v1/namespaces/${namespace}/resourcequotas/${QUOTA_NAME}`],
+        ['LimitRange', `/api/v1/namespaces/${namespace}/limitranges/${LIMIT_RANGE_NAME}`],
+      ] as const) {
+        if (kept.has(`${kind}/${path.slice(path.lastIndexOf('/') + 1)}`)) continue;
+        try {
+          await this.client.request(path, { method: 'DELETE', signal });
+        } catch (err) {
+          if (!isKubeStatus(err, 404)) throw err;
+        }
+      }
+    })();
+    this.ensuredNamespaces.set(tenantId, synced);
+    synced.catch(() => this.ensuredNamespaces.delete(tenantId));
+    await synced;
   }
 
   /**
