@@ -317,7 +317,11 @@ export class NodePoolService {
           s.gpus = await this.discover(sig);
           s.gpusDiscovered = true;
         }
-        if (before !== undefined && (before.cpuMillicores !== s.info.cpuMillicores || before.memoryMiB !== s.info.memoryMiB)) this.changed(s, 'capacity');
+        // GPUs the runtime reports itself (a cluster's nvidia.com/gpu) when none are configured.
+        const gpusBefore = s.gpus;
+        if (s.def.gpus === undefined && s.info.gpus !== undefined) s.gpus = s.info.gpus;
+        const gpusMoved = gpusBefore.length !== s.gpus.length || gpusBefore.some((g, i) => g.id !== s.gpus[i]!.id);
+        if (before !== undefined && (before.cpuMillicores !== s.info.cpuMillicores || before.memoryMiB !== s.info.memoryMiB || gpusMoved)) this.changed(s, 'capacity');
       }
       s.condition.lastHeartbeatTime = this.o.clock.now();
       s.lastError = undefined;

@@ -9,6 +9,7 @@
  * control plane `list()` finds every container the platform owns.
  */
 
+import type { GpuDevice } from '../domain/node.js';
 import type { NodeAffinity } from '../domain/affinity.js';
 import type { Toleration } from '../domain/agent.js';
 
@@ -118,6 +119,12 @@ export interface NodeInfo {
   runtimeVersion: string;
   /** Isolation classes this node offers (e.g. ["runc", "gvisor"]). */
   isolationClasses: string[];
+  /**
+   * GPUs the runtime itself reports, when it knows them (a Kubernetes cluster: one slot per
+   * `nvidia.com/gpu` its usable Nodes offer). Configured `gpus` of the node entry win.
+   * @default unknown: configured or discovered GPUs only
+   */
+  gpus?: GpuDevice[] | undefined;
 }
 
 export interface LogOptions {

@@ -32,7 +32,7 @@ interface NodeJson {
   driver: string;
   simulated: boolean;
   ready: boolean;
-  capacity: { cpuMillicores: number; memoryMiB: number; maxAgents: number };
+  capacity: { cpuMillicores: number; memoryMiB: number; maxAgents: number; gpus: { id: string; model: string; memoryMiB?: number }[] };
   info?: { runtimeVersion: string; isolationClasses: string[] };
 }
 
@@ -244,10 +244,10 @@ describe.sequential('the platform with a Kubernetes node (fake API server)', () 
       {
         bookmarkIntervalMs: 200,
         nodes: [
-          { name: 'kn-1', cpu: '4', memory: '8Gi' },
+          { name: 'kn-1', cpu: '4', memory: '8Gi', gpu: 2, labels: { 'nvidia.com/gpu.product': 'A100', 'nvidia.com/gpu.memory': '40960' } },
           { name: 'kn-2', cpu: '2500m', memory: '4Gi' },
-          // Not Ready: its allocatable must not count.
-          { name: 'kn-3', cpu: '16', memory: '64Gi', ready: false },
+          // Not Ready: its allocatable (GPUs too) must not count.
+          { name: 'kn-3', cpu: '16', memory: '64Gi', gpu: 4, ready: false },
         ],
       },
       {},
@@ -275,6 +275,11 @@ describe.sequential('the platform with a Kubernetes node (fake API server)', () 
     expect(node.driver).toBe('kubernetes');
     expect(node.simulated).toBe(false);
     expect(node.capacity).toMatchObject({ cpuMillicores: 6500, memoryMiB: 12288, maxAgents: 1000 });
+    // GPUs from the Ready Nodes' allocatable nvidia.com/gpu (no gpus configured on the entry).
+    expect(node.capacity.gpus).toEqual([
+      { id: 'kn-1/0', model: 'A100', memoryMiB: 40960 },
+      { id: 'kn-1/1', model: 'A100', memoryMiB: 40960 },
+    ]);
     expect(node.info?.runtimeVersion).toMatch(/^kubernetes /);
     expect(node.info?.isolationClasses).toEqual(['runc', 'gvisor']);
   });

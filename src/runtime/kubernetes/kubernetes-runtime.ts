@@ -28,7 +28,7 @@ import { isHeld, isPodFinished, observedFromPod, podTransitionEvents } from './p
 import { linkSignals } from '../../domain/linked-signal.js';
 import type { NodeAffinity } from '../../domain/affinity.js';
 import type { AgentEndpoint, Toleration } from '../../domain/agent.js';
-import type { Taint } from '../../domain/node.js';
+import type { GpuDevice, Taint } from '../../domain/node.js';
 
 /** A node as the platform's own scheduler sees it in binding mode. */
 export interface KubeNodeSnapshot {
@@ -209,6 +209,7 @@ export class KubernetesRuntime implements Runtime {
       arch: first?.architecture ?? 'amd64',
       runtimeVersion: `kubernetes ${version.gitVersion ?? 'unknown'}`,
       isolationClasses,
+      gpus: gpuSlots(nodes.items.filter((n) => usable.some((u) => u.name === n.metadata.name))),
     };
   }
 
@@ -841,6 +842,23 @@ function nodeSnapshot(node: KubeNode): KubeNodeSnapshot {
     },
     requested: { cpuMillicores: 0, memoryMiB: 0, gpu: 0, pods: 0 },
   };
+}
+
+/**
+ * One GPU "device" per `nvidia.com/gpu` a usable Node offers, named `<node>/<index>`, for the
+ * platform's GPU accounting (a count per agent; the Pod asks for `nvidia.com/gpu: N` and the
+ * device plugin picks the devices). The model comes from GPU feature discovery's
+ * `nvidia.com/gpu.product` label where the cluster runs it.
+ */
+function gpuSlots(nodes: KubeNode[]): GpuDevice[] {
+  const slots: GpuDevice[] = [];
+  for (const node of nodes) {
+    const count = Number(node.status?.allocatable?.['nvidia.com/gpu'] ?? 0) || 0;
+    const model = node.metadata.labels?.['nvidia.com/gpu.product'] ?? 'nvidia.com/gpu';
+    const memory = Number(node.metadata.labels?.['nvidia.com/gpu.memory']);
+    for (let i = 0; i < count; i++) slots.push({ id: `${node.metadata.name}/${i}`, model, ...(memory > 0 ? { memoryMiB: memory } : {}) });
+  }
+  return slots;
 }
 
 /** A Pod's requests as the scheduler counts them (requests, else limits). */
