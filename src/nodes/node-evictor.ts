@@ -10,7 +10,8 @@ import { containerName } from '../runtime/runtime.js';
 import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import type { Store } from '../store/store.js';
 import { NODE_EVENT_REASONS } from './node-events.js';
-import type { PhaseChangeData } from '../controllers/phase-change-events.js';
+import type { DecisionEvent } from '../controllers/agent-decision.js';
+import { withPhaseChange } from '../controllers/phase-change-events.js';
 
 /** Phases in which an agent holds (or is about to hold) room on its node. */
 const LIVE_PHASES = ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'] as const;
@@ -81,17 +82,18 @@ export class NodeEvictor {
       const outcome = await this.update(listed.id, (a, now) => {
         if (a.status.node !== nodeId || isTerminal(a.status.phase) || a.desired === 'deleted') return undefined;
         if (a.desired === 'stopped') {
-          return { kind: 'stopped' as const, status: { ...a.status, phase: 'Stopped', reason: 'NodeLost', message: `node ${nodeId} not ready while stopping; recorded as stopped`, finishedAt: now, phaseSince: now, nextAttemptAt: undefined } };
+          const message = `node ${nodeId} not ready while stopping; recorded as stopped`;
+          return { kind: 'stopped' as const, status: { ...a.status, phase: 'Stopped', reason: 'NodeLost', message, finishedAt: now, phaseSince: now, nextAttemptAt: undefined }, event: { type: 'Normal' as const, reason: NODE_EVENT_REASONS.nodeLost, message } };
         }
         if (a.spec.restartPolicy === 'Never') {
-          return { kind: 'failed' as const, status: { ...a.status, phase: 'Failed', reason: 'NodeLost', message: `node ${nodeId} not ready; restartPolicy Never, so the agent is not moved`, finishedAt: now, phaseSince: now, nextAttemptAt: undefined } };
+          const message = `node ${nodeId} not ready; restartPolicy Never, so the agent is not moved`;
+          return { kind: 'failed' as const, status: { ...a.status, phase: 'Failed', reason: 'NodeLost', message, finishedAt: now, phaseSince: now, nextAttemptAt: undefined }, event: { type: 'Warning' as const, reason: NODE_EVENT_REASONS.nodeLost, message } };
         }
-        return { kind: 'rescheduled' as const, status: unbound(a.status, now, 'NodeLost', `node ${nodeId} not ready; rescheduling`) };
+        const message = `node ${nodeId} not ready; rescheduling`;
+        return { kind: 'rescheduled' as const, status: unbound(a.status, now, 'NodeLost', message), event: { type: 'Warning' as const, reason: NODE_EVENT_REASONS.nodeLost, message } };
       });
       if (outcome === undefined) return;
       result[outcome.kind]++;
-      const type = outcome.kind === 'stopped' ? 'Normal' : 'Warning';
-      await this.d.events.record({ tenantId: outcome.agent.tenantId, objectKind: 'Agent', objectId: outcome.agent.id, type, reason: NODE_EVENT_REASONS.nodeLost, message: outcome.agent.status.message ?? '', data: outcome.phaseChange });
     });
     return result;
   }
@@ -112,7 +114,11 @@ export class NodeEvictor {
         // otherwise end Succeeded instead of moving). The orphan sweep backs up the removal.
         const outcome = await this.update(listed.id, (a, now) => {
           if (a.status.node !== nodeId || isTerminal(a.status.phase) || a.desired !== 'running') return undefined;
-          return { kind: 'rescheduled' as const, status: unbound(a.status, now, 'Drained', `node ${nodeId} drained; waiting for another node`) };
+          return {
+            kind: 'rescheduled' as const,
+            status: unbound(a.status, now, 'Drained', `node ${nodeId} drained; waiting for another node`),
+            event: { type: 'Normal' as const, reason: NODE_EVENT_REASONS.drained, message: `node ${nodeId} drained: its container is stopped and removed there, and the agent rescheduled` },
+          };
         });
         if (outcome === undefined) return;
         if (runtime) {
@@ -121,7 +127,6 @@ export class NodeEvictor {
           await runtime.remove(containerName(listed.id), signal);
         }
         result.rescheduled++;
-        await this.d.events.record({ tenantId: outcome.agent.tenantId, objectKind: 'Agent', objectId: outcome.agent.id, type: 'Normal', reason: NODE_EVENT_REASONS.drained, message: `container removed from node ${nodeId} (drain); rescheduling`, data: outcome.phaseChange });
       } catch (err) {
         if (signal?.aborted) throw err;
         result.errors++;
@@ -139,14 +144,16 @@ export class NodeEvictor {
   }
 
   /**
-   * Compare-and-set loop: `mutate` sees the current record and returns the new status, or
-   * undefined when nothing is to be done any more. On success the room is released, the
-   * agent is queued for the controller and the phase change is published.
+   * Compare-and-set loop: `mutate` sees the current record and returns the new status and
+   * the event that explains it, or undefined when nothing is to be done any more. The event
+   * is stored in the same transaction as the change and names the phase change
+   * (data.from/to), as the controller's are. On success the room is released, the agent is
+   * queued for the controller and the phase change is published.
    */
   private async update<K extends string>(
     agentId: string,
-    mutate: (agent: Agent, nowMs: number) => { kind: K; status: AgentStatus } | undefined,
-  ): Promise<{ kind: K; agent: Agent; phaseChange: PhaseChangeData | undefined } | undefined> {
+    mutate: (agent: Agent, nowMs: number) => { kind: K; status: AgentStatus; event: DecisionEvent } | undefined,
+  ): Promise<{ kind: K; agent: Agent } | undefined> {
     for (let attempt = 0; ; attempt++) {
       const agent = await this.d.store.getAgent(agentId);
       if (!agent) return undefined;
@@ -154,7 +161,12 @@ export class NodeEvictor {
       const change = mutate(agent, now);
       if (!change) return undefined;
       try {
-        const updated = await this.d.store.updateAgent(agentId, agent.version, { status: change.status, updatedAt: now });
+        const { agent: updated, events: stored } = await this.d.store.updateAgentWithEvents(
+          agent,
+          { status: change.status, updatedAt: now },
+          withPhaseChange(agent.status, change.status, [change.event]).map((e) => this.d.events.stamp({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, ...e })),
+        );
+        this.d.events.published(stored);
         this.d.release(agentId);
         this.d.bus.enqueue(agentId);
         if (updated.status.phase !== agent.status.phase) {
@@ -170,9 +182,7 @@ export class NodeEvictor {
             time: now,
           });
         }
-        // The caller's event names the transition (data.from/to), as the controller's do.
-        const phaseChange = updated.status.phase !== agent.status.phase ? { from: agent.status.phase, to: updated.status.phase } : undefined;
-        return { kind: change.kind, agent: updated, phaseChange };
+        return { kind: change.kind, agent: updated };
       } catch (err) {
         if (err instanceof VersionConflictError && attempt < MAX_CONFLICT_RETRIES) continue;
         throw err;

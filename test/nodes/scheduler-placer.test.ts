@@ -288,7 +288,8 @@ describe('NodePoolService with SchedulerPlacer', () => {
     const lost = await h.store.listEvents({ objectKind: 'Node', objectId: 'n-00001' });
     expect(lost.map((e) => `${e.type}/${e.reason}`)).toEqual(['Normal/NodeReady', 'Warning/NodeNotReady']);
     const agentEvents = await h.store.listEvents({ objectKind: 'Agent', objectId: always!.id });
-    expect(agentEvents.map((e) => e.reason)).toContain('NodeLost');
+    // Stored with the change itself, naming it.
+    expect(agentEvents.find((e) => e.reason === 'NodeLost')).toMatchObject({ type: 'Warning', message: 'node n-00001 not ready; rescheduling', data: { from: always!.status.phase, to: 'Pending' } });
 
     h.cluster.setNodeDown('n-00001', false);
     await h.nodes.heartbeatAll();
@@ -340,6 +341,9 @@ describe('NodePoolService with SchedulerPlacer', () => {
     expect(h.nodes.node('n-00001').cordoned).toBe(true);
     const moved = (await h.store.getAgent(always!.id))!;
     expect(moved.status).toMatchObject({ phase: 'Pending', reason: 'Drained' });
+    const drained = (await h.store.listEvents({ objectKind: 'Agent', objectId: always!.id })).filter((e) => e.reason === 'Drained');
+    expect(drained).toHaveLength(1);
+    expect(drained[0]!.data).toEqual({ from: always!.status.phase, to: 'Pending' });
     expect(moved.status.node).toBeUndefined();
     expect((await runtime.list()).map((c) => c.agentId)).toEqual([never!.id]);
     expect(h.placer.allocationOf('n-00001').agents).toBe(1);
