@@ -6,7 +6,7 @@ import { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import type { ContainerUsage } from './cgroup/container-usage.js';
-import { UsageSampler, type UsageCollector } from './usage-sampler.js';
+import { UsageSampler, type EndedRun, type UsageCollector } from './usage-sampler.js';
 
 const MiB = 1024 * 1024;
 
@@ -177,6 +177,42 @@ describe('UsageSampler', () => {
     expect(sampler.history('run1', 0)).toHaveLength(6);
     await round(60_000);
     expect(sampler.history('run1', 0)).toHaveLength(0);
+  });
+
+  it('hands over the last reading of each run that ends: leaving Running, a new container, a finished agent', async () => {
+    const ended: EndedRun[] = [];
+    sampler.onRunEnded((r) => ended.push(r));
+    const runningSince = clock.now();
+    let a = await addAgent('run1', { phase: 'Running', node: 'n1', containerId: 'c1', phaseSince: runningSince });
+    collector.table.set('c1', { cpuSeconds: 3, workingSetBytes: MiB });
+    await round();
+    const firstSampleMs = clock.now();
+    collector.table.set('c1', { cpuSeconds: 4, workingSetBytes: MiB });
+    await round();
+    collector.table.delete('c1'); // exited: the cgroup is gone, no sample this round
+    await round();
+    expect(ended).toEqual([]);
+    // Through Stopping (a live phase, no container): the reading survives the round that sees it.
+    a = await store.updateAgent('run1', a.version, { status: { ...a.status, phase: 'Stopping' }, updatedAt: clock.now() });
+    await round();
+    expect(ended).toEqual([{ agentId: 'run1', tenantId: 't1', containerId: 'c1', runningSinceMs: runningSince, cpuUsageSeconds: 4, sampledAtMs: firstSampleMs + 10_000, endedBeforeMs: clock.now() }]);
+    a = await store.updateAgent('run1', a.version, { status: { ...a.status, phase: 'Stopped' }, updatedAt: clock.now() });
+    await round();
+    expect(ended).toHaveLength(1); // reported once
+
+    // Running again in another container without the sampler seeing it in between, then finished.
+    const again = clock.now();
+    a = await store.updateAgent('run1', a.version, { status: { ...a.status, phase: 'Running', containerId: 'c2', phaseSince: again }, updatedAt: clock.now() });
+    collector.table.set('c2', { cpuSeconds: 7, workingSetBytes: MiB });
+    await round();
+    const third = clock.now() + 5_000;
+    a = await store.updateAgent('run1', a.version, { status: { ...a.status, containerId: 'c3', phaseSince: third }, updatedAt: clock.now() });
+    await round();
+    expect(ended[1]).toEqual({ agentId: 'run1', tenantId: 't1', containerId: 'c2', runningSinceMs: again, cpuUsageSeconds: 7, sampledAtMs: clock.now() - 10_000, endedBeforeMs: third });
+    // c3 was never sampled: nothing to hand over when it finishes.
+    await store.updateAgent('run1', a.version, { status: { ...a.status, phase: 'Succeeded' }, updatedAt: clock.now() });
+    await round();
+    expect(ended).toHaveLength(2);
   });
 
   it('keeps the last round when a collector fails, and recovers on the next', async () => {

@@ -106,11 +106,32 @@ export interface UsageSamplerOptions {
   logger?: Logger;
 }
 
+/**
+ * The last reading of a container whose run has ended (the agent left Running, or runs in
+ * another container now). The cgroup is gone by the time anyone asks, so this reading is the
+ * best figure of the run's CPU there will ever be.
+ */
+export interface EndedRun {
+  agentId: string;
+  tenantId: string;
+  containerId: string;
+  /** When the agent entered Running for this run (its status.phaseSince then). */
+  runningSinceMs: number;
+  /** The container's cumulative CPU counter at its last sample, and when that sample was taken. */
+  cpuUsageSeconds: number;
+  sampledAtMs: number;
+  /** The run ended before this: the next run's start, or the round that saw it end. */
+  endedBeforeMs: number;
+}
+
 interface Tracked {
   view: AgentContainerView;
   /** The agent record version the view was built from: an unchanged agent is not read again. */
   version: number;
   containerId: string | undefined;
+  /** phaseSince of the current run (set while containerId is). */
+  runningSinceMs: number | undefined;
+  /** The last sample of containerId. */
   previous: ContainerUsage | undefined;
   /** Created with the first sample: most tracked agents of a large simulated pool never get one. */
   history: UsagePoint[] | undefined;
@@ -147,6 +168,7 @@ export class UsageSampler {
   private lastRoundAtMs = 0;
   /** Per-node sums of the round whose views they were built from, made on first ask. */
   private nodeIndex: { views: readonly AgentContainerView[]; byNode: Map<string, { all: NodeSums; byTenant: Map<string, NodeSums> }> } | undefined;
+  private runEnded: ((run: EndedRun) => void) | undefined;
 
   constructor(private readonly o: UsageSamplerOptions) {
     this.intervalMs = o.intervalMs ?? 10_000;
@@ -168,6 +190,16 @@ export class UsageSampler {
     await this.loop;
     this.abort = undefined;
     this.loop = undefined;
+  }
+
+  /**
+   * Hands `listener` the last reading of every run that ends from now on (one listener: the
+   * usage meter, which bills the closing piece of a run with it on its next pass). Without
+   * this hand-over the reading would go with the tracked container, usually in the very
+   * round that notices the end, and a short job's CPU would never reach the ledger.
+   */
+  onRunEnded(listener: (run: EndedRun) => void): void {
+    this.runEnded = listener;
   }
 
   /** Completed sampling rounds; tests wait on it. */
@@ -295,6 +327,10 @@ export class UsageSampler {
     for (const t of this.tracked.values()) {
       if (t.seenInRound !== round && t.live) {
         t.live = false;
+        // Finished (terminal agents are not tracked again) or gone: its run is over.
+        this.endRun(t, this.clock.now());
+        t.containerId = undefined;
+        t.previous = undefined;
         // A fresh object: the previous round's current() shares this view.
         t.view = { ...t.view, usage: undefined };
       }
@@ -346,7 +382,7 @@ export class UsageSampler {
     };
     let t = this.tracked.get(agent.id);
     if (!t) {
-      t = { view, version: agent.version, containerId: undefined, previous: undefined, history: undefined, live: true, seenInRound: round };
+      t = { view, version: agent.version, containerId: undefined, runningSinceMs: undefined, previous: undefined, history: undefined, live: true, seenInRound: round };
       this.tracked.set(agent.id, t);
     }
     t.view = view; // no usage until this round samples it
@@ -355,11 +391,27 @@ export class UsageSampler {
     t.seenInRound = round;
     const running = agent.status.phase === 'Running' ? agent.status.containerId : undefined;
     if (running !== t.containerId) {
+      this.endRun(t, running !== undefined ? agent.status.phaseSince : this.clock.now());
       // Another container (recreated after a crash): its counters start again from zero.
       t.containerId = running;
       t.previous = undefined;
+      t.runningSinceMs = running !== undefined ? agent.status.phaseSince : undefined;
     }
     return t;
+  }
+
+  /** Reports the run of t.containerId as ended, with its last sample (nothing without one). */
+  private endRun(t: Tracked, endedBeforeMs: number): void {
+    if (t.containerId === undefined || t.previous === undefined || t.runningSinceMs === undefined) return;
+    this.runEnded?.({
+      agentId: t.view.agentId,
+      tenantId: t.view.tenantId,
+      containerId: t.containerId,
+      runningSinceMs: t.runningSinceMs,
+      cpuUsageSeconds: t.previous.cpuUsageSeconds,
+      sampledAtMs: t.previous.timestampMs,
+      endedBeforeMs,
+    });
   }
 
   private record(t: Tracked, usage: ContainerUsage | undefined): void {

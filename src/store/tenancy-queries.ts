@@ -263,6 +263,8 @@ export async function applyTransition(trx: Db, kind: SqlKind, old: TransitionSou
           cpu_millicores: resources.cpuMillicores,
           memory_mib: resources.memoryMiB,
           gpu: resources.gpu,
+          // The container's counter is out of reach here; the usage meter's next pass fills
+          // it from the sampler's last reading of the run (fillUsedCpu).
           used_cpu_us: null,
         };
       }

@@ -9,6 +9,16 @@ export interface CpuCounter {
   cpuUsageSeconds: number;
 }
 
+/** The last counter reading of a run that has ended (UsageSampler's EndedRun). */
+export interface FinalCpuCounter extends CpuCounter {
+  agentId: string;
+  tenantId: string;
+  /** When the agent entered Running for this run. */
+  runningSinceMs: number;
+  /** The run ended before this (bounds the search for its closing ledger piece). */
+  endedBeforeMs: number;
+}
+
 export interface UsageMeterOptions {
   store: Store;
   clock: Clock;
@@ -27,6 +37,13 @@ export interface UsageMeterOptions {
 
 const BATCH = 200;
 /**
+ * Passes a baseline reading is kept after its agent stopped accruing: the sampler may
+ * report the run's end a round after the meter's pass that no longer saw it Running.
+ */
+const BASELINE_KEEP_PASSES = 3;
+/** Passes a store failure may defer the used CPU of a run's closing piece. */
+const SETTLE_ATTEMPTS = 3;
+/**
  * How far an accrual position may be from the moment the agent entered Running and still
  * count as the run's start: the store sets accrued_until from the update's time, a few ms
  * after the controller's phaseSince. One second also covers a first tick inside that
@@ -40,14 +57,21 @@ const RUN_START_SLACK_MS = 1_000;
  * restarts never bill an interval twice and a restart leaves no gap (it resumes from the
  * persisted accrued_until). The last piece of a run is written by the store itself in the
  * transaction that changes the phase (see tenancy-queries.ts), without used CPU: the store
- * has no runtime counter, and by then the container (and its cgroup) is gone.
+ * has no runtime counter, and by then the container (and its cgroup) is gone. The next pass
+ * fills it (compare-and-set) from the sampler's last reading of the run (runEnded), which
+ * misses at most the CPU of the run's last sampler interval.
  */
 export class UsageMeter {
   readonly intervalMs: number;
   private readonly maxStepMs: number;
   private readonly logger: Logger;
-  /** Last CPU counter per agent, for the used-CPU delta of the next interval. */
-  private readonly lastCpu = new Map<string, CpuCounter>();
+  /**
+   * Last CPU counter per agent and the accrual boundary it was read at (where the next
+   * piece starts), for the used-CPU delta of the next piece, the closing one included.
+   */
+  private readonly lastCpu = new Map<string, CpuCounter & { atMs: number; unseenPasses: number }>();
+  /** Ended runs whose closing piece waits for its used CPU, by agent and container. */
+  private readonly ended = new Map<string, { run: FinalCpuCounter; attempts: number }>();
   private abort: AbortController | undefined;
   private loop: Promise<void> | undefined;
 
@@ -69,9 +93,19 @@ export class UsageMeter {
     this.abort = undefined;
   }
 
+  /**
+   * Takes the last reading of a run that ended (UsageSampler.onRunEnded); the next pass
+   * fills the used CPU of the run's closing piece with it.
+   */
+  runEnded(run: FinalCpuCounter): void {
+    this.ended.set(`${run.agentId}/${run.containerId}`, { run, attempts: 0 });
+  }
+
   /** One accrual pass; returns the number of intervals billed. */
   async tick(signal?: AbortSignal): Promise<number> {
     const now = this.o.clock.now();
+    // Before this pass moves or drops the baselines the closing pieces are measured from.
+    await this.settleEndedRuns(signal);
     let billed = 0;
     let after: string | undefined;
     const seen = new Set<string>();
@@ -91,7 +125,7 @@ export class UsageMeter {
         }
         if (step.nextAccruedUntil === accruedUntil) continue;
         const r = agent.spec.resources;
-        const used = this.usedCpuMicros(agent.id, Math.abs(accruedUntil - agent.status.phaseSince) <= RUN_START_SLACK_MS);
+        const used = this.usedCpuMicros(agent.id, Math.abs(accruedUntil - agent.status.phaseSince) <= RUN_START_SLACK_MS, step.nextAccruedUntil);
         steps.push({
           agentId: agent.id,
           expectedAccruedUntil: accruedUntil,
@@ -117,8 +151,50 @@ export class UsageMeter {
       after = page[page.length - 1]!.agent.id;
       if (page.length < BATCH) break;
     }
-    for (const id of this.lastCpu.keys()) if (!seen.has(id)) this.lastCpu.delete(id);
+    for (const [id, last] of this.lastCpu) {
+      if (seen.has(id)) last.unseenPasses = 0;
+      else if (++last.unseenPasses > BASELINE_KEEP_PASSES) this.lastCpu.delete(id);
+    }
     return billed;
+  }
+
+  /**
+   * Fills the used CPU of each ended run's closing piece: the run's last counter reading
+   * minus the baseline the piece starts from, which is this meter's reading at the piece's
+   * start, or zero when the piece starts where the run started (the counter counts from
+   * the container's start: a job shorter than one accrual interval). Without either (a
+   * control plane restarted mid-run before it had read the counter) the piece stays
+   * unknown. A store failure leaves the run for the next pass.
+   */
+  private async settleEndedRuns(signal?: AbortSignal): Promise<void> {
+    for (const [key, entry] of [...this.ended]) {
+      signal?.throwIfAborted();
+      const { run } = entry;
+      try {
+        await this.settle(run);
+        this.ended.delete(key);
+        // That run's baseline is used up (a new run's reading, of another container, stays).
+        if (this.lastCpu.get(run.agentId)?.containerId === run.containerId) this.lastCpu.delete(run.agentId);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        if (++entry.attempts >= SETTLE_ATTEMPTS) this.ended.delete(key);
+        this.logger.warn({ err, agentId: run.agentId, attempts: entry.attempts }, 'used CPU of a finished run not recorded yet');
+      }
+    }
+  }
+
+  private async settle(run: FinalCpuCounter): Promise<void> {
+    const baseline = this.lastCpu.get(run.agentId);
+    const piece = await this.o.store.lastUsageOfAgent(run.tenantId, run.agentId, run.runningSinceMs - RUN_START_SLACK_MS, run.endedBeforeMs);
+    if (piece?.id === undefined || piece.usedCpuMicros !== undefined) return;
+    let fromSeconds: number;
+    // The meter's own reading where the piece starts wins over the run-start rule: a pass
+    // within the run's first second has already counted that much.
+    if (baseline?.containerId === run.containerId && baseline.atMs === piece.startMs) fromSeconds = baseline.cpuUsageSeconds;
+    else if (Math.abs(piece.startMs - run.runningSinceMs) <= RUN_START_SLACK_MS) fromSeconds = 0;
+    else return;
+    if (run.cpuUsageSeconds < fromSeconds) return; // the counter went down (cgroup recreated): unknown
+    await this.o.store.fillUsedCpu(piece.id, Math.round((run.cpuUsageSeconds - fromSeconds) * 1e6));
   }
 
   /**
@@ -128,11 +204,11 @@ export class UsageMeter {
    * not only from the second tick on. A piece that starts mid-run without a previous reading
    * of this process (a restarted control plane) has no known baseline: unknown for that piece.
    */
-  private usedCpuMicros(agentId: string, atRunStart: boolean): number | undefined {
+  private usedCpuMicros(agentId: string, atRunStart: boolean, atMs: number): number | undefined {
     const now = this.o.cpuCounter?.(agentId);
     if (!now) return undefined;
     const prev = this.lastCpu.get(agentId);
-    this.lastCpu.set(agentId, now);
+    this.lastCpu.set(agentId, { containerId: now.containerId, cpuUsageSeconds: now.cpuUsageSeconds, atMs, unseenPasses: 0 });
     // At a run's start a reading left from an earlier run (a container id can be reused
     // by a restart) is no baseline: the counter restarted with the container.
     if (atRunStart) return Math.round(now.cpuUsageSeconds * 1e6);

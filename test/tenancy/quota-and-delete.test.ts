@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerName } from '../../src/runtime/runtime.js';
+import { SimulatedCluster } from '../../src/runtime/simulated/simulated-cluster.js';
 import { TenancyPlatform, storeKinds, uid } from './tenancy-harness.js';
 
 const kinds = await storeKinds();
@@ -113,4 +114,68 @@ describe.each(kinds)('deleting a tenant with agents over HTTP (%s)', (kind) => {
     }
     expect((await p.platform.store.listAgents({ tenantId: t, limit: 10 })).items).toEqual([]);
   });
+});
+
+describe.each(kinds)('the delete wait is AGENT_PLATFORM_DELETE_WAIT_MS: 202 once it passes (%s)', (kind) => {
+  const WAIT_MS = 300;
+  // Nodes of our own, so one can be taken down: a delete then cannot finish (the container
+  // cannot be removed) and the answer after the wait is 202 every time, not by a race.
+  const cluster = new SimulatedCluster({ nodes: 1, idPrefix: 'wait-' });
+  const node = 'wait-00001';
+  let p: TenancyPlatform;
+  beforeAll(async () => {
+    p = await TenancyPlatform.start(kind, { AGENT_PLATFORM_DELETE_WAIT_MS: String(WAIT_MS) }, { runtimes: cluster.runtimes() });
+  }, 60_000);
+  afterAll(async () => {
+    cluster.setNodeDown(node, false);
+    await p?.close();
+    await cluster.close();
+  });
+
+  it('DELETE /agents/{id} and a cascade tenant delete answer 202 after the configured wait; the cascade ends 200 once the agents are gone', async () => {
+    const t = uid('slow');
+    await p.createTenant(t);
+    const member = await p.createKey(t, 'member');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await p.createAgent(member.key, { name: `w${i}` })).json.id as string);
+    for (const id of ids) await p.waitPhase(member.key, id, 'Running');
+    cluster.setNodeDown(node, true);
+
+    // Timed: at least the configured wait, and far below the 15 s default.
+    const timed = async (method: string, path: string, token?: string): Promise<{ res: Awaited<ReturnType<TenancyPlatform['request']>>; ms: number }> => {
+      const started = Date.now();
+      const res = await p.request(method, path, token === undefined ? {} : { token });
+      return { res, ms: Date.now() - started };
+    };
+    const agentDelete = await timed('DELETE', `/api/v1/agents/${ids[0]}`, member.key);
+    expect(agentDelete.res.status, agentDelete.res.text).toBe(202);
+    expect(agentDelete.res.json).toMatchObject({ id: ids[0], desiredState: 'deleted' });
+    expect(agentDelete.ms).toBeGreaterThanOrEqual(WAIT_MS - 20);
+    expect(agentDelete.ms).toBeLessThan(5_000);
+
+    const cascade = await timed('DELETE', `/api/v1/tenants/${t}?cascade=true`);
+    expect(cascade.res.status, cascade.res.text).toBe(202);
+    expect(cascade.res.json).toEqual({ id: t, deleted: false, agentsRemaining: 3 });
+    expect(cascade.ms).toBeGreaterThanOrEqual(WAIT_MS - 20);
+    expect(cascade.ms).toBeLessThan(5_000);
+    // Not deleted yet: the tenant and its (deleting) agents are still there.
+    await p.expectStatus(200, 'GET', `/api/v1/tenants/${t}`);
+    for (const id of ids) expect((await p.platform.store.getAgent(id))?.desired).toBe('deleted');
+
+    // The node answers again: the deletes finish, and calling again deletes the tenant.
+    cluster.setNodeDown(node, false);
+    const done = await p.waitFor(
+      'the cascade delete to finish',
+      async () => {
+        const r = await p.request('DELETE', `/api/v1/tenants/${t}?cascade=true`);
+        if (r.status === 200) return r.json;
+        expect(r.status, r.text).toBe(202);
+        return undefined;
+      },
+      30_000,
+    );
+    expect(done).toEqual({ id: t, deleted: true });
+    await p.expectStatus(404, 'GET', `/api/v1/tenants/${t}`);
+    for (const id of ids) expect(await p.platform.store.getAgent(id)).toBeUndefined();
+  }, 60_000);
 });

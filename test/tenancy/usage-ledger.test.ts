@@ -189,6 +189,80 @@ describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
     await store.close();
   });
 
+  it('the closing piece of a run gets its used CPU from the last reading on the next pass; unknown without a baseline', async () => {
+    const open = storeFactory(kind);
+    const clock = new ManualClock(Date.UTC(2026, 6, 1));
+    const store = open();
+    await store.migrate();
+    // What the usage sampler would read: the cumulative counter per agent's container.
+    const counters = new Map<string, { containerId: string; cpuUsageSeconds: number }>();
+    const meterOf = (): UsageMeter => new UsageMeter({ store, clock, intervalMs: 300 * SECOND, cpuCounter: (id) => counters.get(id) });
+    let meter = meterOf();
+    const mk = async (name: string): Promise<string> => {
+      const { agent } = await store.createAgent({
+        id: randomUUID().replace(/-/g, '').slice(0, 20),
+        tenantId: 'cpu',
+        name,
+        labels: {},
+        spec: { image: 'x', command: [], args: [], env: {}, resources: { cpuMillicores: 1000, memoryMiB: 64, gpu: 0, cpuLimitMillicores: 1000, memoryLimitMiB: 64 }, restartPolicy: 'Never', schedulingPolicy: 'spread', priority: 0, nodeSelector: {}, tolerations: [] },
+        desired: 'running',
+        status: { phase: 'Pending', restarts: 0, phaseSince: clock.now() },
+        createdAt: clock.now(),
+      });
+      return agent.id;
+    };
+    const piecesOf = async (id: string) => (await store.listUsage({ tenantId: 'cpu' })).filter((r) => r.agentId === id).map((r) => [r.endMs - r.startMs, r.usedCpuMicros]);
+    const ended = (id: string, containerId: string, runningSinceMs: number, cpuUsageSeconds: number) => ({ agentId: id, tenantId: 'cpu', containerId, runningSinceMs, cpuUsageSeconds, endedBeforeMs: clock.now() });
+
+    // A job shorter than one accrual interval: one piece, the whole run, counted from the container's start.
+    const job = await mk('job');
+    const jobStart = (await setPhase(store, clock, job, 'Running')).status.phaseSince;
+    clock.advance(30 * SECOND);
+    await setPhase(store, clock, job, 'Succeeded');
+    meter.runEnded(ended(job, 'c-job', jobStart, 21.5));
+    expect(await piecesOf(job)).toEqual([[30 * SECOND, undefined]]);
+    await meter.tick();
+    expect(await piecesOf(job)).toEqual([[30 * SECOND, 21_500_000]]);
+
+    // A longer run: the closing piece is the last reading minus the meter's reading at its start.
+    const long = await mk('long');
+    const longStart = (await setPhase(store, clock, long, 'Running')).status.phaseSince;
+    clock.advance(300 * SECOND);
+    counters.set(long, { containerId: 'c-long', cpuUsageSeconds: 150 });
+    await meter.tick();
+    clock.advance(100 * SECOND);
+    await setPhase(store, clock, long, 'Stopping');
+    counters.delete(long);
+    meter.runEnded(ended(long, 'c-long', longStart, 190));
+    await meter.tick();
+    expect(await piecesOf(long)).toEqual([
+      [300 * SECOND, 150_000_000],
+      [100 * SECOND, 40_000_000],
+    ]);
+    // Reported again (another replica's sampler, a repeated round): the figure stays.
+    meter.runEnded(ended(long, 'c-long', longStart, 999));
+    await meter.tick();
+    expect((await piecesOf(long))[1]).toEqual([100 * SECOND, 40_000_000]);
+
+    // A control plane restarted mid-run has no reading where the closing piece starts: unknown, not a guess.
+    const cut = await mk('cut');
+    const cutStart = (await setPhase(store, clock, cut, 'Running')).status.phaseSince;
+    clock.advance(300 * SECOND);
+    counters.set(cut, { containerId: 'c-cut', cpuUsageSeconds: 100 });
+    await meter.tick();
+    meter = meterOf();
+    clock.advance(50 * SECOND);
+    await setPhase(store, clock, cut, 'Failed');
+    counters.delete(cut);
+    meter.runEnded(ended(cut, 'c-cut', cutStart, 120));
+    await meter.tick();
+    expect(await piecesOf(cut)).toEqual([
+      [300 * SECOND, 100_000_000],
+      [50 * SECOND, undefined],
+    ]);
+    await store.close();
+  });
+
   it('two meters (replicas) ticking at once bill each interval once', async () => {
     const open = storeFactory(kind);
     const clock = new ManualClock(Date.UTC(2026, 3, 1));
