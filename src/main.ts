@@ -1,8 +1,21 @@
 import { Command } from 'commander';
-import { loadConfig, ConfigError } from './config.js';
+import { loadConfig, ConfigError, type Config } from './config.js';
 import { buildPlatform } from './platform.js';
 import { DomainError, UnavailableError } from './domain/errors.js';
 import { rotateSecretKey } from './security/secret-key-rotation.js';
+
+/** The configuration from the environment; a bad variable is named and the process exits 2. */
+function configOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`agent-platform: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
 
 /** `agent-platform serve` and the operator commands: wiring and signal handling only. */
 const program = new Command('agent-platform').description('agent-platform control plane');
@@ -11,16 +24,7 @@ program
   .command('serve')
   .description('start the API server and controllers (config from AGENT_PLATFORM_* environment variables)')
   .action(async () => {
-    let config;
-    try {
-      config = loadConfig();
-    } catch (err) {
-      if (err instanceof ConfigError) {
-        process.stderr.write(`agent-platform: ${err.message}\n`);
-        process.exit(2);
-      }
-      throw err;
-    }
+    const config = configOrExit();
     let platform;
     try {
       platform = await buildPlatform(config);
@@ -61,16 +65,7 @@ secrets
     're-seal every secret with AGENT_PLATFORM_SECRET_KEY, opening old ones with AGENT_PLATFORM_SECRET_KEYS_OLD (same configuration as serve); exit 0 when all secrets are under the new key, 1 when some could not be opened, 2 on a configuration error',
   )
   .action(async () => {
-    let config;
-    try {
-      config = loadConfig();
-    } catch (err) {
-      if (err instanceof ConfigError) {
-        process.stderr.write(`agent-platform: ${err.message}\n`);
-        process.exit(2);
-      }
-      throw err;
-    }
+    const config = configOrExit();
     // Ctrl-C stops between two secrets: every secret is re-sealed whole or not at all.
     const abort = new AbortController();
     process.once('SIGINT', () => abort.abort(new Error('interrupted (SIGINT); run the command again to finish')));
