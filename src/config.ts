@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import path from 'node:path';
 import { hostname } from 'node:os';
+import { parseCidr } from './egress/cidr.js';
 
 /**
  * All configuration, parsed once from the environment into a frozen object.
@@ -20,6 +21,7 @@ const Env = z.object({
   AGENT_PLATFORM_START_TIMEOUT_MS: z.coerce.number().int().min(1000).default(120_000),
   AGENT_PLATFORM_STOP_TIMEOUT_MS: z.coerce.number().int().min(1000).default(60_000),
   AGENT_PLATFORM_DELETE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(120_000),
+  AGENT_PLATFORM_DELETE_WAIT_MS: z.coerce.number().int().min(0).max(120_000).default(15_000),
   AGENT_PLATFORM_STOP_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
   AGENT_PLATFORM_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   AGENT_PLATFORM_EVENT_RETENTION_MS: z.coerce.number().int().min(1000).default(7 * 24 * 3600_000),
@@ -59,6 +61,7 @@ const Env = z.object({
   AGENT_PLATFORM_USAGE_ACCRUAL_INTERVAL_MS: z.coerce.number().int().min(100).default(300_000),
   AGENT_PLATFORM_USAGE_MAX_STEP_MS: z.coerce.number().int().min(1000).default(3_600_000),
   AGENT_PLATFORM_ADMISSION_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000),
+  AGENT_PLATFORM_STREAM_KEY_RECHECK_MS: z.coerce.number().int().min(50).default(2_000),
   AGENT_PLATFORM_MIN_ISOLATION: z.enum(['runc', 'gvisor']).default('runc'),
   AGENT_PLATFORM_SECRET_KEY: z.string().optional(),
   AGENT_PLATFORM_SECRET_KEY_FILE: z.string().optional(),
@@ -66,6 +69,33 @@ const Env = z.object({
   AGENT_PLATFORM_EGRESS_PROXY_PORT: z.coerce.number().int().min(0).max(65535).default(3128),
   AGENT_PLATFORM_EGRESS_FIREWALL: z.enum(['true', 'false']).default('true'),
   AGENT_PLATFORM_EGRESS_HOSTS_FILE: z.string().optional(),
+  AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'must be host:port, e.g. 0.0.0.0:3128 or [::]:3128')
+    .transform((text, ctx) => {
+      const colon = text.lastIndexOf(':');
+      const port = Number(text.slice(colon + 1));
+      if (port > 65_535) ctx.addIssue({ code: 'custom', message: `port ${port} is above 65535` });
+      return { host: text.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port };
+    })
+    .optional(),
+  AGENT_PLATFORM_EGRESS_DENIED_RANGES: z
+    .string()
+    .transform((text, ctx) => {
+      const ranges = text.split(',').map((r) => r.trim()).filter((r) => r !== '');
+      for (const range of ranges) {
+        try {
+          parseCidr(range);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `${err instanceof Error ? err.message : String(err)}; expected comma-separated addresses or CIDR blocks, e.g. 10.20.0.0/16,fd00::/8` });
+        }
+      }
+      return ranges;
+    })
+    .optional(),
+  AGENT_PLATFORM_EGRESS_PLATFORM_RESOLVE_INTERVAL_MS: z.coerce.number().int().min(1_000).default(60_000),
+  /** Set by Kubernetes in every Pod: the API server's Service address, which the egress proxy refuses. */
+  KUBERNETES_SERVICE_HOST: z.string().optional(),
   DOCKER_HOST: z.string().optional(),
 });
 
@@ -85,6 +115,12 @@ export interface Config {
   startTimeoutMs: number;
   stopTimeoutMs: number;
   deleteTimeoutMs: number;
+  /**
+   * How long `DELETE /agents/{id}` and a cascade `DELETE /tenants/{id}` hold the request for
+   * the agents to go before answering 202 (the delete goes on). Longer saves clients a poll,
+   * at the cost of a request (and a connection) held that long.
+   */
+  deleteWaitMs: number;
   stopGraceMs: number;
   bodyLimitBytes: number;
   eventRetentionMs: number;
@@ -157,6 +193,8 @@ export interface Config {
   usageMaxStepMs: number;
   /** Fallback interval of the admission queue (releases trigger it at once). */
   admissionIntervalMs: number;
+  /** How often an open event stream or log follow re-checks its API key (revocation ends it within this). */
+  streamKeyRecheckMs: number;
   /** Weakest isolation class any agent gets (gvisor: every agent is sandboxed, whatever it asks). */
   minIsolation: 'runc' | 'gvisor';
   /** base64 of 32 bytes: the key that seals secrets; wins over secretKeyFile. Neither: a key file generated in the data dir. */
@@ -170,6 +208,22 @@ export interface Config {
   egressFirewall: boolean;
   /** /etc/hosts-format file the egress proxy consults before DNS (answers vetted like DNS). */
   egressHostsFile?: string | undefined;
+  /**
+   * Where the egress proxy listens for agents on Kubernetes nodes, which identify themselves
+   * with per-agent credentials in their proxy URL (docs/kubernetes.md); port 0 picks one.
+   * Unset: no such listener (allowlist agents on Kubernetes then reach no proxy of this replica).
+   */
+  egressClusterListen?: { host: string; port: number } | undefined;
+  /**
+   * Addresses and CIDR blocks no agent may reach through either egress proxy, whatever its
+   * rules say (AGENT_PLATFORM_EGRESS_DENIED_RANGES, comma-separated): e.g. the Pod addresses
+   * behind the database's Service. Added to what the platform finds itself (docs/security.md).
+   */
+  egressDeniedRanges: readonly string[];
+  /** How often the egress proxies re-resolve the host names of the platform's own services to refuse them. */
+  egressPlatformResolveIntervalMs: number;
+  /** KUBERNETES_SERVICE_HOST (inside a Pod): the API server's address, refused by the egress proxies. */
+  kubernetesServiceHost?: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -207,6 +261,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     startTimeoutMs: e.AGENT_PLATFORM_START_TIMEOUT_MS,
     stopTimeoutMs: e.AGENT_PLATFORM_STOP_TIMEOUT_MS,
     deleteTimeoutMs: e.AGENT_PLATFORM_DELETE_TIMEOUT_MS,
+    deleteWaitMs: e.AGENT_PLATFORM_DELETE_WAIT_MS,
     stopGraceMs: e.AGENT_PLATFORM_STOP_GRACE_MS,
     bodyLimitBytes: e.AGENT_PLATFORM_BODY_LIMIT_BYTES,
     eventRetentionMs: e.AGENT_PLATFORM_EVENT_RETENTION_MS,
@@ -243,6 +298,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     heapGrowthPercent: e.AGENT_PLATFORM_HEAP_GROWTH_PERCENT,
     usageMaxStepMs: e.AGENT_PLATFORM_USAGE_MAX_STEP_MS,
     admissionIntervalMs: e.AGENT_PLATFORM_ADMISSION_INTERVAL_MS,
+    streamKeyRecheckMs: e.AGENT_PLATFORM_STREAM_KEY_RECHECK_MS,
     minIsolation: e.AGENT_PLATFORM_MIN_ISOLATION,
     secretKey: e.AGENT_PLATFORM_SECRET_KEY,
     secretKeyFile: e.AGENT_PLATFORM_SECRET_KEY_FILE,
@@ -250,6 +306,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     egressProxyPort: e.AGENT_PLATFORM_EGRESS_PROXY_PORT,
     egressFirewall: e.AGENT_PLATFORM_EGRESS_FIREWALL === 'true',
     egressHostsFile: e.AGENT_PLATFORM_EGRESS_HOSTS_FILE,
+    egressClusterListen: e.AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN,
+    egressDeniedRanges: e.AGENT_PLATFORM_EGRESS_DENIED_RANGES ?? [],
+    egressPlatformResolveIntervalMs: e.AGENT_PLATFORM_EGRESS_PLATFORM_RESOLVE_INTERVAL_MS,
+    kubernetesServiceHost: e.KUBERNETES_SERVICE_HOST,
     ...overrides,
   });
 }

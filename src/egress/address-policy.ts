@@ -81,3 +81,13 @@ export function classifyAddress(ip: IpAddress): AddressClass {
   }
   return ip.family === 4 ? 'public' : 'reserved';
 }
+
+/**
+ * Classes that lead to the machine the proxy runs on, or to its cloud provider, rather than to
+ * another host: the platform's loopback services (its API, a local database), the metadata
+ * service and link-local neighbours, and 0.0.0.0 (which Linux connects to loopback). The
+ * platform's proxies refuse them even to an address rule (EgressProxyOptions.lockedAddressClasses):
+ * any tenant may write address rules, and through the proxy these addresses are the
+ * platform's, not the agent's.
+ */
+export const PLATFORM_LOCAL_CLASSES: readonly AddressClass[] = ['loopback', 'unspecified', 'link-local', 'metadata'];

@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from '../domain/logger.js';
 import { parseAbsoluteHttpUrl } from './absolute-url.js';
 import { compileAllowlist, Allowlist, type AllowRule } from './allowlist.js';
 import { formatTarget, parseAuthority, type EgressTarget } from './authority.js';
+import type { AddressClass } from './address-policy.js';
 import { parseCidr, type Cidr } from './cidr.js';
 import type { AuditSink, EgressAuditRecord, EgressReason } from './egress-audit.js';
 import { checkResolved, checkTarget, denialMessage, type EgressDenial } from './egress-decision.js';
@@ -19,6 +20,7 @@ import { abortable } from './abortable.js';
 import { parseProxyAuthorization, PROXY_AUTHENTICATE, type ProxyCredentials } from './proxy-authorization.js';
 import { connectUpstream, UpstreamConnectError } from './upstream-connect.js';
 import { linkSignals } from '../domain/linked-signal.js';
+import type { DeniedAddressSource } from './platform-addresses.js';
 
 /** Who an agent is and where it may connect; registered per source IP. */
 export interface EgressPolicy {
@@ -48,10 +50,13 @@ export type ProxyAuthResult =
 
 /**
  * Identifies agents by credentials instead of by source address (agents on Kubernetes, whose
- * Pod IPs the platform does not assign). Called once per tunnel and per plain-HTTP request,
- * so a policy change applies to the next connection. A thrown error is answered 503.
+ * Pod IPs the platform does not assign). Called once per client connection: per CONNECT
+ * tunnel, and once for all the plain-HTTP requests of a keep-alive connection (again only if
+ * a later request sends other credentials), so a policy change applies to the next
+ * connection. A thrown error, or no answer within `authTimeoutMs`, is answered 503.
  */
 export interface ProxyAuthenticator {
+  /** @param signal aborts when the client leaves or `authTimeoutMs` passes; stop reading then. */
   authenticate(credentials: ProxyCredentials, signal: AbortSignal): Promise<ProxyAuthResult>;
 }
 
@@ -81,6 +86,17 @@ export interface EgressProxyOptions {
    */
   deniedRanges?: readonly string[];
   /**
+   * More such addresses, read on every check because they change (the re-resolved addresses
+   * of the platform's database, Redis and Kubernetes API; see PlatformAddresses). @default none
+   */
+  platformAddresses?: DeniedAddressSource;
+  /**
+   * Special-purpose address classes that no rule unlocks, not even an address rule naming
+   * them (e.g. PLATFORM_LOCAL_CLASSES: loopback, link-local, ...). Addresses from a trusted
+   * hosts file (tests only) skip this check like the other special-purpose checks. @default []
+   */
+  lockedAddressClasses?: readonly AddressClass[];
+  /**
    * CONNECT ports on which the proxy reads the TLS ClientHello before forwarding and requires
    * its SNI, when present, to equal the CONNECT host. `'all'` checks every port. @default [443]
    */
@@ -99,6 +115,17 @@ export interface EgressProxyOptions {
   maxHeaderBytes?: number;
   /** Open tunnels plus in-flight requests allowed per source IP; more gets 429. @default 256 */
   maxConnectionsPerSource?: number;
+  /**
+   * On a credential listener, time for the authenticator's answer (a store read); later is
+   * answered 503 `auth-unavailable`. Bounds what a stalled store costs each waiting client. @default 5_000
+   */
+  authTimeoutMs?: number;
+  /**
+   * On a credential listener, credential checks in progress allowed per source IP; more get
+   * 429 `too-many-connections` before any store read. Clients that are not yet identified
+   * can only be counted by address, and each check may cost a store read. @default 16
+   */
+  maxAuthenticationsPerSource?: number;
   /** @default systemClock */
   clock?: Clock;
   /** @default silentLogger */
@@ -134,7 +161,14 @@ interface Identified {
   /** Key of the connection limit and of closeSessions (see Session.key). */
   readonly key: string;
   /** Set when a credential listener refused the credentials or the agent. */
-  readonly refusal?: { readonly reason: 'proxy-auth-required' | 'unknown-source' | 'auth-unavailable'; readonly why: string };
+  readonly refusal?: { readonly reason: 'proxy-auth-required' | 'unknown-source' | 'auth-unavailable' | 'too-many-connections'; readonly why: string };
+}
+
+/** The identity a credential listener established for a client connection (see ProxyAuthenticator). */
+interface ConnectionIdentity {
+  /** The Proxy-Authorization value it was established with; another value is checked anew. */
+  readonly authorization: string;
+  readonly policy: EgressPolicy;
 }
 
 interface Vetted {
@@ -214,6 +248,13 @@ export class EgressProxy {
   private readonly clientHelloTimeoutMs: number;
   private readonly maxHeaderBytes: number;
   private readonly maxConnectionsPerSource: number;
+  private readonly authTimeoutMs: number;
+  private readonly maxAuthenticationsPerSource: number;
+  private readonly lockedClasses: ReadonlySet<AddressClass>;
+  /** Credential checks in progress per source IP. */
+  private readonly authenticating = new Map<string, number>();
+  /** Identities of keep-alive client connections on credential listeners; gone with the socket. */
+  private readonly identities = new WeakMap<Socket, ConnectionIdentity>();
   private readonly policies = new Map<string, EgressPolicy>();
   private readonly sessions = new Map<string, Set<Session>>();
   private readonly listeners = new Map<string, Listener>();
@@ -236,6 +277,9 @@ export class EgressProxy {
     this.clientHelloTimeoutMs = positiveInt('clientHelloTimeoutMs', options.clientHelloTimeoutMs, 10_000);
     this.maxHeaderBytes = positiveInt('maxHeaderBytes', options.maxHeaderBytes, 16_384);
     this.maxConnectionsPerSource = positiveInt('maxConnectionsPerSource', options.maxConnectionsPerSource, 256);
+    this.authTimeoutMs = positiveInt('authTimeoutMs', options.authTimeoutMs, 5_000);
+    this.maxAuthenticationsPerSource = positiveInt('maxAuthenticationsPerSource', options.maxAuthenticationsPerSource, 16);
+    this.lockedClasses = new Set(options.lockedAddressClasses ?? []);
   }
 
   // ---- registry -------------------------------------------------------------------------
@@ -446,29 +490,64 @@ export class EgressProxy {
     const sourceIp = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
     const anonymous: AuditBase = { time: this.clock.now(), agentId: null, tenantId: null, sourceIp, method };
     const refuse = (refusal: NonNullable<Identified['refusal']>, base = anonymous): Identified => ({ base, policy: undefined, key: sourceIp, refusal });
-    const parsed = parseProxyAuthorization(proxyAuthorizationOf(req));
+    const header = proxyAuthorizationOf(req);
+    const parsed = { ...parseProxyAuthorization(header), authorization: header };
     if (parsed.kind === 'missing') {
       return refuse({ reason: 'proxy-auth-required', why: 'proxy credentials required: use the HTTP_PROXY the platform set (http://<agent id>:<token>@host:port)' });
     }
     if (parsed.kind === 'malformed') return refuse({ reason: 'proxy-auth-required', why: `bad proxy credentials: ${parsed.detail}` });
+    const inFlight = this.authenticating.get(sourceIp) ?? 0;
+    if (inFlight >= this.maxAuthenticationsPerSource) {
+      return refuse({ reason: 'too-many-connections', why: `${inFlight} proxy credential checks from ${sourceIp} are in progress already; retry` });
+    }
+    this.authenticating.set(sourceIp, inFlight + 1);
     const gone = new AbortController();
     const onClose = (): void => gone.abort();
     socket.once('close', onClose);
+    const timeout = AbortSignal.timeout(this.authTimeoutMs);
+    const linked = linkSignals(gone.signal, timeout);
     let result: ProxyAuthResult;
     try {
-      result = await auth.authenticate(parsed.credentials, gone.signal);
+      // Raced against the signal: an authenticator that ignores it still frees the client.
+      result = await abortable(auth.authenticate(parsed.credentials, linked.signal), linked.signal);
     } catch (err) {
-      this.logger.error({ err }, 'egress proxy: checking proxy credentials failed');
+      if (timeout.aborted) {
+        this.logger.warn({ sourceIp, timeoutMs: this.authTimeoutMs }, 'egress proxy: checking proxy credentials timed out');
+        return refuse({ reason: 'auth-unavailable', why: `proxy credentials could not be checked within ${this.authTimeoutMs} ms; retry` });
+      }
+      if (!gone.signal.aborted) this.logger.error({ err }, 'egress proxy: checking proxy credentials failed');
       return refuse({ reason: 'auth-unavailable', why: 'proxy credentials could not be checked right now; retry' });
     } finally {
+      linked.dispose();
       socket.removeListener('close', onClose);
+      const left = (this.authenticating.get(sourceIp) ?? 1) - 1;
+      if (left > 0) this.authenticating.set(sourceIp, left);
+      else this.authenticating.delete(sourceIp);
     }
     if (result.ok) {
       const { policy } = result;
-      return { policy, key: `agent:${policy.agentId}`, base: { ...anonymous, agentId: policy.agentId, tenantId: policy.tenantId } };
+      // Plain HTTP keeps this for the connection's later requests (the contract: policy per connection).
+      if (method === 'HTTP' && typeof parsed.authorization === 'string') this.identities.set(socket, { authorization: parsed.authorization, policy });
+      return this.asAgent(policy, anonymous);
     }
     if (result.reason === 'bad-credentials') return refuse({ reason: 'proxy-auth-required', why: result.detail });
     return refuse({ reason: 'unknown-source', why: result.detail }, { ...anonymous, agentId: result.agentId, tenantId: result.tenantId });
+  }
+
+  private asAgent(policy: EgressPolicy, anonymous: AuditBase): Identified {
+    return { policy, key: `agent:${policy.agentId}`, base: { ...anonymous, agentId: policy.agentId, tenantId: policy.tenantId } };
+  }
+
+  /** The identity an earlier request of this keep-alive connection established with the same credentials. */
+  private knownIdentity(req: IncomingMessage, socket: Socket): Identified | undefined {
+    const known = this.identities.get(socket);
+    if (known === undefined) return undefined;
+    if (proxyAuthorizationOf(req) !== known.authorization) {
+      this.identities.delete(socket);
+      return undefined;
+    }
+    const sourceIp = canonicalIp(socket.remoteAddress ?? '') ?? 'unknown';
+    return this.asAgent(known.policy, { time: this.clock.now(), agentId: null, tenantId: null, sourceIp, method: 'HTTP' });
   }
 
   private elapsed(base: AuditBase): number {
@@ -491,7 +570,9 @@ export class EgressProxy {
 
   /** Policy, then DNS (hosts file first), then the vetting of the addresses. */
   private async vet(policy: EgressPolicy, target: EgressTarget, signal: AbortSignal): Promise<Vetted | EgressDenial> {
-    const first = checkTarget(policy.allowlist, target, this.deniedRanges);
+    const platform = this.options.platformAddresses?.current();
+    const denied = platform === undefined || platform.length === 0 ? this.deniedRanges : [...this.deniedRanges, ...platform];
+    const first = checkTarget(policy.allowlist, target, denied, this.lockedClasses);
     if (!first.ok) return first;
     if (target.ip !== undefined) return { rule: first.rule, addresses: [target.ip] };
     const fromHosts = this.hostsTable.get(target.host);
@@ -515,7 +596,7 @@ export class EgressProxy {
         return { ok: false, reason: 'dns-failure', message: denialMessage(target, `name did not resolve (${why})`), rule: first.rule.text };
       }
     }
-    const second = checkResolved(policy.allowlist, target, addresses, { trusted, deniedRanges: this.deniedRanges });
+    const second = checkResolved(policy.allowlist, target, addresses, { trusted, deniedRanges: denied, lockedClasses: this.lockedClasses });
     if (!second.ok) return { ...second, rule: first.rule.text };
     return { rule: first.rule, addresses };
   }
@@ -699,6 +780,8 @@ export class EgressProxy {
 
   private onRequest(req: IncomingMessage, res: ServerResponse, auth: ProxyAuthenticator | undefined): void {
     if (auth === undefined) return this.requestAs(req, res, this.base(req.socket, 'HTTP'));
+    const known = this.knownIdentity(req, req.socket);
+    if (known !== undefined) return this.requestAs(req, res, known);
     void this.identify(req, req.socket, 'HTTP', auth)
       .then((who) => this.requestAs(req, res, who))
       .catch((err: unknown) => {

@@ -13,6 +13,8 @@ import { registerSecretRoutes } from '../api/routes/secret-routes.js';
 import { registerAgentNetworkRoutes } from '../api/routes/agent-network-routes.js';
 import { AgentNetworkManager } from './agent-network-manager.js';
 import { AgentSandbox } from './agent-sandbox.js';
+import { PLATFORM_LOCAL_CLASSES } from '../egress/address-policy.js';
+import { hostOfUrl, PlatformAddresses } from '../egress/platform-addresses.js';
 import { ClusterEgress, ClusterEgressAuthenticator } from './cluster-egress.js';
 import { EgressCredentials } from './egress-credentials.js';
 import { HostFirewall } from './host-firewall.js';
@@ -69,6 +71,26 @@ export async function buildSecurity(d: {
   const cipher = loadSecretCipher({ key: config.secretKey, keyFile: config.secretKeyFile, oldKeys: config.secretKeysOld, dataDir: config.dataDir, logger: logger.child({ component: 'secrets' }) });
   const secrets = new SecretService(store, cipher, clock);
   const auditSink = new StoreAuditSink(store, { logger: logger.child({ component: 'egress-audit' }) });
+  // Clusters network their agents themselves (NetworkPolicies, Services, their own egress
+  // proxy): allowlist and expose agents run there without the local egress network.
+  const clusters = new Map(d.runtimes.filter((r): r is KubernetesRuntime => r instanceof KubernetesRuntime).map((r) => [r.nodeId, r]));
+  // What the platform itself talks to: the proxies connect from the platform's machine, which
+  // reaches these, so no agent's address rule may name them (docs/security.md, "Egress").
+  const platformAddresses = new PlatformAddresses({
+    ranges: config.egressDeniedRanges,
+    hosts: [hostOfUrl(config.databaseUrl), hostOfUrl(config.redisUrl), config.kubernetesServiceHost, ...[...clusters.values()].map((r) => r.client.server.hostname)].filter(
+      (h): h is string => h !== undefined,
+    ),
+    logger: logger.child({ component: 'egress-platform-addresses' }),
+  });
+  await platformAddresses.refresh();
+  // Re-resolved so a moved database or API server stays refused; each round is bounded by the DNS timeout.
+  const resolving = new AbortController();
+  const resolveTimer = setInterval(() => {
+    platformAddresses.refresh(resolving.signal).catch((err: unknown) => logger.debug({ err }, 'egress platform address refresh stopped'));
+  }, config.egressPlatformResolveIntervalMs);
+  resolveTimer.unref();
+  const platformProxyOptions = { deniedRanges: config.egressDeniedRanges, platformAddresses, lockedAddressClasses: PLATFORM_LOCAL_CLASSES };
   const localDocker = formatDockerEndpoint(parseDockerHost(config.dockerHost));
   const localNodes = new Set(
     d.overrides?.egressNodeIds ?? d.runtimes.filter((r) => r instanceof DockerRuntime && formatDockerEndpoint(r.endpoint) === localDocker).map((r) => r.nodeId),
@@ -83,6 +105,7 @@ export async function buildSecurity(d: {
       dockerHost: config.dockerHost,
       proxyOptions: {
         auditSink,
+        ...platformProxyOptions,
         logger: logger.child({ component: 'egress-proxy' }),
         ...((d.overrides?.egressHostsFile ?? config.egressHostsFile) !== undefined ? { hostsFile: d.overrides?.egressHostsFile ?? config.egressHostsFile } : {}),
         ...(d.overrides?.trustEgressHostsFile === true ? { trustHostsFile: true } : {}),
@@ -92,9 +115,6 @@ export async function buildSecurity(d: {
       logger: logger.child({ component: 'agent-network' }),
     });
   }
-  // Clusters network their agents themselves (NetworkPolicies, Services, their own egress
-  // proxy): allowlist and expose agents run there without the local egress network.
-  const clusters = new Map(d.runtimes.filter((r): r is KubernetesRuntime => r instanceof KubernetesRuntime).map((r) => [r.nodeId, r]));
   // Kubernetes agents carry per-agent proxy credentials derived from the secret key, so any
   // replica with the same key verifies them (docs/kubernetes.md, "Egress").
   const egressCredentials = EgressCredentials.fromCipher(cipher);
@@ -105,6 +125,7 @@ export async function buildSecurity(d: {
       authenticator: new ClusterEgressAuthenticator({ store, credentials: egressCredentials, isClusterNode: (id) => clusters.has(id) }),
       proxyOptions: {
         auditSink,
+        ...platformProxyOptions,
         logger: logger.child({ component: 'cluster-egress-proxy' }),
         ...((d.overrides?.egressHostsFile ?? config.egressHostsFile) !== undefined ? { hostsFile: d.overrides?.egressHostsFile ?? config.egressHostsFile } : {}),
         ...(d.overrides?.trustEgressHostsFile === true ? { trustHostsFile: true } : {}),
@@ -143,6 +164,8 @@ export async function buildSecurity(d: {
       registerAgentNetworkRoutes(routes, { agents: d.agents, store, clock, events: d.events, sandbox });
     },
     async close() {
+      clearInterval(resolveTimer);
+      resolving.abort();
       await network?.close();
       await clusterEgress?.close();
       await auditSink.close();

@@ -1,5 +1,8 @@
 import type { Agent } from '../domain/agent.js';
+import { systemClock, type Clock } from '../domain/clock.js';
 import { silentLogger, type Logger } from '../domain/logger.js';
+import { abortable } from '../egress/abortable.js';
+import { PLATFORM_LOCAL_CLASSES } from '../egress/address-policy.js';
 import { compileAllowlist, type Allowlist } from '../egress/allowlist.js';
 import { EgressProxy, type EgressListenAddress, type EgressProxyOptions, type ProxyAuthenticator, type ProxyAuthResult } from '../egress/egress-proxy.js';
 import type { ProxyCredentials } from '../egress/proxy-authorization.js';
@@ -13,18 +16,31 @@ const LIVE_PHASES: ReadonlySet<Agent['status']['phase']> = new Set(['Starting', 
 const AGENT_ID = /^[a-z0-9]{8,40}$/;
 /** Compiled allowlists kept; beyond this the oldest entry goes (a miss only costs a compile). */
 const MAX_CACHED_ALLOWLISTS = 10_000;
+/** Unknown agent ids remembered; beyond this the oldest goes (a miss only costs a store read). */
+const MAX_CACHED_UNKNOWN = 10_000;
+/** Identity whose token an unknown id is compared with, so that answer costs what a wrong token costs. */
+const NOBODY = { id: '-', tenantId: '-' } as const;
 
 /**
  * Identifies Kubernetes agents at the proxy's cluster listener by their credentials
  * (src/security/egress-credentials.ts) and gives each connection the agent's allowlist as
- * the store holds it now: one read of the agent per tunnel or request, so a PATCH of the
- * allowlist, a stop or a delete applies to the next connection on every replica. Only a
- * live agent (Starting or Running) on a Kubernetes node in allowlist mode gets through; a
- * Docker agent's token is refused here (it has its source-IP registration instead).
+ * the store holds it now: one read of the agent per client connection (a tunnel, or a
+ * keep-alive connection's plain-HTTP requests), so a PATCH of the allowlist, a stop or a
+ * delete applies to the next connection on every replica. Only a live agent (Starting or
+ * Running) on a Kubernetes node in allowlist mode gets through; a Docker agent's token is
+ * refused here (it has its source-IP registration instead).
+ *
+ * An id the store does not hold is remembered for `unknownAgentTtlMs`, so a client cycling
+ * through made-up ids costs no store read per attempt; the EgressProxy bounds the rest
+ * (checks in flight per source address, time per check).
  */
 export class ClusterEgressAuthenticator implements ProxyAuthenticator {
   /** Compiled allowlists by agent id, valid for the record version they were compiled from. */
   private readonly compiled = new Map<string, { version: number; allowlist: Allowlist }>();
+  /** Ids the store did not hold, with when that answer expires (ms since the epoch). */
+  private readonly unknown = new Map<string, number>();
+  private readonly clock: Clock;
+  private readonly unknownAgentTtlMs: number;
 
   constructor(
     private readonly d: {
@@ -32,24 +48,55 @@ export class ClusterEgressAuthenticator implements ProxyAuthenticator {
       credentials: EgressCredentials;
       /** Whether a node id is a Kubernetes node of this installation. */
       isClusterNode: (nodeId: string) => boolean;
+      /**
+       * How long "no such agent" is believed without asking the store again. Longer saves
+       * more reads under a flood of made-up ids; it also delays an agent created under an id
+       * probed just before (ids are random, so in practice never). @default 5_000
+       */
+      unknownAgentTtlMs?: number | undefined;
+      /** @default systemClock */
+      clock?: Clock | undefined;
     },
-  ) {}
+  ) {
+    this.clock = d.clock ?? systemClock;
+    this.unknownAgentTtlMs = d.unknownAgentTtlMs ?? 5_000;
+  }
 
-  // No signal: the one read is a primary-key lookup, not worth cutting short when the client leaves.
-  async authenticate(credentials: ProxyCredentials): Promise<ProxyAuthResult> {
+  /** @throws the signal's reason when it aborts before the store answers (the proxy answers 503). */
+  async authenticate(credentials: ProxyCredentials, signal?: AbortSignal): Promise<ProxyAuthResult> {
     const id = credentials.username;
     // The user name is echoed only when it looks like an agent id: a token pasted there is not.
     if (!AGENT_ID.test(id)) return { ok: false, reason: 'bad-credentials', detail: 'proxy credentials: the user name is not an agent id' };
     const bad: ProxyAuthResult = { ok: false, reason: 'bad-credentials', detail: `proxy credentials for agent ${id} are not valid` };
-    const agent = await this.d.store.getAgent(id);
-    // Unknown agent and wrong token read alike: the answer tells nothing about which ids exist.
-    if (agent === undefined || !this.d.credentials.verify(agent, credentials.password)) return bad;
+    const agent = this.knownUnknown(id) ? undefined : await abortable(this.d.store.getAgent(id), signal);
+    if (agent === undefined) {
+      this.rememberUnknown(id);
+      // Unknown agent and wrong token read alike, and cost the same comparison: the answer
+      // tells nothing about which ids exist.
+      this.d.credentials.verify(NOBODY, credentials.password);
+      return bad;
+    }
+    if (!this.d.credentials.verify(agent, credentials.password)) return bad;
     const notEligible = (why: string): ProxyAuthResult => ({ ok: false, reason: 'not-eligible', agentId: agent.id, tenantId: agent.tenantId, detail: `agent ${agent.id} ${why}` });
     const policy = networkPolicyOf(agent.spec.network);
     if (policy.mode !== 'allowlist') return notEligible(`has network mode "${policy.mode}", not "allowlist"`);
     if (!LIVE_PHASES.has(agent.status.phase)) return notEligible(`is ${agent.status.phase}, not running`);
     if (agent.status.node === undefined || !this.d.isClusterNode(agent.status.node)) return notEligible(`does not run on a Kubernetes node`);
     return { ok: true, policy: { agentId: agent.id, tenantId: agent.tenantId, allowlist: this.allowlistOf(agent, policy.allow) } };
+  }
+
+  private knownUnknown(id: string): boolean {
+    const until = this.unknown.get(id);
+    if (until === undefined) return false;
+    if (until > this.clock.now()) return true;
+    this.unknown.delete(id);
+    return false;
+  }
+
+  private rememberUnknown(id: string): void {
+    this.unknown.delete(id);
+    this.unknown.set(id, this.clock.now() + this.unknownAgentTtlMs);
+    if (this.unknown.size > MAX_CACHED_UNKNOWN) this.unknown.delete(this.unknown.keys().next().value!);
   }
 
   private allowlistOf(agent: Agent, rules: readonly string[]): Allowlist {
@@ -68,7 +115,12 @@ export interface ClusterEgressOptions {
   /** AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN; port 0 picks a free port. */
   listen: { host: string; port: number };
   authenticator: ProxyAuthenticator;
-  /** `deniedRanges` is extended with this machine's own addresses (the platform Pod's), which no rule unlocks. */
+  /**
+   * `deniedRanges` is extended with this machine's own addresses (the platform Pod's), and
+   * `lockedAddressClasses` with PLATFORM_LOCAL_CLASSES (loopback, link-local, metadata,
+   * unspecified), which no rule unlocks here. Pass the platform's own services as
+   * `platformAddresses` (build-security does).
+   */
   proxyOptions: EgressProxyOptions;
   logger?: Logger | undefined;
 }
@@ -78,6 +130,11 @@ export interface ClusterEgressOptions {
  * registry) with one credential listener, which every replica runs behind a Service; the
  * nodes' `egressProxy` names that Service. Runs beside the Docker agent network's proxy,
  * sharing its audit sink.
+ *
+ * The proxy's connections leave from the platform Pod, whose NetworkPolicy lets it reach its
+ * database, Redis and the Kubernetes API: whatever an agent's address rules say, this
+ * listener refuses the Pod's own addresses, its loopback and link-local ranges and the
+ * platform's services (docs/kubernetes.md, "Egress of allowlist agents").
  */
 export class ClusterEgress {
   readonly proxy: EgressProxy;
@@ -87,7 +144,8 @@ export class ClusterEgress {
   constructor(private readonly options: ClusterEgressOptions) {
     this.logger = options.logger ?? silentLogger;
     const denied = [...(options.proxyOptions.deniedRanges ?? []), ...hostAddresses()];
-    this.proxy = new EgressProxy({ ...options.proxyOptions, deniedRanges: [...new Set(denied)] });
+    const locked = [...(options.proxyOptions.lockedAddressClasses ?? []), ...PLATFORM_LOCAL_CLASSES];
+    this.proxy = new EgressProxy({ ...options.proxyOptions, deniedRanges: [...new Set(denied)], lockedAddressClasses: [...new Set(locked)] });
   }
 
   /** Where it listens, once started. */

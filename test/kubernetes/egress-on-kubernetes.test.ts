@@ -1,15 +1,16 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../src/config.js';
 import { buildPlatform, type Platform } from '../../src/platform.js';
+import { ClusterEgressAuthenticator } from '../../src/security/cluster-egress.js';
 import { echoRoundTrip, readToEnd, startEchoServer, startOriginServer } from '../egress/egress-harness.js';
 import { EGRESS_ALLOWLIST, EGRESS_LABEL } from '../../src/runtime/kubernetes/kube-names.js';
 import { MANAGED_LABEL } from '../../src/runtime/runtime.js';
@@ -30,6 +31,10 @@ const run = promisify(execFile);
 const IMAGE = 'agent-platform/busybox:latest';
 /** The node config's egressProxy: the Service address Pods are given (unreachable here). */
 const SERVICE = { cidr: '10.96.12.7/32', port: 3128 };
+/** KUBERNETES_SERVICE_HOST as a Pod would have it (the API server's Service; unreachable here). */
+const KUBE_SERVICE_HOST = '10.96.0.1';
+/** The operator's AGENT_PLATFORM_EGRESS_DENIED_RANGES (e.g. the database's Pod network). */
+const OPERATOR_DENIED = '10.20.0.0/16';
 
 interface AgentJson {
   id: string;
@@ -84,16 +89,25 @@ async function connectVia(proxy: { host: string; port: number }, target: string,
 const basicFrom = (proxyUrl: URL): string => `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxyUrl.username)}:${decodeURIComponent(proxyUrl.password)}`).toString('base64')}`;
 const basic = (user: string, password: string): string => `Proxy-Authorization: Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
-/** A plain-HTTP request through the proxy (absolute form), with optional proxy credentials. */
-function httpVia(proxy: { host: string; port: number }, url: string, authorization?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+/**
+ * A plain-HTTP request through the proxy (absolute form), with optional proxy credentials.
+ * On a new connection unless `agent` is a keep-alive agent: the proxy checks credentials and
+ * reads the policy once per client connection.
+ */
+function httpVia(
+  proxy: { host: string; port: number },
+  url: string,
+  authorization?: string,
+  agent: HttpAgent | false = false,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string; reusedSocket: boolean }> {
   return new Promise((resolve, reject) => {
     // As a client talking to a proxy sends it: Host names the destination, not the proxy.
     const headers: Record<string, string> = { host: new URL(url).host };
     if (authorization !== undefined) headers['proxy-authorization'] = authorization.replace(/^Proxy-Authorization: /, '');
-    const req = httpRequest({ host: proxy.host, port: proxy.port, method: 'GET', path: url, headers, timeout: 10_000 }, (res) => {
+    const req = httpRequest({ host: proxy.host, port: proxy.port, method: 'GET', path: url, headers, timeout: 10_000, agent }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), reusedSocket: req.reusedSocket }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
@@ -170,7 +184,8 @@ describe.sequential('allowlist egress of agents on a Kubernetes node (fake API s
     fake = await FakeKubeApiServer.start({ bookmarkIntervalMs: 200 });
     dir = mkdtempSync(join(tmpdir(), 'ap-k8s-egress-'));
     const hostsFile = join(dir, 'hosts');
-    writeFileSync(hostsFile, '127.0.0.1 allowed.test\n127.0.0.1 denied.test\n');
+    // kubeapi.test: a name an agent controls pointing at the API server (DNS rebinding).
+    writeFileSync(hostsFile, `127.0.0.1 allowed.test\n127.0.0.1 denied.test\n${KUBE_SERVICE_HOST} kubeapi.test\n`);
     token = `k8s_${randomBytes(16).toString('hex')}`;
     const config = loadConfig({
       AGENT_PLATFORM_DATA_DIR: join(dir, 'data'),
@@ -181,6 +196,8 @@ describe.sequential('allowlist egress of agents on a Kubernetes node (fake API s
       AGENT_PLATFORM_HEARTBEAT_INTERVAL_MS: '500',
       AGENT_PLATFORM_STOP_GRACE_MS: '1000',
       AGENT_PLATFORM_EGRESS_CLUSTER_LISTEN: '127.0.0.1:0',
+      AGENT_PLATFORM_EGRESS_DENIED_RANGES: OPERATOR_DENIED,
+      KUBERNETES_SERVICE_HOST: KUBE_SERVICE_HOST,
       AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'kubernetes', id: 'k8s-egress', kubeconfig: fake.writeKubeconfig(dir, 'fake-ctx'), context: 'fake-ctx', egressProxy: SERVICE }]),
     });
     // The hosts file maps the test names to 127.0.0.1, which only a trusted hosts file may (tests only).
@@ -327,6 +344,92 @@ describe.sequential('allowlist egress of agents on a Kubernetes node (fake API s
     // Narrowed again: the next connection is refused.
     expect((await api('PATCH', `/api/v1/agents/${a.id}`, { network: { allow: [`allowed.test:${origin.port}`] } })).status).toBe(200);
     expect((await httpVia(listener, target, basicFrom(proxyUrl))).status).toBe(403);
+  });
+
+  it('refuses the platform\'s own services to any rule: loopback, PostgreSQL, Redis, metadata, the Kubernetes API, the operator\'s ranges (403, audited)', async () => {
+    const apiPort = Number(new URL(baseUrl).port);
+    // What a tenant may write: address rules naming exactly what the platform Pod reaches.
+    const targets = [
+      `127.0.0.1:${apiPort}`, // the platform's own API on its loopback
+      `127.0.0.1:${listener.port}`, // the proxy itself
+      '127.0.0.1:5432', // PostgreSQL (this machine's, where the tests run it)
+      '127.0.0.1:6379', // Redis
+      `[::1]:${apiPort}`,
+      `0.0.0.0:${apiPort}`,
+      '169.254.169.254:80', // cloud metadata
+      `${KUBE_SERVICE_HOST}:443`, // KUBERNETES_SERVICE_HOST
+      `10.20.30.40:5432`, // inside the operator's AGENT_PLATFORM_EGRESS_DENIED_RANGES
+      'kubeapi.test:443', // a name resolving to the API server
+    ];
+    const agent = await create('k8s-platform', [...targets, '127.0.0.0/8:1-65535', '169.254.0.0/16:80', '10.0.0.0/8:1-65535']);
+    await waitRunning(agent.id);
+    const creds = basicFrom(asSeenThroughService(podProxyUrl(agent.id)));
+    for (const target of targets) {
+      const reply = await connectVia(listener, target, [creds]);
+      expect(reply.statusCode, `${target}: ${reply.body}`).toBe(403);
+      expect(reply.body, target).toMatch(/denied: .*(reserved for the platform|addresses are the platform's own)/);
+    }
+    const plain = await httpVia(listener, `http://127.0.0.1:${apiPort}/healthz`, creds);
+    expect(plain.status, plain.body).toBe(403);
+
+    await platform.security.auditSink.flush();
+    const { items } = await egressOf(agent.id);
+    for (const target of targets) {
+      const host = target.slice(0, target.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+      const port = Number(target.slice(target.lastIndexOf(':') + 1));
+      expect(items, target).toContainEqual(expect.objectContaining({ method: 'CONNECT', host, port, decision: 'deny', reason: 'denied-range', httpStatus: 403 }));
+    }
+    expect(items.filter((i) => i.decision === 'allow')).toEqual([]);
+  });
+
+  it('checks credentials once per keep-alive connection: a PATCH applies to the next new connection', async () => {
+    const agent = await create('k8s-keepalive', [`allowed.test:${origin.port}`]);
+    await waitRunning(agent.id);
+    const creds = basicFrom(asSeenThroughService(podProxyUrl(agent.id)));
+    const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    // Credential checks (each one store read of the agent); the controller's own reads of it do not count.
+    const checks = vi.spyOn(ClusterEgressAuthenticator.prototype, 'authenticate');
+    try {
+      const allowedUrl = `http://allowed.test:${origin.port}/ka`;
+      const deniedUrl = `http://denied.test:${denied.port}/ka`;
+      const first = await httpVia(listener, allowedUrl, creds, keepAlive);
+      expect(first.status, first.body).toBe(200);
+      const readsOfAgent = (): number => checks.mock.calls.filter(([c]) => c.username === agent.id).length;
+      expect(readsOfAgent()).toBe(1);
+      const second = await httpVia(listener, allowedUrl, creds, keepAlive);
+      expect(second.status).toBe(200);
+      expect(second.reusedSocket).toBe(true);
+      expect(readsOfAgent()).toBe(1);
+
+      const patched = await api('PATCH', `/api/v1/agents/${agent.id}`, { network: { allow: [`allowed.test:${origin.port}`, `denied.test:${denied.port}`] } });
+      expect(patched.status, patched.text).toBe(200);
+      // The open connection keeps the policy it was opened with ...
+      const onOld = await httpVia(listener, deniedUrl, creds, keepAlive);
+      expect(onOld.reusedSocket).toBe(true);
+      expect(onOld.status).toBe(403);
+      // ... and the next new connection reads the new one.
+      const onNew = await httpVia(listener, deniedUrl, creds);
+      expect(onNew.status, onNew.body).toBe(200);
+      expect(readsOfAgent()).toBe(2);
+    } finally {
+      checks.mockRestore();
+      keepAlive.destroy();
+    }
+  });
+
+  it('reads the store once for an unknown agent id within a few seconds, and still answers 407 alike', async () => {
+    const reads = vi.spyOn(platform.store, 'getAgent');
+    try {
+      const unknownId = `q${randomBytes(8).toString('hex')}`;
+      for (let i = 0; i < 5; i += 1) {
+        const reply = await connectVia(listener, `allowed.test:${echo.port}`, [basic(unknownId, 'x'.repeat(43))]);
+        expect(reply.statusCode).toBe(407);
+        expect(reply.body).toContain(`proxy credentials for agent ${unknownId} are not valid`);
+      }
+      expect(reads.mock.calls.filter(([id]) => id === unknownId)).toHaveLength(1);
+    } finally {
+      reads.mockRestore();
+    }
   });
 
   it('refuses the credentials of an agent that no longer runs (403 while stopped, 407 once deleted)', async () => {
