@@ -9,13 +9,13 @@ NODE_MODULES_STAMP := node_modules/.package-lock.json
 # Test steps run in order by `make test`; add a target and list it here.
 TEST_STEPS := test-typecheck test-vitest
 
-.PHONY: help deps build docker services prometheus podman images platform-image run test $(TEST_STEPS) clean
+.PHONY: help deps build docker services prometheus podman kubectl images platform-image run test $(TEST_STEPS) clean
 
 help:
 	@echo "make run       install, build, set up Docker and images, start the platform"
 	@echo "make test      install, build, set up Docker, services and images, run every test"
 	@echo "make platform-image  the platform's own image, agent-platform/platform:latest (docs/deploy.md)"
-	@echo "make deps | build | docker | services | prometheus | images | clean"
+	@echo "make deps | build | docker | services | prometheus | podman | kubectl | images | clean"
 
 # npm writes node_modules/.package-lock.json on every install, so it is the stamp that the
 # installed tree matches package-lock.json.
@@ -62,7 +62,12 @@ run: deps build docker images
 podman:
 	@scripts/ensure-podman.sh
 
-test: deps build docker services prometheus podman images
+# kubectl (for `kubectl kustomize`) for the deploy/kubernetes overlay test
+# (test/kubernetes/deploy-manifests.test.ts); Debian's is too old, see the script.
+kubectl:
+	@scripts/ensure-kubectl.sh
+
+test: deps build docker services prometheus podman kubectl images
 	@$(MAKE) --no-print-directory $(TEST_STEPS)
 
 # Tests and benchmarks are type-checked too (the build compiles src only).

@@ -14,6 +14,7 @@ import { openStore } from './store/open-store.js';
 import type { Store } from './store/store.js';
 import type { Runtime } from './runtime/runtime.js';
 import { RuntimeRegistry } from './runtime/runtime-registry.js';
+import { KubernetesRuntime } from './runtime/kubernetes/kubernetes-runtime.js';
 import { AgentController } from './controllers/agent-controller.js';
 import { EventRecorder } from './controllers/event-recorder.js';
 import type { Placer } from './controllers/placer.js';
@@ -228,7 +229,25 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     config.rateLimitRps > 0 ? (redis ? new redis.RedisRateLimiter(redis.url, bucket, `${config.redisPrefix}ratelimit:`) : new MemoryRateLimiter(bucket)) : undefined;
   const rateCard = RateCard.load(config.rateCard, config.rateCardFile);
   const audit = new AuditLog(store, clock, logger.child({ component: 'audit' }));
-  const tenants = new TenantService(store, clock, agents);
+  // Kubernetes nodes mirror a tenant's quota into its namespace; a change is pushed at once.
+  const clusters = nodePool.runtimes.filter((r): r is KubernetesRuntime => r instanceof KubernetesRuntime);
+  // A restarted Pod is built from the agent's spec as it is now (a network mode changed while
+  // stopped), and the Pods' deadline margin covers the start timeout.
+  for (const cluster of clusters) {
+    cluster.attachController({
+      startTimeoutMs: config.startTimeoutMs,
+      containerSpecOf: async (agentId, signal) => {
+        const agent = await store.getAgent(agentId);
+        return agent && security.sandbox.prepare(agent, controller.containerSpec(agent), signal);
+      },
+    });
+  }
+  const tenants = new TenantService(store, clock, agents, async (tenantId) => {
+    const results = await Promise.allSettled(clusters.map((c) => c.syncTenantQuota(tenantId, AbortSignal.timeout(10_000))));
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') logger.warn({ err: r.reason, tenantId, nodeId: clusters[i]!.nodeId }, 'could not push the new quota into the tenant namespace; its next agent create retries');
+    });
+  });
   const admission = new AdmissionQueue({ store, bus, clock, events, intervalMs: config.admissionIntervalMs, logger: logger.child({ component: 'admission' }) });
   const meter = new UsageMeter({
     store,
@@ -238,6 +257,8 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     cpuCounter: cpuCountersFrom(() => usage.current()),
     logger: logger.child({ component: 'usage-meter' }),
   });
+  // The closing piece of a run gets its used CPU from the sampler's last reading of it.
+  usage.onRunEnded((run) => meter.runEnded(run));
   const { app, routes, finish } = await createApp({
     logger: pinoLogger,
     bodyLimitBytes: config.bodyLimitBytes,
@@ -245,11 +266,12 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     observeRequest: (method, route, status, seconds) => metrics.observeHttpRequest(method, route, status, seconds),
   });
   registerHealthRoutes(routes, { store, runtimes });
-  registerAgentRoutes(routes, { agents, store, runtimes, deleteWaitMs: 15_000, usage: (id) => usage.latest(id) });
+  const keyWatch = { check: apiKeys.check, intervalMs: config.streamKeyRecheckMs, clock, logger: logger.child({ component: 'stream-key-watch' }) };
+  registerAgentRoutes(routes, { agents, store, runtimes, deleteWaitMs: config.deleteWaitMs, usage: (id) => usage.latest(id), keyWatch });
   registerMetricsRoutes(routes, { metrics, sampler: usage, agents, metricsToken: config.metricsToken });
-  registerEventRoutes(routes, { store, bus });
+  registerEventRoutes(routes, { store, bus, keyWatch });
   app.addHook('onSend', audit.onSend);
-  registerTenantRoutes(routes, { tenants, keys: apiKeys, clock, deleteWaitMs: 15_000 });
+  registerTenantRoutes(routes, { tenants, keys: apiKeys, clock, deleteWaitMs: config.deleteWaitMs });
   registerUsageRoutes(routes, { tenants, store, rateCard, clock, maxStepMs: config.usageMaxStepMs });
   registerAuditRoutes(routes, { audit });
   security.registerRoutes(routes);
@@ -259,11 +281,14 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
         lease,
         replicaId: config.replicaId,
         logger: logger.child({ component: 'leader-elector' }),
+        // Each term's token is recorded in the store before it leads; the controller's
+        // writes carry it, and one the store refuses (a newer leader) ends the term.
+        fence: store,
         // Only the leader runs controllers; its books are rebuilt at the start of each term,
         // since another replica led in between.
-        lead: async (signal) => {
+        lead: async (signal, fencingToken, stepDown) => {
           if (schedulerPlacer) await schedulerPlacer.rebuild(store, signal);
-          controller.start(signal);
+          controller.start(signal, { fencingToken, stepDown });
         },
       })
     : undefined;
@@ -279,7 +304,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
       return { replicaId: config.replicaId, mode: 'lease' as const, leader: term !== undefined, fencingToken: term?.fencingToken, ...(holder !== undefined ? { holder } : {}) };
     },
   });
-  registerNodeRoutes(routes, { nodes, store, allocationOf: (id) => schedulerPlacer?.allocationOf(id) ?? { cpuMillicores: 0, memoryMiB: 0, agents: 0, gpuIds: [] } });
+  registerNodeRoutes(routes, { nodes, store, allocationOf: (id) => schedulerPlacer?.allocationOf(id) ?? { cpuMillicores: 0, memoryMiB: 0, agents: 0, gpuIds: [] }, usage: (id, tenantId) => usage.nodeUsage(id, tenantId) });
   await finish();
 
   let pruneTimer: NodeJS.Timeout | undefined;
@@ -321,6 +346,8 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
         store.pruneEgressAudit(clock.now() - config.eventRetentionMs).catch((err: unknown) => logger.warn({ err }, 'egress audit pruning failed'));
       }, config.eventPruneIntervalMs);
       pruneTimer.unref();
+      // Every replica serves the cluster egress listener (the Service spreads Pods over them).
+      await security.start();
       return app.listen({ port: config.port, host: config.host });
     },
     async close() {

@@ -6,6 +6,7 @@ import { DomainError, VersionConflictError } from '../domain/errors.js';
 import type { Logger } from '../domain/logger.js';
 import type { Bus } from '../bus/bus.js';
 import type { AgentHead, Store } from '../store/store.js';
+import { FencedOutError } from '../store/fenced-out-error.js';
 import { ImageNotFoundError, containerName, type ContainerSpec, type ObservedContainer, type Runtime } from '../runtime/runtime.js';
 import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import { QUOTA_EXCEEDED_REASON } from '../tenancy/quota.js';
@@ -41,6 +42,16 @@ export interface AgentControllerDeps {
   sandbox?: ContainerHooks | undefined;
 }
 
+/**
+ * The leader term a run of the controller belongs to: its writes carry the token, and a
+ * write the store refuses (a newer leader recorded a larger token) ends the term.
+ */
+export interface LeaderFence {
+  fencingToken: number;
+  /** Ends the term (LeaderElector's stepDown): the run's signal aborts. */
+  stepDown(reason: string): void;
+}
+
 /** Retry delay after an unexpected error in a reconcile: 100 ms doubling to 30 s. */
 const errorBackoffMs = (failures: number): number => Math.min(30_000, 100 * 2 ** Math.min(failures, 10));
 
@@ -60,9 +71,10 @@ export class AgentController {
   /**
    * Consumes the bus, watches the runtimes and resyncs until stop() or until `signal`
    * aborts (leadership lost: every reconcile in flight sees its signal abort). May be
-   * called again after a stop (leadership regained).
+   * called again after a stop (leadership regained). With `fence` (several replicas), the
+   * run's store writes are fenced with the term's token (Store.updateAgentWithEvents).
    */
-  start(signal?: AbortSignal): void {
+  start(signal?: AbortSignal, fence?: LeaderFence): void {
     this.abort.abort();
     this.abort = new AbortController();
     if (signal) {
@@ -72,11 +84,11 @@ export class AgentController {
     }
     const signalOfRun = this.abort.signal;
     if (signalOfRun.aborted) return;
-    this.startRun(signalOfRun);
+    this.startRun(signalOfRun, fence);
   }
 
-  private startRun(signal: AbortSignal): void {
-    this.d.bus.consume((key, sig) => this.reconcileKey(key, sig), this.d.concurrency, signal);
+  private startRun(signal: AbortSignal, fence: LeaderFence | undefined): void {
+    this.d.bus.consume((key, sig) => this.reconcileKey(key, sig, fence), this.d.concurrency, signal);
     for (const runtime of this.d.runtimes.all()) {
       // Exits and removals are what the controller must see at once. Its own creates and
       // starts it has just recorded; a start from outside is picked up by the resync.
@@ -84,7 +96,7 @@ export class AgentController {
         if (ev.action !== 'create' && ev.action !== 'start') this.d.bus.enqueue(ev.agentId);
       }, signal);
     }
-    void this.resyncLoop(signal);
+    void this.resyncLoop(signal, fence);
   }
 
   /**
@@ -107,7 +119,7 @@ export class AgentController {
    * runs. Orphan containers are removed. At 100,000 agents this costs a few list calls
    * and 100 page reads instead of 100,000 reconciles per interval.
    */
-  async resync(signal?: AbortSignal, full = false): Promise<void> {
+  async resync(signal?: AbortSignal, full = false, fence?: LeaderFence): Promise<void> {
     // Containers first: an agent record always exists before its container, so a container
     // listed here whose agent the scan below does not find is truly an orphan.
     const observed = new Map<string, Map<string, ObservedContainer>>();
@@ -135,7 +147,9 @@ export class AgentController {
     for (const runtime of this.d.runtimes.all()) {
       const containers = observed.get(runtime.nodeId);
       if (!containers) continue;
-      await this.sweepOrphans(runtime, containers, nodeOf, signal).catch((err: unknown) => this.d.logger.warn({ err, node: runtime.nodeId }, 'orphan sweep failed'));
+      await this.sweepOrphans(runtime, containers, nodeOf, signal, fence).catch((err: unknown) => {
+        if (!this.steppedDown(err, fence)) this.d.logger.warn({ err, node: runtime.nodeId }, 'orphan sweep failed');
+      });
     }
   }
 
@@ -159,50 +173,55 @@ export class AgentController {
    * Removes containers whose agent no longer exists or belongs to another node. The scan
    * is only a hint: each candidate is read again before anything is removed.
    */
-  private async sweepOrphans(runtime: Runtime, containers: Map<string, ObservedContainer>, nodeOf: Map<string, string | undefined>, signal?: AbortSignal): Promise<void> {
+  private async sweepOrphans(runtime: Runtime, containers: Map<string, ObservedContainer>, nodeOf: Map<string, string | undefined>, signal?: AbortSignal, fence?: LeaderFence): Promise<void> {
     for (const c of containers.values()) {
       if (signal?.aborted) return;
       if (nodeOf.has(c.agentId) && (nodeOf.get(c.agentId) === undefined || nodeOf.get(c.agentId) === runtime.nodeId)) continue;
       const agent = await this.d.store.getAgent(c.agentId);
       if (!agent || (agent.status.node !== undefined && agent.status.node !== runtime.nodeId)) {
+        // A deposed leader's view of what is an orphan may be stale: look once more.
+        if (fence) await this.d.store.assertFencingToken(fence.fencingToken);
         this.d.logger.info({ agentId: c.agentId, containerId: c.containerId, node: runtime.nodeId }, 'removing orphan container');
         await runtime.remove(c.containerId, signal);
       }
     }
   }
 
-  private async resyncLoop(signal: AbortSignal): Promise<void> {
+  private async resyncLoop(signal: AbortSignal, fence: LeaderFence | undefined): Promise<void> {
     // The first pass after a start reconciles every live agent once, as an informer's
     // initial list does: state kept outside the store (proxy registrations, relays, the
     // placer's books) is rebuilt by those reconciles. Later passes are diffs.
     let full = true;
     while (!signal.aborted) {
       try {
-        await this.resync(signal, full);
+        await this.resync(signal, full, fence);
         full = false;
       } catch (err) {
-        this.d.logger.warn({ err }, 'resync failed');
+        if (!this.steppedDown(err, fence)) this.d.logger.warn({ err }, 'resync failed');
       }
       await sleep(this.d.resyncIntervalMs, signal);
     }
   }
 
 
-  private reconcileKey(agentId: string, signal: AbortSignal): Promise<void> {
-    const run = this.reconcileKeyOnce(agentId, signal);
+  private reconcileKey(agentId: string, signal: AbortSignal, fence: LeaderFence | undefined): Promise<void> {
+    const run = this.reconcileKeyOnce(agentId, signal, fence);
     this.inFlight.add(run);
     run.finally(() => this.inFlight.delete(run)).catch(() => undefined);
     return run;
   }
 
-  private async reconcileKeyOnce(agentId: string, signal: AbortSignal): Promise<void> {
+  private async reconcileKeyOnce(agentId: string, signal: AbortSignal, fence: LeaderFence | undefined): Promise<void> {
     const startedMs = performance.now();
     try {
-      const requeueAfterMs = await this.reconcile(agentId, signal);
+      const requeueAfterMs = await this.reconcile(agentId, signal, fence);
       this.d.metrics?.observeReconcile('success', (performance.now() - startedMs) / 1000);
       this.failures.delete(agentId);
       if (requeueAfterMs !== undefined) this.d.bus.enqueue(agentId, requeueAfterMs);
     } catch (err) {
+      // Fenced out: another replica leads. Stepping down aborts `signal`; the key goes
+      // back to the queue for whoever leads now.
+      this.steppedDown(err, fence);
       if (signal.aborted) {
         // Stopped (leadership lost) mid-reconcile: not a failure; whoever runs next looks again.
         this.d.bus.enqueue(agentId);
@@ -220,8 +239,18 @@ export class AgentController {
     }
   }
 
+  /**
+   * True (after stepping down) when `err` says this run's term was fenced out. The
+   * term's signal aborts, so everything the run started stops with it.
+   */
+  private steppedDown(err: unknown, fence: LeaderFence | undefined): boolean {
+    if (!(err instanceof FencedOutError) || !fence) return false;
+    fence.stepDown(`fencing token ${fence.fencingToken} refused, a newer leader recorded ${err.recordedToken}`);
+    return true;
+  }
+
   /** Reconciles one agent; returns when to look again (undefined: only on events). */
-  async reconcile(agentId: string, signal?: AbortSignal): Promise<number | undefined> {
+  async reconcile(agentId: string, signal?: AbortSignal, fence?: LeaderFence): Promise<number | undefined> {
     const agent = await this.d.store.getAgent(agentId);
     if (!agent) {
       // Gone (deleted, perhaps by a pass that failed half-way): make sure nothing of it is
@@ -256,17 +285,29 @@ export class AgentController {
     }
     const now = this.d.clock.now();
     const sandboxStatus = await this.d.sandbox?.observe(agent, observed, signal);
-    const seen = sandboxStatus ? await this.writeStatus(agent, { ...agent.status, ...sandboxStatus }, []) : agent;
+    const seen = sandboxStatus ? await this.writeStatus(agent, { ...agent.status, ...sandboxStatus }, [], fence) : agent;
     const decision = decide(seen, observed, now, this.d.decision);
-    return this.execute(seen, decision, runtime, log, signal);
+    return this.execute(seen, decision, runtime, log, signal, fence);
   }
 
-  private async execute(agent: Agent, decision: Decision, runtime: Runtime | undefined, log: Logger, signal?: AbortSignal): Promise<number | undefined> {
+  /**
+   * `fencedJustNow`: the caller's fenced write of this agent has just committed, so the
+   * token was current a moment ago and the first runtime action needs no check of its own.
+   */
+  private async execute(agent: Agent, decision: Decision, runtime: Runtime | undefined, log: Logger, signal?: AbortSignal, fence?: LeaderFence, fencedJustNow = false): Promise<number | undefined> {
     let current = agent;
     // Status first, then act: if we crash in between, the next pass sees the recorded
     // intent and the real container and does the rest.
-    if (decision.status) current = await this.writeStatus(current, decision.status, decision.events);
+    if (decision.status) current = await this.writeStatus(current, decision.status, decision.events, fence);
     else await this.emit(current, decision.events);
+    // Runtime actions are not fenced by the runtime (Docker knows no tokens): a leader
+    // checks its token before the first one, unless a fenced write just did.
+    let tokenChecked = fencedJustNow || decision.status !== undefined;
+    const checkToken = async (): Promise<void> => {
+      if (!fence || tokenChecked) return;
+      await this.d.store.assertFencingToken(fence.fencingToken);
+      tokenChecked = true;
+    };
     // Unbound from its node (given up on an unreachable node): its room there goes back.
     if (agent.status.node !== undefined && current.status.node === undefined) this.d.placer.release(current.id);
 
@@ -275,7 +316,7 @@ export class AgentController {
       signal?.throwIfAborted();
       switch (action.type) {
         case 'schedule':
-          return this.schedule(current, signal);
+          return this.schedule(current, signal, fence);
         case 'createAndStart':
         case 'start': {
           if (!runtime) return 1_000;
@@ -283,6 +324,7 @@ export class AgentController {
           try {
             let containerId = current.status.containerId;
             let created: ContainerSpec | undefined;
+            await checkToken();
             if (action.type === 'createAndStart' || !containerId) {
               const spec = this.containerSpec(current);
               created = this.d.sandbox ? await this.d.sandbox.prepare(current, spec, signal) : spec;
@@ -297,6 +339,7 @@ export class AgentController {
               current,
               { ...current.status, phase: 'Running', reason: 'Started', message: `running on node ${current.status.node}`, containerId, startedAt: now, phaseSince: now, finishedAt: undefined, nextAttemptAt: undefined, ...sandboxStatus },
               [{ type: 'Normal', reason: 'Started', message: `container ${containerId.slice(0, 12)} started on node ${current.status.node}` }],
+              fence,
             );
             log.info({ containerId }, 'agent running');
             return current.spec.timeoutSeconds !== undefined ? current.spec.timeoutSeconds * 1000 : undefined;
@@ -308,9 +351,12 @@ export class AgentController {
             if (err instanceof ImageNotFoundError || err instanceof SandboxSetupError || refused) {
               const now = this.d.clock.now();
               const reason = err instanceof SandboxSetupError ? err.reason : refused ? 'CreateError' : 'ImageNotFound';
-              await this.writeStatus(current, { ...current.status, phase: 'Failed', reason, message: err.message, finishedAt: now, phaseSince: now }, [
-                { type: 'Warning', reason, message: err.message },
-              ]);
+              await this.writeStatus(
+                current,
+                { ...current.status, phase: 'Failed', reason, message: err.message, finishedAt: now, phaseSince: now },
+                [{ type: 'Warning', reason, message: err.message }],
+                fence,
+              );
               this.d.placer.release(current.id);
               return undefined;
             }
@@ -318,13 +364,19 @@ export class AgentController {
           }
         }
         case 'stop':
-          if (runtime) await runtime.stop(containerName(current.id), action.graceMs, signal);
+          if (runtime) {
+            await checkToken();
+            await runtime.stop(containerName(current.id), action.graceMs, signal);
+          }
           break;
         case 'remove':
-          if (runtime) await runtime.remove(containerName(current.id), signal);
+          if (runtime) {
+            await checkToken();
+            await runtime.remove(containerName(current.id), signal);
+          }
           break;
         case 'deleteRecord':
-          await this.d.store.deleteAgent(current.id);
+          await this.d.store.deleteAgent(current.id, fence?.fencingToken);
           // Release first: both are idempotent, and a failing forget must not leak node room.
           this.d.placer.release(current.id);
           await this.d.sandbox?.forget(current.id);
@@ -337,16 +389,19 @@ export class AgentController {
     return decision.requeueAfterMs;
   }
 
-  private async schedule(agent: Agent, signal?: AbortSignal): Promise<number | undefined> {
+  private async schedule(agent: Agent, signal?: AbortSignal, fence?: LeaderFence): Promise<number | undefined> {
     const placeStartedMs = performance.now();
     const placement = await this.d.placer.place(agent, signal);
     this.d.metrics?.observeScheduling(placement.ok ? 'scheduled' : 'unschedulable', (performance.now() - placeStartedMs) / 1000);
     const now = this.d.clock.now();
     if (!placement.ok) {
       if (agent.status.reason !== placement.reason || agent.status.message !== placement.message) {
-        await this.writeStatus(agent, { ...agent.status, reason: placement.reason, message: placement.message }, [
-          { type: 'Warning', reason: 'FailedScheduling', message: placement.message, data: placement.data },
-        ]);
+        await this.writeStatus(
+          agent,
+          { ...agent.status, reason: placement.reason, message: placement.message },
+          [{ type: 'Warning', reason: 'FailedScheduling', message: placement.message, data: placement.data }],
+          fence,
+        );
       }
       // Capacity changes also requeue waiting agents; this is only the fallback.
       return 5_000;
@@ -361,10 +416,12 @@ export class AgentController {
     const decision = decide(placed, undefined, now, this.d.decision);
     let written: Agent;
     try {
-      written = await this.writeStatus(agent, decision.status ?? placed.status, [
-        { type: 'Normal', reason: 'Scheduled', message: placement.message, data: placement.data },
-        ...decision.events,
-      ]);
+      written = await this.writeStatus(
+        agent,
+        decision.status ?? placed.status,
+        [{ type: 'Normal', reason: 'Scheduled', message: placement.message, data: placement.data }, ...decision.events],
+        fence,
+      );
     } catch (err) {
       this.d.placer.release(agent.id);
       throw err;
@@ -372,10 +429,11 @@ export class AgentController {
     const runtime = this.d.runtimes.get(placement.nodeId);
     if (!runtime) return 1_000;
     const log = this.d.logger.child({ agentId: agent.id, node: placement.nodeId });
-    return this.execute(written, { ...decision, status: undefined, events: [] }, runtime, log, signal);
+    return this.execute(written, { ...decision, status: undefined, events: [] }, runtime, log, signal, fence, true);
   }
 
-  private containerSpec(agent: Agent): ContainerSpec {
+  /** The spec a create of the agent's container gets (before the sandbox completes it); also read by Kubernetes restarts (platform.ts). */
+  containerSpec(agent: Agent): ContainerSpec {
     const r = agent.spec.resources;
     const gpuDeviceIds = agent.status.gpuIds ?? [];
     return {
@@ -404,13 +462,14 @@ export class AgentController {
     };
   }
 
-  private async writeStatus(agent: Agent, status: AgentStatus, events: DecisionEvent[]): Promise<Agent> {
+  private async writeStatus(agent: Agent, status: AgentStatus, events: DecisionEvent[], fence: LeaderFence | undefined): Promise<Agent> {
     // The events are stored in the update's transaction: one commit to wait for, not one per event.
     const { agent: updated, events: stored } = await this.d.store.updateAgentWithEvents(
       agent,
       { status, updatedAt: this.d.clock.now() },
       // A phase change is named (data.from/to) by the events written with it: no transition without a stored event.
       withPhaseChange(agent.status, status, events).map((e) => this.d.events.stamp({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: e.type, reason: e.reason, message: e.message, data: e.data })),
+      fence?.fencingToken,
     );
     this.d.events.published(stored);
     if (status.phase !== agent.status.phase) {

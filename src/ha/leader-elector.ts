@@ -2,18 +2,35 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { silentLogger, type Logger } from '../domain/logger.js';
 import type { LeaderLease } from './leader-lease.js';
 
+/** Where a new leader records its fencing token (Store.recordFencingToken). */
+export interface FencingTokenRecorder {
+  /** Raises the recorded token to `fencingToken`; returns the token recorded now (larger: a newer leader's). */
+  recordFencingToken(fencingToken: number): Promise<number>;
+}
+
 /** Options of LeaderElector; durations in ms. */
 export interface LeaderElectorOptions {
   lease: LeaderLease;
+  /**
+   * Records each term's token before `lead` runs, so that the fenced writes of every
+   * earlier leader are refused from then on. A recorder that answers a larger token
+   * (a newer leader recorded first, or the lease's counter went back) ends the term
+   * before `lead` runs, and the lease's counter is advanced past it, so that the next
+   * campaign gets a token the recorder accepts. A recorder that fails ends the term too.
+   * @default undefined (tokens are not recorded: nothing is fenced)
+   */
+  fence?: FencingTokenRecorder | undefined;
   /** This replica's id, unique among the replicas (hostname-pid by default in config). */
   replicaId: string;
   /**
    * Runs when this replica becomes leader, with the term's fencing token. `signal` aborts
    * the moment the lease is lost or the elector stops, and whatever was started must stop
    * with it. May return at once (having started background work) or run until the signal
-   * aborts; a throw ends the term and gives the lease up.
+   * aborts; a throw ends the term and gives the lease up. `stepDown` ends this term from
+   * inside (a write was fenced out: another replica leads); no-op once the term ended.
+   * After either, the replica campaigns again like any follower.
    */
-  lead: (signal: AbortSignal, fencingToken: number) => Promise<void> | void;
+  lead: (signal: AbortSignal, fencingToken: number, stepDown: (reason: string) => void) => Promise<void> | void;
   /** How often the leader renews. @default lease.ttlMs / 3 */
   renewIntervalMs?: number | undefined;
   /** How often a follower tries to take the lease. @default lease.ttlMs / 4 */
@@ -42,9 +59,10 @@ export interface LeaderTerm {
  * unreachable, event loop stalled). A follower takes over at most one TTL plus one retry
  * interval after the leader dies.
  *
- * Stopping this alone does not fence: a deposed leader may still have a write in flight
- * when the next one starts. Store writes are guarded by optimistic concurrency (version
- * column), and the fencing token is there for writes that need more.
+ * Stopping this alone does not fence: a deposed leader (paused past its TTL, say) may
+ * still write when the next one has started. With `fence`, each term's token is recorded
+ * in the store first, and the controller's writes carry it: the store refuses those of
+ * older terms (docs/architecture.md, "Leader fencing", says which writes are fenced).
  */
 export class LeaderElector {
   private readonly renewIntervalMs: number;
@@ -148,9 +166,20 @@ export class LeaderElector {
     this.current = { fencingToken, sinceMs: Date.now() };
     this.logger.info({ fencingToken, replicaId }, 'became leader');
 
+    const stepDown = (reason: string): void => endTerm(`stepped down: ${reason}`, true);
     const leading = (async () => {
       try {
-        await this.o.lead(term.signal, fencingToken);
+        const { fence } = this.o;
+        if (fence) {
+          // Raced with the term: a store that hangs must not keep the term from ending.
+          const recorded = await untilAborted(fence.recordFencingToken(fencingToken), term.signal);
+          if (recorded === undefined) return;
+          if (recorded > fencingToken) {
+            await lease.advanceFencingToken(recorded);
+            throw new Error(`the store has recorded fencing token ${recorded}, newer than this term's ${fencingToken}: not leading with it; the lease counter is advanced and the next campaign gets a newer token`);
+          }
+        }
+        await this.o.lead(term.signal, fencingToken, stepDown);
       } catch (err) {
         if (!term.signal.aborted) {
           this.logger.error({ err, fencingToken }, 'leading failed');

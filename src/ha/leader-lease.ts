@@ -29,6 +29,13 @@ export interface LeaderLease {
   renew(replicaId: string, fencingToken: number, signal?: AbortSignal): Promise<boolean>;
   /** Gives the lease up if still held by (replicaId, fencingToken); no-op otherwise. */
   release(replicaId: string, fencingToken: number): Promise<void>;
+  /**
+   * Moves the token counter up to at least `atLeast` (never down), so that the next
+   * acquire returns a larger token. For a counter that went back (Redis restored from an
+   * old snapshot, or flushed) while the store still records a token from before: without
+   * it, every new leader would be fenced out until the counter caught up.
+   */
+  advanceFencingToken(atLeast: number): Promise<void>;
   /** The current holder, or undefined when the lease is free. */
   holder(signal?: AbortSignal): Promise<LeaseHolder | undefined>;
   close(): Promise<void>;

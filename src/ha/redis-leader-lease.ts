@@ -32,6 +32,11 @@ const RELEASE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1`;
 
+/** KEYS: epoch. ARGV: at least. Raises the fencing counter, never lowers it. */
+const ADVANCE = `local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1`;
+
 /**
  * Leader lease in Redis: the key `<prefix>leader` holds "<token> <replicaId>" with a
  * PX expiry; `<prefix>leader:epoch` is the fencing counter (INCR). Renew and release
@@ -51,6 +56,7 @@ export class RedisLeaderLease implements LeaderLease {
   private static readonly acquireScript = new RedisLuaScript(ACQUIRE);
   private static readonly renewScript = new RedisLuaScript(RENEW);
   private static readonly releaseScript = new RedisLuaScript(RELEASE);
+  private static readonly advanceScript = new RedisLuaScript(ADVANCE);
 
   constructor(options: RedisLeaderLeaseOptions) {
     const prefix = options.prefix ?? 'agent-platform:';
@@ -76,6 +82,10 @@ export class RedisLeaderLease implements LeaderLease {
 
   async release(replicaId: string, fencingToken: number): Promise<void> {
     await RedisLeaderLease.releaseScript.run(this.redis, [this.leaseKey], [`${fencingToken} ${replicaId}`]);
+  }
+
+  async advanceFencingToken(atLeast: number): Promise<void> {
+    await RedisLeaderLease.advanceScript.run(this.redis, [this.epochKey], [atLeast]);
   }
 
   async holder(signal?: AbortSignal): Promise<LeaseHolder | undefined> {

@@ -4,6 +4,7 @@ import { accrualStep } from '../tenancy/usage-ledger.js';
 import type { NewPlatformEvent, PlatformEvent } from '../domain/event.js';
 import { ConflictError, DomainError, InputError, UnavailableError, VersionConflictError, agentNotFound } from '../domain/errors.js';
 import { decodeAgentCursor, encodeAgentCursor } from './agent-cursor.js';
+import { FencedOutError } from './fenced-out-error.js';
 import { GroupCommitQueue, type GroupCommitOptions } from './group-commit-queue.js';
 import { MIGRATIONS, applyMigrations, type Migration } from './migrations.js';
 import { agentFromRow, eventFromRow, newAgentRow, nodeStateFromRow, nodeStateRow } from './row-mapping.js';
@@ -76,6 +77,31 @@ const selectAgentBooks = new PreparedQuery<{ id: string }, AgentBooks>((db, p) =
 const selectAgentBooksForUpdate = new PreparedQuery<{ id: string }, AgentBooks>((db, p) =>
   db.selectFrom('agents').select(['version', 'holds_quota', 'accrued_until']).where('id', '=', p('id')).forUpdate(),
 );
+// Leader fencing (Store.recordFencingToken). A fenced controller write reads the recorded
+// token in the statement that reads the row's books: no extra statement on the hot path.
+type FencedBooks = AgentBooks & { fence_token: number | string };
+const selectAgentBooksFenced = new PreparedQuery<{ id: string }, FencedBooks>((db, p) =>
+  db
+    .selectFrom('agents')
+    .select(['version', 'holds_quota', 'accrued_until', (eb) => eb.selectFrom('leader_fence').select('token').where('id', '=', 1).as('fence_token')])
+    .where('id', '=', p('id')),
+);
+const selectAgentBooksFencedForUpdate = new PreparedQuery<{ id: string }, FencedBooks>((db, p) =>
+  db
+    .selectFrom('agents')
+    .select(['version', 'holds_quota', 'accrued_until', (eb) => eb.selectFrom('leader_fence').select('token').where('id', '=', 1).as('fence_token')])
+    .where('id', '=', p('id'))
+    .forUpdate(),
+);
+const selectFenceToken = new PreparedQuery<{ id: number }, { token: number | string }>((db, p) => db.selectFrom('leader_fence').select('token').where('id', '=', p('id')));
+/**
+ * PostgreSQL advisory lock key of the fence, per schema (installations sharing a database
+ * do not wait for each other). Fenced writes hold it shared for their transaction and
+ * recordFencingToken exclusively: the record waits for fenced writes in flight, and a
+ * fenced write that starts later reads the new token (the read is a later statement
+ * than the lock, so its snapshot is taken after the record committed).
+ */
+const FENCE_LOCK_KEY_SQL = `hashtext('agent-platform:leader-fence:' || current_schema())`;
 // The usage meter's statements: one pair per Running agent per accrual interval (the
 // ledger insert also closes the billed interval of an agent that stops running).
 const moveAccruedUntil = new PreparedQuery<{ id: string; to: number; expected: number }, unknown>((db, p) =>
@@ -168,6 +194,8 @@ export class KyselyStore implements Store {
   readonly #casQuietUpdates = new Map<string, PreparedQuery<Record<string, unknown>, unknown>>();
   readonly #agentInserts = new Map<string, PreparedQuery<Record<string, unknown>, unknown>>();
   readonly #beginWrite: CompiledQuery;
+  /** Begins a fenced write's transaction (PostgreSQL: with the fence lock held shared, same round trip). */
+  readonly #beginFencedWrite: CompiledQuery;
   #closed = false;
 
   constructor(dialect: StoreDialect, options: KyselyStoreOptions = {}) {
@@ -176,6 +204,8 @@ export class KyselyStore implements Store {
     this.kind = dialect.kind;
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#beginWrite = CompiledQuery.raw(dialect.beginWriteSql);
+    // Simple-query protocol (no parameters), so both statements go in one round trip.
+    this.#beginFencedWrite = dialect.kind === 'postgres' ? CompiledQuery.raw(`${dialect.beginWriteSql}; select pg_advisory_xact_lock_shared(${FENCE_LOCK_KEY_SQL})`) : this.#beginWrite;
     const groupCommit = options.groupCommit ?? {};
     this.#writes = dialect.singleWriter && groupCommit !== false ? new GroupCommitQueue(this.#db, dialect.beginWriteSql, { ...groupCommit, executeSync: dialect.executeSync }) : undefined;
   }
@@ -384,38 +414,77 @@ export class KyselyStore implements Store {
     });
   }
 
-  updateAgentWithEvents(current: Agent, update: AgentUpdate, events: readonly NewPlatformEvent[]): Promise<{ agent: Agent; events: PlatformEvent[] }> {
+  updateAgentWithEvents(current: Agent, update: AgentUpdate, events: readonly NewPlatformEvent[], fencingToken?: number): Promise<{ agent: Agent; events: PlatformEvent[] }> {
     return this.#guard(() =>
-      this.#write(async (trx) => {
-        const { id, version } = current;
-        // Only what the caller's copy cannot know: the quota and billing columns, which the
-        // usage meter moves without a version bump. The version check makes the caller's
-        // copy the stored row, so nothing else is read, and nothing is read back.
-        const old = await (this.#dialect.kind === 'postgres' ? selectAgentBooksForUpdate : selectAgentBooks).first(trx, this.#dialect.kind, { id });
-        if (!old) throw agentNotFound(id);
-        if (Number(old.version) !== version) throw new VersionConflictError(id, version);
+      this.#write(
+        async (trx) => {
+          const { id, version } = current;
+          const pg = this.#dialect.kind === 'postgres';
+          // Only what the caller's copy cannot know: the quota and billing columns, which the
+          // usage meter moves without a version bump. The version check makes the caller's
+          // copy the stored row, so nothing else is read, and nothing is read back.
+          let old: AgentBooks | undefined;
+          if (fencingToken === undefined) old = await (pg ? selectAgentBooksForUpdate : selectAgentBooks).first(trx, this.#dialect.kind, { id });
+          else {
+            const fenced = await (pg ? selectAgentBooksFencedForUpdate : selectAgentBooksFenced).first(trx, this.#dialect.kind, { id });
+            if (fenced && Number(fenced.fence_token) > fencingToken) throw new FencedOutError(fencingToken, Number(fenced.fence_token));
+            old = fenced;
+          }
+          if (!old) throw agentNotFound(id);
+          if (Number(old.version) !== version) throw new VersionConflictError(id, version);
         let transition: AgentTransition | undefined;
         if (update.status !== undefined) {
           transition = await applyTransition(trx, this.#dialect.kind, transitionSourceOfAgent(current, old), update.status, update.updatedAt);
         }
-        const changed = await this.#compareAndSetQuiet(trx, id, version, { ...agentUpdateSet(update), ...transition?.set });
-        if (!changed) throw new VersionConflictError(id, version);
-        if (transition?.usage) await insertUsage.execute(trx, this.#dialect.kind, transition.usage);
-        return { agent: updatedCopy(current, update, transition?.status), events: await this.#insertEvents(trx, events) };
+          const changed = await this.#compareAndSetQuiet(trx, id, version, { ...agentUpdateSet(update), ...transition?.set });
+          if (!changed) throw new VersionConflictError(id, version);
+          if (transition?.usage) await insertUsage.execute(trx, this.#dialect.kind, transition.usage);
+          return { agent: updatedCopy(current, update, transition?.status), events: await this.#insertEvents(trx, events) };
+        },
+        'transaction',
+        fencingToken !== undefined,
+      ),
+    );
+  }
+
+  deleteAgent(id: string, fencingToken?: number): Promise<void> {
+    return this.#guard(() =>
+      this.#write(
+        async (trx) => {
+          if (fencingToken !== undefined) await this.#checkFence(trx, fencingToken);
+          const old = await this.#readAgentForUpdate(trx, id);
+          await trx.deleteFrom('idempotency_keys').where('agent_id', '=', id).execute();
+          if (!old) return;
+          await trx.deleteFrom('agents').where('id', '=', id).execute();
+          await releaseDeleted(trx, this.#dialect.kind, old);
+        },
+        'transaction',
+        fencingToken !== undefined,
+      ),
+    );
+  }
+
+  recordFencingToken(fencingToken: number): Promise<number> {
+    if (!Number.isSafeInteger(fencingToken) || fencingToken < 1) {
+      return Promise.reject(new InputError(`fencing token must be a positive integer, got ${String(fencingToken)}`, { fencingToken }, 'INVALID_FENCING_TOKEN'));
+    }
+    return this.#guard(() =>
+      this.#write(async (trx) => {
+        // Exclusive: waits for the fenced writes in flight (they hold it shared) to commit.
+        if (this.#dialect.kind === 'postgres') await sql`select pg_advisory_xact_lock(${sql.raw(FENCE_LOCK_KEY_SQL)})`.execute(trx);
+        await trx.updateTable('leader_fence').set({ token: fencingToken }).where('id', '=', 1).where('token', '<', fencingToken).execute();
+        const row = await selectFenceToken.first(trx, this.#dialect.kind, { id: 1 });
+        return Number(row?.token ?? 0);
       }, 'transaction'),
     );
   }
 
-  deleteAgent(id: string): Promise<void> {
-    return this.#guard(() =>
-      this.#write(async (trx) => {
-        const old = await this.#readAgentForUpdate(trx, id);
-        await trx.deleteFrom('idempotency_keys').where('agent_id', '=', id).execute();
-        if (!old) return;
-        await trx.deleteFrom('agents').where('id', '=', id).execute();
-        await releaseDeleted(trx, this.#dialect.kind, old);
-      }, 'transaction'),
-    );
+  assertFencingToken(fencingToken: number): Promise<void> {
+    return this.#guard(async () => {
+      const row = await selectFenceToken.first(this.#db, this.#dialect.kind, { id: 1 });
+      const recorded = Number(row?.token ?? 0);
+      if (recorded > fencingToken) throw new FencedOutError(fencingToken, recorded);
+    });
   }
 
   appendEvent(event: NewPlatformEvent): Promise<PlatformEvent> {
@@ -687,6 +756,35 @@ export class KyselyStore implements Store {
     });
   }
 
+  lastUsageOfAgent(tenantId: string, agentId: string, startFromMs: number, startBeforeMs: number): Promise<UsageRecord | undefined> {
+    return this.#guard(async () => {
+      // A range of the (tenant_id, start_ms) index, read from its end: the closing piece is
+      // usually among the last rows of the window.
+      const row = await this.#db
+        .selectFrom('usage_ledger')
+        .selectAll()
+        .where('tenant_id', '=', tenantId)
+        .where('start_ms', '>=', startFromMs)
+        .where('start_ms', '<', startBeforeMs)
+        .where('agent_id', '=', agentId)
+        .orderBy('start_ms', 'desc')
+        .orderBy('id', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      return row ? usageFromRow(row) : undefined;
+    });
+  }
+
+  fillUsedCpu(recordId: number, usedCpuMicros: number): Promise<boolean> {
+    return this.#guard(async () => {
+      const r = await this.#write(
+        (db) => db.updateTable('usage_ledger').set({ used_cpu_us: usedCpuMicros }).where('id', '=', recordId).where('used_cpu_us', 'is', null).executeTakeFirst(),
+        'single',
+      );
+      return Number(r.numUpdatedRows) > 0;
+    });
+  }
+
   appendAudit(record: AuditRecord): Promise<void> {
     return this.#guard(async () => {
       await this.#write(
@@ -881,6 +979,13 @@ export class KyselyStore implements Store {
     return stored;
   }
 
+  /** Throws FencedOutError when a token larger than `fencingToken` is recorded; inside a fenced write's transaction. */
+  async #checkFence(trx: Kysely<Database>, fencingToken: number): Promise<void> {
+    const row = await selectFenceToken.first(trx, this.#dialect.kind, { id: 1 });
+    const recorded = Number(row?.token ?? 0);
+    if (recorded > fencingToken) throw new FencedOutError(fencingToken, recorded);
+  }
+
   /** The agent row, locked until the transaction ends on PostgreSQL (SQLite's writer holds the database). */
   #readAgentForUpdate(trx: Kysely<Database>, id: string): Promise<AgentRow | undefined> {
     return (this.#dialect.kind === 'postgres' ? selectAgentForUpdate : selectAgent).first(trx, this.#dialect.kind, { id });
@@ -923,11 +1028,13 @@ export class KyselyStore implements Store {
   /**
    * Runs a write: through the group-commit queue when there is one, else in its own
    * transaction ('transaction', for several statements that must stand or fall
-   * together) or as plain statements ('single', each atomic on its own).
+   * together) or as plain statements ('single', each atomic on its own). A `fenced`
+   * transaction begins holding the fence lock (PostgreSQL; SQLite's one writer
+   * serialises it with recordFencingToken anyway).
    */
-  #write<T>(fn: (db: Kysely<Database>) => Promise<T>, mode: 'single' | 'transaction'): Promise<T> {
+  #write<T>(fn: (db: Kysely<Database>) => Promise<T>, mode: 'single' | 'transaction', fenced = false): Promise<T> {
     if (this.#writes) return this.#writes.run(fn);
-    return mode === 'transaction' ? this.#writeTransaction(fn) : fn(this.#db);
+    return mode === 'transaction' ? this.#writeTransaction(fn, fenced ? this.#beginFencedWrite : this.#beginWrite) : fn(this.#db);
   }
 
   /**
@@ -935,11 +1042,13 @@ export class KyselyStore implements Store {
    * SQLite take its write lock up front, so a writer never fails half-way on an
    * upgrade from a read lock.
    */
-  #writeTransaction<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
+  #writeTransaction<T>(fn: (trx: Kysely<Database>) => Promise<T>, begin: CompiledQuery = this.#beginWrite): Promise<T> {
     return this.#db.connection().execute(async (conn) => {
-      await conn.executeQuery(this.#beginWrite);
       let result: T;
       try {
+        // Inside the try: the fenced begin is two statements, and a failing lock must not
+        // hand the connection back to the pool inside an open transaction.
+        await conn.executeQuery(begin);
         result = await fn(conn);
       } catch (err) {
         await conn.executeQuery(ROLLBACK).catch(() => undefined);

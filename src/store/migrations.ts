@@ -263,6 +263,20 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.schema.createIndex('agents_tenant_created_id').on('agents').columns(['tenant_id', 'created_at', 'id']).execute();
     },
   },
+  {
+    id: '0009_leader_fence',
+    async up(db) {
+      // One row: the largest leader fencing token any replica has recorded. Controller
+      // writes carrying a smaller token come from a deposed leader and are refused
+      // (Store.recordFencingToken). Token 0: no leader has recorded one yet.
+      await db.schema
+        .createTable('leader_fence')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('token', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.insertInto('leader_fence').values({ id: 1, token: 0 }).execute();
+    },
+  },
 ];
 
 /**

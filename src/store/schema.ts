@@ -172,6 +172,12 @@ export interface EgressAuditTable {
   duration_ms: number;
 }
 
+/** A single row (id 1): the largest leader fencing token recorded (Store.recordFencingToken). */
+export interface LeaderFenceTable {
+  id: number;
+  token: number;
+}
+
 export interface Database {
   tenants: TenantsTable;
   tenant_quotas: TenantQuotasTable;
@@ -186,4 +192,5 @@ export interface Database {
   schema_migrations: SchemaMigrationsTable;
   secrets: SecretsTable;
   egress_audit: EgressAuditTable;
+  leader_fence: LeaderFenceTable;
 }

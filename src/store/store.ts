@@ -367,10 +367,32 @@ export interface Store {
    * the update instead of being read back, so `current` must be a record as read from the
    * store. Saves the controller a commit per event and the reads of a full row; a crash
    * cannot leave a transition without its events.
+   *
+   * With `fencingToken` (the leader's controller writes), the write is fenced: it is
+   * refused with FencedOutError, nothing written, when a larger token has been recorded
+   * (recordFencingToken), checked in the same transaction as the write.
    */
-  updateAgentWithEvents(current: Agent, update: AgentUpdate, events: readonly NewPlatformEvent[]): Promise<{ agent: Agent; events: PlatformEvent[] }>;
-  /** Removes the agent and its idempotency keys (events stay until pruned). No error if absent. */
-  deleteAgent(id: string): Promise<void>;
+  updateAgentWithEvents(current: Agent, update: AgentUpdate, events: readonly NewPlatformEvent[], fencingToken?: number): Promise<{ agent: Agent; events: PlatformEvent[] }>;
+  /**
+   * Removes the agent and its idempotency keys (events stay until pruned). No error if absent.
+   * With `fencingToken`, fenced as updateAgentWithEvents is.
+   */
+  deleteAgent(id: string, fencingToken?: number): Promise<void>;
+
+  /**
+   * Records a new leader's fencing token: raises the recorded token to `fencingToken`,
+   * never lowers it. Returns the token recorded now; larger than `fencingToken` means a
+   * newer leader recorded its own first, and this one must not lead. Once it returns,
+   * no fenced write with a smaller token commits, including ones already in flight
+   * (PostgreSQL: it waits for them; SQLite: one writer).
+   */
+  recordFencingToken(fencingToken: number): Promise<number>;
+  /**
+   * Throws FencedOutError when a token larger than `fencingToken` is recorded. For a
+   * leader about to act outside the store (remove a container); a check, not a lock:
+   * a takeover right after it is not seen.
+   */
+  assertFencingToken(fencingToken: number): Promise<void>;
 
   appendEvent(event: NewPlatformEvent): Promise<PlatformEvent>;
   /** Oldest first. */
@@ -432,6 +454,17 @@ export interface Store {
   accrueUsage(steps: UsageAccrual[]): Promise<number>;
   /** Ordered by startMs, then id. */
   listUsage(filter: UsageFilter): Promise<UsageRecord[]>;
+  /**
+   * The agent's ledger record with the latest start in [startFromMs, startBeforeMs) (the
+   * last written on a tie), or undefined: how the usage meter finds a run's closing piece.
+   */
+  lastUsageOfAgent(tenantId: string, agentId: string, startFromMs: number, startBeforeMs: number): Promise<UsageRecord | undefined>;
+  /**
+   * Sets the used CPU of a ledger record that has none, compare-and-set: a record that has a
+   * figure keeps it, so replicas filling the same closing piece write it once. Returns
+   * whether it was set (false too when the record does not exist).
+   */
+  fillUsedCpu(recordId: number, usedCpuMicros: number): Promise<boolean>;
 
   appendAudit(record: AuditRecord): Promise<void>;
   /** Newest first. */

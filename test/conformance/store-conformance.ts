@@ -5,6 +5,7 @@ import { ConflictError, ForbiddenError, InputError, NotFoundError, UnavailableEr
 import type { NewPlatformEvent } from '../../src/domain/event.js';
 import type { Agent } from '../../src/domain/agent.js';
 import type { AgentFilter, NewAgent, Store } from '../../src/store/store.js';
+import { FencedOutError } from '../../src/store/fenced-out-error.js';
 
 const BASE_MS = 1_767_225_600_000; // 2026-01-01, larger than 2^32: catches int4 / string round-trips
 
@@ -353,6 +354,68 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         await store.appendEvent(newEvent({ objectId: agent.id }));
         await store.deleteAgent(agent.id);
         expect(await store.listEvents({ objectId: agent.id })).toHaveLength(1);
+      });
+    });
+
+    describe('leader fencing (recordFencingToken, fenced controller writes)', () => {
+      it('records tokens only upwards; a fenced write with an older token is refused and writes nothing; equal, newer and unfenced writes pass', async () => {
+        const { agent } = await store.createAgent(newAgent({ tenantId: 't1' }));
+        expect(await store.recordFencingToken(5)).toBe(5);
+        expect(await store.recordFencingToken(3)).toBe(5); // never lowered: 3 is told it is stale
+        expect(await store.recordFencingToken(5)).toBe(5);
+        await expectDomainError(store.recordFencingToken(0), InputError, 'INVALID_FENCING_TOKEN');
+
+        const starting: AgentStatus = { phase: 'Starting', node: 'n1', restarts: 0, phaseSince: BASE_MS + 1 };
+        const stale = store.updateAgentWithEvents(agent, { status: starting, updatedAt: BASE_MS + 1 }, [newEvent({ objectId: agent.id, reason: 'FromOldLeader' })], 4);
+        await expectDomainError(stale, FencedOutError, 'LEADER_FENCED_OUT');
+        const error = (await stale.catch((e: unknown) => e)) as FencedOutError;
+        expect(error).toBeInstanceOf(ConflictError);
+        expect(error.details).toEqual({ fencingToken: 4, recordedToken: 5 });
+        expect(await store.getAgent(agent.id)).toEqual(agent);
+        expect(await store.listEvents({ objectId: agent.id })).toEqual([]);
+        await expectDomainError(store.deleteAgent(agent.id, 4), FencedOutError, 'LEADER_FENCED_OUT');
+        expect(await store.getAgent(agent.id)).toEqual(agent);
+        await expectDomainError(store.assertFencingToken(4), FencedOutError, 'LEADER_FENCED_OUT');
+
+        await store.assertFencingToken(5);
+        const current = await store.updateAgentWithEvents(agent, { status: starting, updatedAt: BASE_MS + 1 }, [newEvent({ objectId: agent.id, reason: 'FromLeader' })], 5);
+        expect(current.agent.version).toBe(2);
+        const newer = await store.updateAgentWithEvents(current.agent, { labels: { by: 'newer' }, updatedAt: BASE_MS + 2 }, [], 6);
+        // Unfenced writes (the API, the usage meter) are not the fence's business.
+        const unfenced = await store.updateAgentWithEvents(newer.agent, { labels: { by: 'api' }, updatedAt: BASE_MS + 3 }, []);
+        expect(await store.getAgent(agent.id)).toEqual(unfenced.agent);
+        expect((await store.listEvents({ objectId: agent.id })).map((e) => e.reason)).toEqual(['FromLeader']);
+        // A version conflict is still a version conflict under a valid token.
+        await expect(store.updateAgentWithEvents(agent, { labels: {}, updatedAt: BASE_MS + 4 }, [], 5)).rejects.toBeInstanceOf(VersionConflictError);
+        await store.deleteAgent(agent.id, 5);
+        expect(await store.getAgent(agent.id)).toBeUndefined();
+      });
+
+      it('a takeover racing fenced writes in flight: each write either committed before it or was refused; none of the old token passes after it', async () => {
+        const agents = await createMany(store, 20, () => ({ tenantId: 't1' }));
+        expect(await store.recordFencingToken(1)).toBe(1);
+        const writes = agents.map((a, i) =>
+          store
+            .updateAgentWithEvents(a, { labels: { w: String(i) }, updatedAt: BASE_MS + i }, [newEvent({ objectId: a.id, reason: 'Old' })], 1)
+            .then(() => 'written' as const, (e: unknown) => (e instanceof FencedOutError ? ('fenced' as const) : Promise.reject(e))),
+        );
+        const takeover = store.recordFencingToken(2);
+        const outcomes = await Promise.all(writes);
+        expect(await takeover).toBe(2);
+        for (const [i, a] of agents.entries()) {
+          const stored = await store.getAgent(a.id);
+          const events = await store.listEvents({ objectId: a.id });
+          // All or nothing, whichever way the race went.
+          if (outcomes[i] === 'written') {
+            expect(stored?.labels).toEqual({ w: String(i) });
+            expect(events).toHaveLength(1);
+          } else {
+            expect(stored).toEqual(a);
+            expect(events).toEqual([]);
+          }
+        }
+        const late = await Promise.allSettled(agents.map((a) => store.getAgent(a.id).then((cur) => store.updateAgentWithEvents(cur!, { labels: {}, updatedAt: BASE_MS + 99 }, [], 1))));
+        expect(late.every((r) => r.status === 'rejected' && r.reason instanceof FencedOutError)).toBe(true);
       });
     });
 
@@ -811,6 +874,37 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
           [1000, 3000],
           [3000, 4000],
         ]);
+      });
+
+      it('usage: lastUsageOfAgent finds a run\u2019s closing piece; fillUsedCpu sets used CPU only where there is none', async () => {
+        const a = (await store.createAgent(withResources(500, 1024))).agent;
+        const b = (await store.createAgent(withResources(500, 1024))).agent;
+        for (const x of [a, b]) await setPhase(x.id, 'Running', BASE_MS + 1000);
+        const record = { tenantId: a.tenantId, agentId: a.id, agentName: a.name, labels: {}, startMs: BASE_MS + 1000, endMs: BASE_MS + 4000, cpuMillicores: 500, memoryMiB: 1024, gpu: 0, usedCpuMicros: 1500 };
+        expect(await store.accrueUsage([{ agentId: a.id, expectedAccruedUntil: BASE_MS + 1000, accruedUntil: BASE_MS + 4000, record }])).toBe(1);
+        await setPhase(a.id, 'Succeeded', BASE_MS + 6000);
+        await setPhase(b.id, 'Succeeded', BASE_MS + 7000);
+        const closing = await store.lastUsageOfAgent(a.tenantId, a.id, BASE_MS, BASE_MS + 10_000);
+        expect(closing).toMatchObject({ agentId: a.id, startMs: BASE_MS + 4000, endMs: BASE_MS + 6000 });
+        expect(closing!.usedCpuMicros).toBeUndefined();
+        // The window bounds the start; another agent's or tenant's rows never match.
+        expect(await store.lastUsageOfAgent(a.tenantId, a.id, BASE_MS, BASE_MS + 4000)).toMatchObject({ startMs: BASE_MS + 1000, usedCpuMicros: 1500 });
+        expect(await store.lastUsageOfAgent(a.tenantId, a.id, BASE_MS + 4001, BASE_MS + 10_000)).toBeUndefined();
+        expect(await store.lastUsageOfAgent('other-t', a.id, BASE_MS, BASE_MS + 10_000)).toBeUndefined();
+        expect((await store.lastUsageOfAgent(b.tenantId, b.id, BASE_MS, BASE_MS + 10_000))?.agentId).toBe(b.id);
+
+        expect(await store.fillUsedCpu(closing!.id!, 2_500_000)).toBe(true);
+        // Compare-and-set: a second fill (another replica) and a row that had a figure keep theirs.
+        expect(await store.fillUsedCpu(closing!.id!, 9)).toBe(false);
+        const first = (await store.lastUsageOfAgent(a.tenantId, a.id, BASE_MS, BASE_MS + 4000))!;
+        expect(await store.fillUsedCpu(first.id!, 9)).toBe(false);
+        expect(await store.fillUsedCpu(999_999_999, 9)).toBe(false);
+        const rows = (await store.listUsage({ tenantId: a.tenantId })).filter((r) => r.agentId === a.id);
+        expect(rows.map((r) => [r.startMs - BASE_MS, r.endMs - BASE_MS, r.usedCpuMicros])).toEqual([
+          [1000, 4000, 1500],
+          [4000, 6000, 2_500_000],
+        ]);
+        expect((await store.lastUsageOfAgent(b.tenantId, b.id, BASE_MS, BASE_MS + 10_000))?.usedCpuMicros).toBeUndefined();
       });
 
       it('audit: appends and lists newest first, by tenant', async () => {

@@ -37,6 +37,9 @@ class PartitionableLease implements LeaderLease {
   release(id: string, t: number) {
     return this.gate(() => this.inner.release(id, t));
   }
+  advanceFencingToken(atLeast: number) {
+    return this.gate(() => this.inner.advanceFencingToken(atLeast));
+  }
   holder(s?: AbortSignal) {
     return this.inner.holder(s);
   }
@@ -89,6 +92,12 @@ describe.skipIf(!hasRedis)('leader lease and elector on Redis', () => {
     expect(await b.holder()).toBeUndefined();
     const t3 = await a.acquire('a');
     expect(t3).toBeGreaterThan(t2!);
+
+    // The counter only moves up: advancing to a smaller value is a no-op.
+    await a.release('a', t3!);
+    await b.advanceFencingToken(t3! + 100);
+    await b.advanceFencingToken(2);
+    expect(await a.acquire('a')).toBe(t3! + 101);
   });
 
   it('three electors: never two leaders; a clean stop hands over at once', async () => {

@@ -110,7 +110,14 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number
 }
 
 // Small requests: 31 agents must fit the 2-core node's CPU (the default is 100m each).
-const agentBody = (name: string): Record<string, unknown> => ({ name, image: BUSYBOX_IMAGE, command: ['sh', '-c', 'sleep 300'], restartPolicy: 'Always', resources: { cpu: '10m', memory: '16Mi' } });
+// One line of output first, for the logs read through a follower.
+const agentBody = (name: string): Record<string, unknown> => ({
+  name,
+  image: BUSYBOX_IMAGE,
+  command: ['sh', '-c', 'echo "hello from $AGENT_NAME"; sleep 300'],
+  restartPolicy: 'Always',
+  resources: { cpu: '10m', memory: '16Mi' },
+});
 
 const phaseSummary = (agents: AgentBody[]): string => {
   const counts = new Map<string, number>();
@@ -266,6 +273,22 @@ if (!ready) {
         const phaseEvents = stream.events.filter((e) => e.objectId === id && e.reason === 'PhaseChanged');
         // Each event once: fan-out through Redis must not duplicate.
         expect(new Set(phaseEvents.map((e) => e.data?.to)).size).toBe(phaseEvents.length);
+
+        // Any replica serves logs: read them through one that does not lead (asked now, as
+        // a replica that stalls may have stepped down since).
+        const statusNow = await Promise.all(replicas.map(async (r) => ({ r, s: await leaderStatus(r) })));
+        const follower = statusNow.find(({ s }) => s !== undefined && !s.leader)?.r;
+        expect(follower, JSON.stringify(statusNow.map(({ r, s }) => ({ id: r.id, s })))).toBeDefined();
+        const logs = await waitFor(
+          async () => {
+            const r = await call(follower!, 'GET', `/api/v1/agents/${id}/logs`);
+            expect(r.status, r.text).toBe(200);
+            return r.text.includes('hello from sse-watch') ? r.text : undefined;
+          },
+          15_000,
+          async () => `logs through ${follower!.id}: ${(await call(follower!, 'GET', `/api/v1/agents/${id}/logs`)).text}`,
+        );
+        expect(logs).toBe('hello from sse-watch\n');
 
         const startedAt = Date.now();
         const deleted = await call(watcher, 'DELETE', `/api/v1/agents/${id}`);
