@@ -32,6 +32,9 @@ const config = loadConfig({
   AGENT_PLATFORM_PORT: '0',
   AGENT_PLATFORM_LOG_LEVEL: 'silent',
   AGENT_PLATFORM_RATE_LIMIT_RPS: '0',
+  // Every agent is created before the controller starts: create backpressure would hold each
+  // wave past 1,024 queued keys for its full wait (10 s), which measures nothing.
+  AGENT_PLATFORM_CREATE_BACKLOG_LIMIT: '0',
   AGENT_PLATFORM_NODES: JSON.stringify([{ driver: 'simulated', count: NODES, shape: { cpu: '16', memory: '64Gi' } }]),
 });
 const platform = await buildPlatform(config);
