@@ -1,5 +1,7 @@
 import type { Agent, AgentEndpoint, AgentStatus, IsolationClass } from '../domain/agent.js';
 import { NotFoundError } from '../domain/errors.js';
+import { restartBackoffMs } from '../domain/backoff.js';
+import { systemClock, type Clock } from '../domain/clock.js';
 import { SecretDecryptError } from './secret-cipher.js';
 import { silentLogger, type Logger } from '../domain/logger.js';
 import type { ContainerSpec, ObservedContainer } from '../runtime/runtime.js';
@@ -55,7 +57,19 @@ export interface ClusterNetwork {
   readonly egressProxyUrl: string | undefined;
   /** Creates or updates the agent's Service and ingress policy; returns where its ports are reachable. */
   exposeAgent(tenantId: string, exposed: { agentId: string; ports: { port: number }[] }, signal?: AbortSignal): Promise<AgentEndpoint[]>;
+  /** Deletes the agent's Service and ingress policy; absent ones are a no-op. */
+  unexposeAgent(tenantId: string, agentId: string, signal?: AbortSignal): Promise<void>;
 }
+
+/**
+ * Retry delay of a cluster expose that failed or found no cluster IP yet, by failures in a
+ * row: 1 s doubling to 1 min. Each attempt costs about six API calls, and the controller
+ * reconciles a running agent every resync, so retrying on every pass would load the API
+ * server for as long as the Service lacks an IP; a minute is the longest an agent that
+ * recovers waits for its endpoints.
+ */
+export const EXPOSE_RETRY_INITIAL_MS = 1_000;
+export const EXPOSE_RETRY_MAX_MS = 60_000;
 
 /** Options of AgentSandbox. */
 export interface AgentSandboxOptions {
@@ -83,6 +97,8 @@ export interface AgentSandboxOptions {
    */
   tenantMinimum?: ((tenantId: string) => Promise<IsolationClass | undefined>) | undefined;
   logger?: Logger | undefined;
+  /** For the expose retry delay. @default systemClock */
+  clock?: Clock | undefined;
 }
 
 const sameEndpoints = (a: AgentStatus['endpoints'], b: AgentStatus['endpoints']): boolean => JSON.stringify(a ?? []) === JSON.stringify(b ?? []);
@@ -90,9 +106,17 @@ const sameEndpoints = (a: AgentStatus['endpoints'], b: AgentStatus['endpoints'])
 /** The security side of running an agent: isolation class, network and secrets. */
 export class AgentSandbox implements ContainerHooks {
   private readonly logger: Logger;
+  private readonly clock: Clock;
+  /**
+   * Running exposed cluster agents whose last expose failed or found no cluster IP: failures
+   * in a row and when the next attempt may run. An entry goes on success, when the agent
+   * stops running or exposing, and with forget(); so at most one per running exposed agent.
+   */
+  private readonly exposeRetries = new Map<string, { failures: number; nextAttemptAtMs: number }>();
 
   constructor(private readonly o: AgentSandboxOptions) {
     this.logger = o.logger ?? silentLogger;
+    this.clock = o.clock ?? systemClock;
   }
 
   async isolationOf(agent: Agent): Promise<IsolationClass> {
@@ -184,6 +208,7 @@ export class AgentSandbox implements ContainerHooks {
   }
 
   async forget(agentId: string): Promise<void> {
+    this.exposeRetries.delete(agentId);
     await this.o.network?.detach(agentId);
   }
 
@@ -207,21 +232,46 @@ export class AgentSandbox implements ContainerHooks {
 
   /**
    * Level-triggered on a cluster: a running exposed agent whose endpoints are not recorded
-   * (a platform restart between start and status write, an API error at start) gets its
-   * Service again; one not running has no endpoints. The Service itself is deleted with the
-   * Pod (KubernetesRuntime.remove), not here.
+   * (a platform restart between start and status write, an API error at start, no cluster IP
+   * yet) gets its Service again, at most once per retry delay (EXPOSE_RETRY_*); one not
+   * running has no endpoints. The Service is deleted with the Pod (KubernetesRuntime.remove),
+   * and here too while the agent is being deleted: its Pod may already be gone, and then the
+   * controller removes nothing.
    */
   private async observeOnCluster(cluster: ClusterNetwork, agent: Agent, observed: ObservedContainer | undefined, signal?: AbortSignal): Promise<Partial<AgentStatus> | undefined> {
     const wantsEndpoints = (agent.spec.expose?.length ?? 0) > 0;
-    if (observed?.state !== 'running' || !wantsEndpoints) return agent.status.endpoints !== undefined ? { endpoints: undefined } : undefined;
-    if (agent.status.endpoints !== undefined) return undefined;
-    try {
-      const endpoints = await this.exposeOnCluster(cluster, agent, signal);
-      return endpoints === undefined ? undefined : { endpoints };
-    } catch (err) {
-      this.logger.warn({ err, agentId: agent.id }, 'could not expose the agent on its cluster');
+    if (agent.desired === 'deleted' && wantsEndpoints) {
+      try {
+        await cluster.unexposeAgent(agent.tenantId, agent.id, signal);
+      } catch (err) {
+        // The next reconcile of the deletion tries again; the runtime's remove() also deletes them.
+        this.logger.warn({ err, agentId: agent.id }, 'could not delete the agent\'s Service on its cluster');
+      }
+    }
+    if (observed?.state !== 'running' || !wantsEndpoints) {
+      this.exposeRetries.delete(agent.id);
+      return agent.status.endpoints !== undefined ? { endpoints: undefined } : undefined;
+    }
+    if (agent.status.endpoints !== undefined) {
+      this.exposeRetries.delete(agent.id);
       return undefined;
     }
+    const retry = this.exposeRetries.get(agent.id);
+    if (retry !== undefined && this.clock.now() < retry.nextAttemptAtMs) return undefined;
+    let endpoints: AgentEndpoint[] | undefined;
+    try {
+      endpoints = await this.exposeOnCluster(cluster, agent, signal);
+    } catch (err) {
+      if (signal?.aborted) return undefined; // shutdown or lost leadership: not the cluster's failure
+      this.logger.warn({ err, agentId: agent.id }, 'could not expose the agent on its cluster');
+    }
+    if (endpoints !== undefined) {
+      this.exposeRetries.delete(agent.id);
+      return { endpoints };
+    }
+    const failures = (retry?.failures ?? 0) + 1;
+    this.exposeRetries.set(agent.id, { failures, nextAttemptAtMs: this.clock.now() + restartBackoffMs(failures - 1, EXPOSE_RETRY_INITIAL_MS, EXPOSE_RETRY_MAX_MS) });
+    return undefined;
   }
 
   private attachable(agent: Agent): boolean {

@@ -507,8 +507,9 @@ describe.sequential('the platform with a Kubernetes node: placement, egress labe
         preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 20, preference: { matchExpressions: [{ key: 'pool', operator: 'Exists' }] } }],
       },
     });
-    // The timeout plus the 60 s backstop margin: the platform stops the agent at 600 s itself.
-    expect(pod.spec.activeDeadlineSeconds).toBe(660);
+    // The timeout plus the backstop margin (the 120 s start timeout plus 60 s): the platform
+    // stops the agent at 600 s itself, however long its start took.
+    expect(pod.spec.activeDeadlineSeconds).toBe(600 + 120 + 60);
     expect(pod.spec.nodeName).toBe('dedicated');
     // Network none: no egress label, so only the namespace's default deny selects the Pod.
     expect(pod.metadata.labels).not.toHaveProperty(EGRESS_LABEL);
@@ -567,7 +568,6 @@ describe.sequential('the platform with a Kubernetes node: placement, egress labe
     expect(service.spec.ports).toEqual([{ name: 'port-0', port: 8080, targetPort: 8080, protocol: 'TCP' }]);
     expect(running.status.endpoints).toEqual([{ port: 8080, hostIp: service.spec.clusterIP, hostPort: 8080 }]);
     expect(env.fake.get('networkpolicies', 'ap-default', `allow-ingress-ap-${a.id}`)!.spec.ingress).toEqual([{ ports: [{ protocol: 'TCP', port: 8080 }] }]);
-    expect(podOf(a.id)!.metadata.annotations['io.agent-platform/exposed']).toBe('true');
 
     expect((await env.api('DELETE', `/api/v1/agents/${a.id}`)).status).toBeLessThan(300);
     await waitFor('the agent to be gone', async () => ((await env.api('GET', `/api/v1/agents/${a.id}`)).status === 404 ? true : undefined));
@@ -576,6 +576,66 @@ describe.sequential('the platform with a Kubernetes node: placement, egress labe
     expect(env.fake.get('networkpolicies', 'ap-default', `allow-ingress-ap-${a.id}`)).toBeUndefined();
     // The namespace's own policies stay.
     expect(env.fake.all('networkpolicies').map((p) => p.metadata.name).sort()).toEqual(['allow-egress-open', 'allow-egress-proxy', 'default-deny']);
+  });
+
+  it('deletes an exposed agent\'s Service and ingress policy when its Pod was gone before the delete (nothing to remove)', async () => {
+    const a = await create({ name: 'web-gone', command: ['sh', '-c', 'sleep 300'], expose: [{ port: 8081 }] });
+    await waitFor('Running with endpoints', async () => {
+      const got = await waitPhase(a.id, 'Running');
+      return got.status.endpoints ? got : undefined;
+    });
+    // The Pod disappears behind the platform's back: the agent ends (restartPolicy Never), and
+    // its Service stays, since nothing removed a Pod.
+    env.fake.deletePodNow('ap-default', `ap-${a.id}`);
+    await waitPhase(a.id, 'Failed');
+    expect(env.fake.get('services', 'ap-default', `ap-${a.id}`)).toBeDefined();
+
+    expect((await env.api('DELETE', `/api/v1/agents/${a.id}`)).status).toBeLessThan(300);
+    await waitFor('the agent to be gone', async () => ((await env.api('GET', `/api/v1/agents/${a.id}`)).status === 404 ? true : undefined));
+    expect(env.fake.get('services', 'ap-default', `ap-${a.id}`)).toBeUndefined();
+    expect(env.fake.get('networkpolicies', 'ap-default', `allow-ingress-ap-${a.id}`)).toBeUndefined();
+  });
+
+  it('rebuilds a restarted Pod from the agent\'s current spec: a network mode changed while stopped takes effect', async () => {
+    const a = await create({ name: 'switch', command: ['sh', '-c', 'sleep 300'], labels: { team: 'ml' }, env: { MODE: 'x' }, timeoutSeconds: 600, network: { mode: 'open' } });
+    await waitPhase(a.id, 'Running');
+    expect(podOf(a.id)!.metadata.labels[EGRESS_LABEL]).toBe('open');
+
+    /** Stop, change the network policy, start again; returns the new Pod once it runs. */
+    const restartWith = async (network: Record<string, unknown>) => {
+      const stopped = await env.api('POST', `/api/v1/agents/${a.id}/stop`);
+      expect(stopped.status, stopped.text).toBe(200);
+      await waitPhase(a.id, 'Stopped');
+      const ended = podOf(a.id)!;
+      expect(ended.status.phase, 'the stopped Pod stays, with its logs').toMatch(/Failed|Succeeded/);
+      const patched = await env.api('PATCH', `/api/v1/agents/${a.id}`, { network });
+      expect(patched.status, patched.text).toBe(200);
+      const started = await env.api('POST', `/api/v1/agents/${a.id}/start`);
+      expect(started.status, started.text).toBe(200);
+      await waitPhase(a.id, 'Running');
+      const pod = podOf(a.id)!;
+      expect(pod.metadata.uid, 'a new Pod replaced the ended one').not.toBe(ended.metadata.uid);
+      // What does not change is rebuilt the same: user labels, env, placement, the deadline.
+      expect(pod.metadata.labels.team).toBe('ml');
+      expect(envOf(pod)).toMatchObject({ MODE: 'x', AGENT_ID: a.id });
+      expect(pod.spec.activeDeadlineSeconds).toBe(600 + 120 + 60);
+      expect(pod.spec.schedulingGates).toBeUndefined();
+      return pod;
+    };
+
+    const none = await restartWith({ mode: 'none' });
+    expect(none.metadata.labels, 'no egress label: only the default deny selects it').not.toHaveProperty(EGRESS_LABEL);
+    expect(envOf(none)).not.toHaveProperty('HTTP_PROXY');
+
+    const allow = await restartWith({ mode: 'allowlist', allow: ['example.com'] });
+    expect(allow.metadata.labels[EGRESS_LABEL]).toBe('allowlist');
+    const proxyUrl = new RegExp(`^http://${a.id}:[A-Za-z0-9_-]{43}@10\\.96\\.12\\.7:3128$`);
+    expect(envOf(allow)).toMatchObject({ HTTP_PROXY: expect.stringMatching(proxyUrl), https_proxy: expect.stringMatching(proxyUrl), NO_PROXY: 'localhost,127.0.0.1' });
+
+    const back = await restartWith({ mode: 'none' });
+    expect(back.metadata.labels).not.toHaveProperty(EGRESS_LABEL);
+    expect(Object.keys(envOf(back)).filter((k) => /proxy/i.test(k))).toEqual([]);
+    expect((await env.api('DELETE', `/api/v1/agents/${a.id}`)).status).toBeLessThan(300);
   });
 });
 

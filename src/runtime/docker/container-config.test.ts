@@ -115,6 +115,29 @@ describe('buildContainerConfig', () => {
     });
   });
 
+  it('drops every user label under the reserved prefix, also ones the platform does not set itself', () => {
+    // A record stored before the API refused io.agent-platform.* labels: without an instance id
+    // on the node, a kept "instance" label would put the container in another installation's
+    // list() (and its orphan sweep); "egress" would claim a network policy it does not have.
+    const labels = { team: 'ml', 'io.agent-platform.instance': 'someone-else', 'io.agent-platform.egress': 'open', 'io.agent-platform.anything': 'x', 'io.agent-platformer': 'kept' };
+    expect(buildContainerConfig(spec({ labels })).body.Labels).toEqual({
+      team: 'ml',
+      'io.agent-platformer': 'kept',
+      'io.agent-platform.agent-id': 'a1',
+      'io.agent-platform.tenant': 'acme',
+      'io.agent-platform.managed': 'true',
+    });
+    // With an instance id, the node's own wins; the user's is not merely overwritten but gone.
+    expect(buildContainerConfig(spec({ labels }), { instanceId: 'mine' }).body.Labels).toEqual({
+      team: 'ml',
+      'io.agent-platformer': 'kept',
+      'io.agent-platform.agent-id': 'a1',
+      'io.agent-platform.tenant': 'acme',
+      'io.agent-platform.managed': 'true',
+      'io.agent-platform.instance': 'mine',
+    });
+  });
+
   it('applies node options: OCI runtime, network, uid/gid, nofile and log rotation', () => {
     const { body } = buildContainerConfig(spec(), {
       ociRuntime: 'runsc',

@@ -1,4 +1,4 @@
-import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, containerName, type ContainerSpec } from '../runtime.js';
+import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, RESERVED_LABEL_PREFIX, TENANT_LABEL, containerName, type ContainerSpec } from '../runtime.js';
 
 /**
  * Node-wide lock-down settings applied to every container the Docker adapter creates.
@@ -206,12 +206,16 @@ export function buildContainerConfig(spec: ContainerSpec, options: Partial<Conta
     hostConfig.DeviceRequests = [{ Driver: 'nvidia', DeviceIDs: [...spec.gpuDeviceIds], Capabilities: [['gpu']] }];
   }
 
+  // User labels under the platform's prefix are dropped, not only overwritten: the API refuses
+  // them, but records stored before it did may hold some, and one the platform does not set
+  // itself (the instance label on a node without an instance id) would otherwise stay. The
+  // platform's own labels come last all the same.
+  const userLabels = Object.fromEntries(Object.entries(spec.labels).filter(([key]) => !key.startsWith(RESERVED_LABEL_PREFIX)));
   const body: DockerCreateBody = {
     Image: spec.image,
     Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
     User: `${uid}:${gid}`,
-    // Platform labels last: a user label cannot impersonate another agent or tenant.
-    Labels: { ...spec.labels, [AGENT_ID_LABEL]: spec.agentId, [TENANT_LABEL]: spec.tenantId, [MANAGED_LABEL]: 'true', ...(o.instanceId ? { [INSTANCE_LABEL]: o.instanceId } : {}) },
+    Labels: { ...userLabels, [AGENT_ID_LABEL]: spec.agentId, [TENANT_LABEL]: spec.tenantId, [MANAGED_LABEL]: 'true', ...(o.instanceId ? { [INSTANCE_LABEL]: o.instanceId } : {}) },
     Tty: false,
     OpenStdin: false,
     AttachStdin: false,

@@ -19,13 +19,6 @@ export const EGRESS_ALLOWLIST = 'allowlist';
 /** EGRESS_LABEL value of `open` agents, which the namespace lets out anywhere. */
 export const EGRESS_OPEN = 'open';
 
-/**
- * Pod annotation set once an agent's Service exists (exposeAgent), so remove() knows to
- * delete the Service with the Pod, also after a restart of the platform, without asking
- * the API about every Pod it removes.
- */
-export const EXPOSED_ANNOTATION = 'io.agent-platform/exposed';
-
 /** Annotation keeping the run timeout, so a restart (a new Pod) restores it after stop() shortened it. */
 export const TIMEOUT_ANNOTATION = 'io.agent-platform/timeout-seconds';
 /** Annotation recording the pids limit, which a Pod spec cannot express (it is a kubelet setting). */

@@ -17,7 +17,7 @@ import {
   type RuntimeEvent,
 } from '../runtime.js';
 import { isKubeStatus, KubeApiError, KubeClient, type KubeClientOptions } from './kube-client.js';
-import { AGENT_CONTAINER_NAME, EXPOSED_ANNOTATION, START_GATE, TIMEOUT_ANNOTATION, tenantNamespace } from './kube-names.js';
+import { AGENT_CONTAINER_NAME, START_GATE, TIMEOUT_ANNOTATION, tenantNamespace } from './kube-names.js';
 import type { KubeList, KubeNode, KubePod } from './kube-types.js';
 import { buildNamespaceManifests, egressProxyUrl, exposedObjectNames, LIMIT_RANGE_NAME, QUOTA_NAME, type EgressProxyTarget, type ExposedAgent, type TenantQuota } from './namespace-manifests.js';
 import { buildPodManifest, placementFromPod, podDeadlineSeconds, type PodManifestOptions } from './pod-manifest.js';
@@ -66,6 +66,26 @@ export interface KubePlacementRequest {
 export interface KubeBindingOptions {
   schedulerName: string;
   chooseNode(request: KubePlacementRequest, nodes: KubeNodeSnapshot[]): string | undefined;
+}
+
+/**
+ * What the platform's agent controller tells the runtime of a cluster it drives; see
+ * KubernetesRuntime.attachController.
+ */
+export interface KubeControllerLink {
+  /**
+   * AGENT_PLATFORM_START_TIMEOUT_MS: the default deadline margin of the Pods covers it (see
+   * PodManifestOptions.deadlineMarginSeconds), unless `pod.startTimeoutSeconds` or
+   * `pod.deadlineMarginSeconds` is set.
+   */
+  startTimeoutMs: number;
+  /**
+   * The agent's container spec as a create would get it now: the controller's spec completed
+   * by the sandbox (egress mode, proxy URL, secrets, isolation class). A restart builds its new
+   * Pod from it. Undefined when the agent record is gone. May throw what the sandbox throws
+   * (SandboxSetupError), which start() passes on before touching the ended Pod.
+   */
+  containerSpecOf(agentId: string, signal?: AbortSignal): Promise<ContainerSpec | undefined>;
 }
 
 /** User options of the Kubernetes adapter; one instance drives one cluster (one platform node). */
@@ -121,6 +141,11 @@ export interface KubernetesRuntimeOptions extends KubeClientOptions {
 export const createKubernetesRuntime = (options: KubernetesRuntimeOptions = {}): KubernetesRuntime => new KubernetesRuntime(options);
 
 const WAIT_GONE_MS = 30_000;
+/**
+ * Namespaces of Pods the informer saw go away, kept for a later remove() (the agent's Service
+ * lives there). Bounded: an entry is dropped by remove(), and the oldest go past this many.
+ */
+const DEPARTED_PODS_MAX = 10_000;
 const podSummary = (pod: KubePod | undefined): string => (pod ? `${pod.metadata.namespace}/${pod.metadata.name} (${pod.status?.phase ?? 'no status'})` : 'absent');
 
 /**
@@ -158,6 +183,9 @@ export class KubernetesRuntime implements Runtime {
   /** Uids of Pods being replaced by a restart: their deletion is not a "destroy". */
   private readonly replacing = new Set<string>();
   private readonly closing = new AbortController();
+  /** Pod name -> namespace of Pods gone from the informer and not yet remove()d. */
+  private readonly departed = new Map<string, string>();
+  private controller: KubeControllerLink | undefined;
 
   constructor(options: KubernetesRuntimeOptions = {}) {
     this.options = options;
@@ -175,6 +203,25 @@ export class KubernetesRuntime implements Runtime {
       watchTimeoutSeconds: options.watchTimeoutSeconds,
       onError: options.onWatchError,
     });
+    this.informer.onChange((prev, next) => {
+      if (next) this.departed.delete(next.metadata.name);
+      else if (prev?.metadata.namespace) {
+        this.departed.delete(prev.metadata.name);
+        this.departed.set(prev.metadata.name, prev.metadata.namespace);
+        if (this.departed.size > DEPARTED_PODS_MAX) this.departed.delete(this.departed.keys().next().value!);
+      }
+    });
+  }
+
+  /**
+   * Connects the runtime to the platform's controller, which is built after the node pool
+   * (platform.ts calls this once): restarts then build their new Pod from the agent's current
+   * spec (a network mode changed while the agent was stopped takes effect), and the Pods'
+   * deadline margin follows the controller's start timeout. Without it (the runtime used on
+   * its own) a restart copies the ended Pod.
+   */
+  attachController(link: KubeControllerLink): void {
+    this.controller = link;
   }
 
   /** The informer, for tests (relist counts) and diagnostics. */
@@ -321,9 +368,9 @@ export class KubernetesRuntime implements Runtime {
   /**
    * Makes an agent's ports reachable inside the cluster: a ClusterIP Service named like
    * its Pod and a NetworkPolicy that admits those ports (the namespace denies all ingress
-   * otherwise). Create, or read and replace; call again to change the ports. Marks the
-   * agent's Pod (when it exists) so that remove() deletes both with it. Returns where the
-   * ports are reachable: the Service's cluster IP (none before the API server assigns one).
+   * otherwise). Create, or read and replace; call again to change the ports. remove() of
+   * the agent's Pod deletes both. Returns where the ports are reachable: the Service's
+   * cluster IP (none before the API server assigns one).
    */
   async exposeAgent(tenantId: string, exposed: ExposedAgent, signal?: AbortSignal): Promise<AgentEndpoint[]> {
     await this.ensureTenantNamespace(tenantId, signal);
@@ -333,17 +380,6 @@ export class KubernetesRuntime implements Runtime {
     );
     for (const object of objects) await this.createOrReplace(object, signal);
     const namespace = tenantNamespace(tenantId);
-    try {
-      await this.client.request(`/api/v1/namespaces/${namespace}/pods/${containerName(exposed.agentId)}`, {
-        method: 'PATCH',
-        contentType: 'application/merge-patch+json',
-        body: { metadata: { annotations: { [EXPOSED_ANNOTATION]: 'true' } } },
-        signal,
-      });
-    } catch (err) {
-      // No Pod (yet, or any more): nothing to mark; unexposeAgent still finds the objects by name.
-      if (!isKubeStatus(err, 404)) throw err;
-    }
     const service = await this.client.request<{ spec?: { clusterIP?: string } }>(`/api/v1/namespaces/${namespace}/services/${names.service}`, { signal });
     const clusterIp = service.spec?.clusterIP;
     if (!clusterIp || clusterIp === 'None') return [];
@@ -352,17 +388,12 @@ export class KubernetesRuntime implements Runtime {
 
   /** Deletes the Service and ingress NetworkPolicy exposeAgent made; absent ones are a no-op. */
   async unexposeAgent(tenantId: string, agentId: string, signal?: AbortSignal): Promise<void> {
-    await this.deleteExposed(tenantNamespace(tenantId), agentId, signal);
+    await this.deleteExposedObjects(tenantNamespace(tenantId), containerName(agentId), signal);
   }
 
   async create(spec: ContainerSpec, signal?: AbortSignal): Promise<string> {
     await this.informer.waitForSync(signal);
-    const pod = buildPodManifest(spec, {
-      ...this.options.pod,
-      held: true,
-      schedulerName: this.options.binding?.schedulerName,
-      instanceId: this.options.instanceId,
-    }) as unknown as KubePod;
+    const pod = buildPodManifest(spec, { ...this.podOptions(), held: true }) as unknown as KubePod;
     const namespace = pod.metadata.namespace!;
     await this.ensureTenantNamespace(spec.tenantId, signal);
     let created: KubePod;
@@ -443,12 +474,15 @@ export class KubernetesRuntime implements Runtime {
   async remove(containerId: string, signal?: AbortSignal): Promise<void> {
     await this.informer.waitForSync(signal);
     const pod = this.informer.get(containerId);
-    if (!pod) return;
-    await this.deletePod(pod, 0, signal);
-    // The agent's Service goes with its Pod (an exposed agent is removed when it is deleted,
-    // or replaced: the next start exposes the new Pod again).
-    const agentId = observedFromPod(pod).agentId;
-    if (pod.metadata.annotations?.[EXPOSED_ANNOTATION] === 'true' && agentId) await this.deleteExposed(pod.metadata.namespace!, agentId, signal);
+    const namespace = pod?.metadata.namespace ?? this.departed.get(containerId);
+    if (pod) await this.deletePod(pod, 0, signal);
+    // The agent's Service and ingress policy go with its Pod (an exposed agent is removed when
+    // it is deleted, or after a start timeout: the next start exposes it again). By name and
+    // whether or not the agent exposed anything: a mark on the cached Pod could lag the
+    // expose (a stop right after the start), and a Pod already gone carries no mark at all.
+    // Both are named after the Pod, so the Pod's name is all it takes; absent ones are a 404.
+    if (namespace) await this.deleteExposedObjects(namespace, containerId, signal);
+    this.departed.delete(containerId);
   }
 
   async inspect(containerId: string, signal?: AbortSignal): Promise<ObservedContainer | undefined> {
@@ -569,8 +603,19 @@ export class KubernetesRuntime implements Runtime {
     return ensured;
   }
 
-  private async deleteExposed(namespace: string, agentId: string, signal?: AbortSignal): Promise<void> {
-    const names = exposedObjectNames(agentId);
+  private podOptions(): PodManifestOptions {
+    const startTimeoutMs = this.controller?.startTimeoutMs;
+    return {
+      ...this.options.pod,
+      startTimeoutSeconds: this.options.pod?.startTimeoutSeconds ?? (startTimeoutMs !== undefined ? Math.ceil(startTimeoutMs / 1000) : undefined),
+      schedulerName: this.options.binding?.schedulerName,
+      instanceId: this.options.instanceId,
+    };
+  }
+
+  /** Deletes the Service and ingress policy of the agent whose Pod is `podName`; absent ones are a no-op. */
+  private async deleteExposedObjects(namespace: string, podName: string, signal?: AbortSignal): Promise<void> {
+    const names = exposedObjectNames(podName.slice(containerName('').length));
     for (const path of [`/api/v1/namespaces/${namespace}/services/${names.service}`, `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/${names.policy}`]) {
       try {
         await this.client.request(path, { method: 'DELETE', body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' }, signal });
@@ -664,10 +709,18 @@ export class KubernetesRuntime implements Runtime {
       });
   }
 
-  /** Restart: an ended Pod cannot run again, so delete it and create it anew, same name. */
+  /**
+   * Restart: an ended Pod cannot run again, so delete it and create it anew, same name. The
+   * new Pod is built from the agent's current spec (attachController), not copied: labels,
+   * env, egress label and proxy URL may have changed while the agent was stopped (a PATCH of
+   * its network mode), and a copy would bring the old egress back.
+   */
   private async replacePod(old: KubePod, signal?: AbortSignal): Promise<KubePod> {
     const { namespace, name, uid } = old.metadata;
-    const previousStart = observedFromPod(old).startedAt;
+    const { agentId, startedAt: previousStart } = observedFromPod(old);
+    // Before the delete: a spec that cannot be run (SandboxSetupError) leaves the ended Pod, and its logs, alone.
+    const current = this.controller && agentId ? await this.controller.containerSpecOf(agentId, signal) : undefined;
+    const fresh = current ? this.rebuiltPod(current, old) : this.copiedPod(old);
     this.replacing.add(uid ?? '');
     try {
       await this.deletePod(old, 0, signal);
@@ -680,19 +733,6 @@ export class KubernetesRuntime implements Runtime {
       const waitMs = Math.floor(previousStart / 1000) * 1000 + 1000 - Date.now();
       if (waitMs > 0) await sleep(waitMs, undefined, { signal });
     }
-    const annotations = { ...old.metadata.annotations };
-    const spec: KubePod['spec'] = { ...old.spec };
-    delete spec.nodeName;
-    delete spec.schedulingGates;
-    const deadline = podDeadlineSeconds(Number(annotations[TIMEOUT_ANNOTATION]), this.options.pod?.deadlineMarginSeconds);
-    if (deadline !== undefined) spec.activeDeadlineSeconds = deadline;
-    else delete spec.activeDeadlineSeconds;
-    const fresh: KubePod = {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name, namespace, labels: { ...old.metadata.labels }, annotations },
-      spec,
-    };
     let created: KubePod;
     try {
       created = await this.createPod(fresh, signal);
@@ -703,6 +743,24 @@ export class KubernetesRuntime implements Runtime {
     }
     await this.informer.waitUntil(() => this.informer.get(name)?.metadata.uid === created.metadata.uid, signal, WAIT_GONE_MS, `new Pod ${namespace}/${name} in the watch`);
     return created;
+  }
+
+  /** The Pod a restart creates from the agent's current spec: not held, so it is scheduled at once. */
+  private rebuiltPod(spec: ContainerSpec, old: KubePod): KubePod {
+    if (containerName(spec.agentId) !== old.metadata.name) throw new Error(`the spec of agent ${spec.agentId} cannot replace Pod ${podSummary(old)}`);
+    return buildPodManifest(spec, { ...this.podOptions(), namespace: old.metadata.namespace, held: false }) as unknown as KubePod;
+  }
+
+  /** Without a controller: the ended Pod's labels and spec, with its deadline restored (stop() lowered it). */
+  private copiedPod(old: KubePod): KubePod {
+    const annotations = { ...old.metadata.annotations };
+    const spec: KubePod['spec'] = { ...old.spec };
+    delete spec.nodeName;
+    delete spec.schedulingGates;
+    const deadline = podDeadlineSeconds(Number(annotations[TIMEOUT_ANNOTATION]), this.podOptions());
+    if (deadline !== undefined) spec.activeDeadlineSeconds = deadline;
+    else delete spec.activeDeadlineSeconds;
+    return { apiVersion: 'v1', kind: 'Pod', metadata: { name: old.metadata.name, namespace: old.metadata.namespace, labels: { ...old.metadata.labels }, annotations }, spec };
   }
 
   /** Deletes a Pod (uid precondition) and waits until the watch shows it gone. */

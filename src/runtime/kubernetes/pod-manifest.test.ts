@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { validateKubeObject } from '../../../test/kubernetes/validate-kube-object.js';
 import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, TENANT_LABEL, type ContainerPlacement, type ContainerSpec } from '../runtime.js';
 import { EGRESS_LABEL, START_GATE, TIMEOUT_ANNOTATION, tenantNamespace } from './kube-names.js';
-import { buildPodManifest, placementFromPod } from './pod-manifest.js';
+import { buildPodManifest, DEADLINE_SLACK_SECONDS, DEFAULT_START_TIMEOUT_SECONDS, deadlineMarginSecondsOf, placementFromPod, podDeadlineSeconds } from './pod-manifest.js';
 
 const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   agentId: 'a1b2',
@@ -21,6 +21,31 @@ const spec = (overrides: Partial<ContainerSpec> = {}): ContainerSpec => ({
   gpuDeviceIds: [],
   labels: { team: 'ml' },
   ...overrides,
+});
+
+describe('the Pod deadline margin', () => {
+  it('defaults to the controller\'s start timeout plus slack, so the controller\'s DeadlineExceeded always comes first', () => {
+    // The kubelet counts from the Pod's startTime; the controller from the start it records,
+    // which may be as late as the end of its start timeout. Worst case for a 300 s timeout
+    // and a 120 s start timeout: kubelet fires at startTime + deadline, the controller at
+    // startTime + 120 + 300; the slack is what the controller has left to act.
+    expect(deadlineMarginSecondsOf({})).toBe(DEFAULT_START_TIMEOUT_SECONDS + DEADLINE_SLACK_SECONDS);
+    expect(DEFAULT_START_TIMEOUT_SECONDS).toBe(120);
+    expect(DEADLINE_SLACK_SECONDS).toBe(60);
+    expect(deadlineMarginSecondsOf({ startTimeoutSeconds: 600 })).toBe(660);
+    expect(deadlineMarginSecondsOf({ startTimeoutSeconds: 0.5 })).toBe(61);
+    // An explicit margin wins over the computed one; negative is none.
+    expect(deadlineMarginSecondsOf({ startTimeoutSeconds: 600, deadlineMarginSeconds: 30 })).toBe(30);
+    expect(deadlineMarginSecondsOf({ deadlineMarginSeconds: -5 })).toBe(0);
+    for (const startTimeoutSeconds of [1, 120, 900]) {
+      const timeoutSeconds = 300;
+      const deadline = podDeadlineSeconds(timeoutSeconds, { startTimeoutSeconds })!;
+      expect(deadline - (startTimeoutSeconds + timeoutSeconds)).toBe(DEADLINE_SLACK_SECONDS);
+      expect(buildPodManifest(spec({ timeoutSeconds }), { startTimeoutSeconds }).spec!.activeDeadlineSeconds).toBe(deadline);
+    }
+    expect(podDeadlineSeconds(undefined, {})).toBeUndefined();
+    expect(podDeadlineSeconds(0, {})).toBeUndefined();
+  });
 });
 
 describe('buildPodManifest', () => {
@@ -86,8 +111,8 @@ describe('buildPodManifest', () => {
     const pod = buildPodManifest(spec({ runtimeClass: 'gvisor', timeoutSeconds: 90 }), { schedulerName: 'agent-platform', instanceId: 'inst1' });
     validateKubeObject(pod);
     expect(pod.spec!.runtimeClassName).toBe('gvisor');
-    // 60 s past the timeout: the controller stops the agent first (DeadlineExceeded, no restart).
-    expect(pod.spec!.activeDeadlineSeconds).toBe(150);
+    // The default start timeout (120 s) plus 60 s past the timeout: the controller stops the agent first (DeadlineExceeded, no restart).
+    expect(pod.spec!.activeDeadlineSeconds).toBe(90 + 120 + 60);
     expect(buildPodManifest(spec({ timeoutSeconds: 90 }), { deadlineMarginSeconds: 0 }).spec!.activeDeadlineSeconds).toBe(90);
     expect(buildPodManifest(spec()).spec!.activeDeadlineSeconds).toBeUndefined();
     expect(pod.metadata!.annotations![TIMEOUT_ANNOTATION]).toBe('90');

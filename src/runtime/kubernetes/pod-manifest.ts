@@ -60,19 +60,42 @@ export interface PodManifestOptions {
   /**
    * Added to `timeoutSeconds` for the Pod's activeDeadlineSeconds. The controller stops an
    * agent at its timeout itself (Failed, DeadlineExceeded, no restart); the kubelet's
-   * deadline is the backstop for when no control plane is up. Counted from the Pod's start
-   * (before the image pull), it would otherwise fire first and the agent would end as an
-   * ordinary exit, restarted under OnFailure/Always. Costs: with the platform down, an agent
-   * runs up to this much longer than its timeout.
-   * @default 60
+   * deadline is the backstop for when no control plane is up. The kubelet counts from the
+   * Pod's startTime, before the image pull, while the controller counts from the start it
+   * records, which may come as late as the end of its start timeout (Starting lasts at most
+   * that long). With a smaller margin the kubelet could fire first and the agent would end as
+   * an ordinary exit, restarted under OnFailure/Always. Costs: with the platform down, an
+   * agent runs up to this much longer than its timeout.
+   * @default startTimeoutSeconds + DEADLINE_SLACK_SECONDS (180 with the defaults)
    */
   deadlineMarginSeconds?: number | undefined;
+  /**
+   * The controller's start timeout (AGENT_PLATFORM_START_TIMEOUT_MS, in seconds): the
+   * longest a Pod may have been admitted before the controller records its start. Only
+   * read for the default of deadlineMarginSeconds.
+   * @default 120 (the default of AGENT_PLATFORM_START_TIMEOUT_MS)
+   */
+  startTimeoutSeconds?: number | undefined;
+}
+
+/** Default start timeout of the controller, in seconds (AGENT_PLATFORM_START_TIMEOUT_MS=120000). */
+export const DEFAULT_START_TIMEOUT_SECONDS = 120;
+/**
+ * Margin past the start timeout: the controller acts on a deadline at its next reconcile and
+ * then needs a stop; a minute covers a slow reconcile queue and the stop's API calls.
+ */
+export const DEADLINE_SLACK_SECONDS = 60;
+
+/** The margin actually used: deadlineMarginSeconds, else the start timeout plus the slack. */
+export function deadlineMarginSecondsOf(options: Pick<PodManifestOptions, 'deadlineMarginSeconds' | 'startTimeoutSeconds'>): number {
+  if (options.deadlineMarginSeconds !== undefined) return Math.max(0, Math.ceil(options.deadlineMarginSeconds));
+  return Math.ceil(Math.max(0, options.startTimeoutSeconds ?? DEFAULT_START_TIMEOUT_SECONDS)) + DEADLINE_SLACK_SECONDS;
 }
 
 /** activeDeadlineSeconds for a timeout (undefined: none); also used when a restart makes a new Pod. */
-export function podDeadlineSeconds(timeoutSeconds: number | undefined, marginSeconds: number | undefined): number | undefined {
+export function podDeadlineSeconds(timeoutSeconds: number | undefined, options: Pick<PodManifestOptions, 'deadlineMarginSeconds' | 'startTimeoutSeconds'> = {}): number | undefined {
   if (timeoutSeconds === undefined || !Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) return undefined;
-  return Math.ceil(timeoutSeconds) + Math.max(0, Math.ceil(marginSeconds ?? 60));
+  return Math.ceil(timeoutSeconds) + deadlineMarginSecondsOf(options);
 }
 
 const MIB = 'Mi';
@@ -189,7 +212,7 @@ export function buildPodManifest(spec: ContainerSpec, options: PodManifestOption
   if (held) podSpec.schedulingGates = [{ name: START_GATE }];
   if (options.schedulerName) podSpec.schedulerName = options.schedulerName;
   if (spec.runtimeClass === 'gvisor') podSpec.runtimeClassName = 'gvisor';
-  const deadline = podDeadlineSeconds(spec.timeoutSeconds, options.deadlineMarginSeconds);
+  const deadline = podDeadlineSeconds(spec.timeoutSeconds, options);
   if (deadline !== undefined) podSpec.activeDeadlineSeconds = deadline;
   applyPlacement(pod, spec.placement);
   return pod;
