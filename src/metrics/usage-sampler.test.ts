@@ -265,27 +265,46 @@ describe('UsageSampler', () => {
   });
 
   it('answers nodeUsage from the last complete round while the next one is collecting', async () => {
-    await addAgent('a1', { phase: 'Running', node: 'n1', containerId: 'c1' });
-    collector.table.set('c1', { cpuSeconds: 10, workingSetBytes: 10 * MiB });
-    await round();
-    collector.table.set('c1', { cpuSeconds: 15, workingSetBytes: 10 * MiB });
-    await round();
-    const done = sampler.nodeUsage('n1');
-    expect(done).toMatchObject({ cpuMillicores: 500, agents: 1 });
-    let release!: () => void;
-    const collect = collector.collect.bind(collector);
-    collector.collect = async (ids) => {
-      const out = await collect(ids);
-      await new Promise<void>((r) => (release = r));
+    // Two nodes: n2's collection is held, so the round stops after n1's samples are recorded
+    // (its view has the new usage, its history the new point) and before the round completes.
+    const n2 = { driver: 'docker', nodeId: 'n2' } as Runtime;
+    const held = new TableCollector(clock);
+    let release: (() => void) | undefined;
+    let hold = false;
+    const collectHeld = held.collect.bind(held);
+    held.collect = async (ids) => {
+      const out = await collectHeld(ids);
+      if (hold) await new Promise<void>((r) => (release = r));
       return out;
     };
+    const s = new UsageSampler({ store, runtimes: new RuntimeRegistry([docker, n2]), collectorFor: (r) => (r.nodeId === 'n2' ? held : collector), clock });
+    await addAgent('a1', { phase: 'Running', node: 'n1', containerId: 'c1' });
+    await addAgent('a2', { phase: 'Running', node: 'n2', containerId: 'c2' });
+    collector.table.set('c1', { cpuSeconds: 10, workingSetBytes: 10 * MiB });
+    held.table.set('c2', { cpuSeconds: 1, workingSetBytes: MiB });
     clock.advance(10_000);
-    const next = sampler.sampleOnce();
-    while (release === undefined) await new Promise((r) => setTimeout(r, 1));
-    expect(sampler.nodeUsage('n1')).toEqual(done);
-    release();
+    await s.sampleOnce();
+    collector.table.set('c1', { cpuSeconds: 15, workingSetBytes: 10 * MiB }); // 500m
+    clock.advance(10_000);
+    await s.sampleOnce();
+    const completeRoundMs = clock.now();
+
+    collector.table.set('c1', { cpuSeconds: 25, workingSetBytes: 20 * MiB }); // 1000m
+    hold = true;
+    clock.advance(10_000);
+    const next = s.sampleOnce();
+    // Until n1's new point is in its history: the round is past recording n1, not done.
+    const deadline = Date.now() + 5_000;
+    while ((release === undefined || s.history('a1', 0).length < 3) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    expect(s.history('a1', 0).map((p) => p.cpuCores)).toEqual([null, 0.5, 1]);
+    expect(s.completedRounds).toBe(2);
+    // The first ask of this round's sums happens now, mid-round: the figures of the last
+    // complete round, not the half-recorded one (1000m, 20 MiB) nor "not measured".
+    expect(s.nodeUsage('n1')).toEqual({ cpuMillicores: 500, memoryWorkingSetBytes: 10 * MiB, agents: 1, sampledAt: completeRoundMs });
+    expect(s.nodeUsage('n1', 't1')).toEqual({ cpuMillicores: 500, memoryWorkingSetBytes: 10 * MiB, agents: 1, sampledAt: completeRoundMs });
+    release!();
     await next;
-    expect(sampler.nodeUsage('n1')).toMatchObject({ cpuMillicores: 0, agents: 1, sampledAt: clock.now() });
+    expect(s.nodeUsage('n1')).toEqual({ cpuMillicores: 1000, memoryWorkingSetBytes: 20 * MiB, agents: 1, sampledAt: clock.now() });
   });
 
   it('runs rounds on its own timer until stopped', async () => {

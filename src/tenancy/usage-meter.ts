@@ -1,3 +1,4 @@
+import type { Agent } from '../domain/agent.js';
 import type { Clock } from '../domain/clock.js';
 import { silentLogger, type Logger } from '../domain/logger.js';
 import type { Store, UsageAccrual } from '../store/store.js';
@@ -7,6 +8,12 @@ import { DEFAULT_MAX_ACCRUAL_STEP_MS, accrualStep } from './usage-ledger.js';
 export interface CpuCounter {
   containerId: string;
   cpuUsageSeconds: number;
+  /**
+   * When the reading was taken (ms epoch, the sample's timestampMs). A reading taken before
+   * the agent's current run began belongs to an earlier run (the old container, or this one
+   * before it restarted in place), whose counter is no measure of this run.
+   */
+  sampledAtMs: number;
 }
 
 /** The last counter reading of a run that has ended (UsageSampler's EndedRun). */
@@ -46,10 +53,19 @@ const SETTLE_ATTEMPTS = 3;
 /**
  * How far an accrual position may be from the moment the agent entered Running and still
  * count as the run's start: the store sets accrued_until from the update's time, a few ms
- * after the controller's phaseSince. One second also covers a first tick inside that
- * second whose reading a restarted meter would count again (at most that second's CPU).
+ * after the controller's phaseSince. Only used without a baseline of this run: a meter that
+ * has one always takes the delta. A meter restarted within a run's first second has none,
+ * and counts again what a tick of its predecessor in that second billed (at most that
+ * second's CPU); a tighter slack would leave the first piece of slow transitions unknown.
  */
 const RUN_START_SLACK_MS = 1_000;
+
+/** The meter's last reading of an agent's counter, and the accrual boundary it was read for. */
+interface Baseline extends CpuCounter {
+  /** Where the piece closed with this reading ended (the next piece starts here when it was written). */
+  atMs: number;
+  unseenPasses: number;
+}
 
 /**
  * Periodic accrual: for every Running agent, closes [accrued_until, now] into a ledger
@@ -69,7 +85,7 @@ export class UsageMeter {
    * Last CPU counter per agent and the accrual boundary it was read at (where the next
    * piece starts), for the used-CPU delta of the next piece, the closing one included.
    */
-  private readonly lastCpu = new Map<string, CpuCounter & { atMs: number; unseenPasses: number }>();
+  private readonly lastCpu = new Map<string, Baseline>();
   /** Ended runs whose closing piece waits for its used CPU, by agent and container. */
   private readonly ended = new Map<string, { run: FinalCpuCounter; attempts: number }>();
   private abort: AbortController | undefined;
@@ -125,7 +141,7 @@ export class UsageMeter {
         }
         if (step.nextAccruedUntil === accruedUntil) continue;
         const r = agent.spec.resources;
-        const used = this.usedCpuMicros(agent.id, Math.abs(accruedUntil - agent.status.phaseSince) <= RUN_START_SLACK_MS, step.nextAccruedUntil);
+        const used = this.usedCpuMicros(agent, accruedUntil, step.nextAccruedUntil);
         steps.push({
           agentId: agent.id,
           expectedAccruedUntil: accruedUntil,
@@ -173,8 +189,10 @@ export class UsageMeter {
       try {
         await this.settle(run);
         this.ended.delete(key);
-        // That run's baseline is used up (a new run's reading, of another container, stays).
-        if (this.lastCpu.get(run.agentId)?.containerId === run.containerId) this.lastCpu.delete(run.agentId);
+        // That run's baseline is used up (a new run's reading stays: of another container, or
+        // of the same one restarted in place, taken after this run's last reading).
+        const b = this.lastCpu.get(run.agentId);
+        if (b?.containerId === run.containerId && b.sampledAtMs <= run.sampledAtMs) this.lastCpu.delete(run.agentId);
       } catch (err) {
         if (signal?.aborted) throw err;
         if (++entry.attempts >= SETTLE_ATTEMPTS) this.ended.delete(key);
@@ -184,13 +202,15 @@ export class UsageMeter {
   }
 
   private async settle(run: FinalCpuCounter): Promise<void> {
-    const baseline = this.lastCpu.get(run.agentId);
+    // The sampler resets its reading with the container; this guards a reused container id.
+    if (!isOfRun(run, run.containerId, run.runningSinceMs)) return;
     const piece = await this.o.store.lastUsageOfAgent(run.tenantId, run.agentId, run.runningSinceMs - RUN_START_SLACK_MS, run.endedBeforeMs);
     if (piece?.id === undefined || piece.usedCpuMicros !== undefined) return;
+    const baseline = this.baselineFor(run.agentId, run.containerId, run.runningSinceMs, piece.startMs);
     let fromSeconds: number;
     // The meter's own reading where the piece starts wins over the run-start rule: a pass
     // within the run's first second has already counted that much.
-    if (baseline?.containerId === run.containerId && baseline.atMs === piece.startMs) fromSeconds = baseline.cpuUsageSeconds;
+    if (baseline) fromSeconds = baseline.cpuUsageSeconds;
     else if (Math.abs(piece.startMs - run.runningSinceMs) <= RUN_START_SLACK_MS) fromSeconds = 0;
     else return;
     if (run.cpuUsageSeconds < fromSeconds) return; // the counter went down (cgroup recreated): unknown
@@ -198,23 +218,44 @@ export class UsageMeter {
   }
 
   /**
-   * CPU used since the previous boundary. `atRunStart`: the piece begins where the run began
-   * (the container started then, and its cgroup counter counts from its start), so without a
-   * previous reading the baseline is 0: the first piece of a run records its used CPU too,
-   * not only from the second tick on. A piece that starts mid-run without a previous reading
-   * of this process (a restarted control plane) has no known baseline: unknown for that piece.
+   * CPU used over the piece [fromMs, toMs] of the agent's current run (which began at its
+   * status.phaseSince), and the reading taken as the baseline of the next piece.
+   *
+   * - A reading taken before the run began is of an earlier run (a quick restart: the
+   *   sampler's last round still shows the old container, or the same container before it
+   *   restarted in place): ignored, the piece stays unknown rather than billing the old
+   *   run's total again.
+   * - With this meter's reading of the same container, taken in this run, for the boundary
+   *   the piece starts at: the delta. This wins over the run-start rule below, so passes
+   *   in a run's first second (accrual intervals go down to 100 ms) do not each bill the
+   *   whole counter.
+   * - Otherwise, a piece that begins where the run began counts from 0: the container
+   *   started then, and its cgroup counter counts from its start (the first piece of a run
+   *   records its used CPU too, not only from the second tick on).
+   * - Otherwise (a restarted control plane, another replica closed the previous piece, a
+   *   counter that went down): unknown for that piece, never a guess.
    */
-  private usedCpuMicros(agentId: string, atRunStart: boolean, atMs: number): number | undefined {
-    const now = this.o.cpuCounter?.(agentId);
-    if (!now) return undefined;
-    const prev = this.lastCpu.get(agentId);
-    this.lastCpu.set(agentId, { containerId: now.containerId, cpuUsageSeconds: now.cpuUsageSeconds, atMs, unseenPasses: 0 });
-    // At a run's start a reading left from an earlier run (a container id can be reused
-    // by a restart) is no baseline: the counter restarted with the container.
-    if (atRunStart) return Math.round(now.cpuUsageSeconds * 1e6);
-    // Another container, or a counter that went down (cgroup recreated) mid-run: no delta this time.
-    if (!prev || prev.containerId !== now.containerId || now.cpuUsageSeconds < prev.cpuUsageSeconds) return undefined;
-    return Math.round((now.cpuUsageSeconds - prev.cpuUsageSeconds) * 1e6);
+  private usedCpuMicros(agent: Agent, fromMs: number, toMs: number): number | undefined {
+    const now = this.o.cpuCounter?.(agent.id);
+    const runStartMs = agent.status.phaseSince;
+    if (!now || !isOfRun(now, now.containerId, runStartMs)) return undefined;
+    const prev = this.baselineFor(agent.id, now.containerId, runStartMs, fromMs);
+    this.lastCpu.set(agent.id, { containerId: now.containerId, cpuUsageSeconds: now.cpuUsageSeconds, sampledAtMs: now.sampledAtMs, atMs: toMs, unseenPasses: 0 });
+    if (prev) return now.cpuUsageSeconds < prev.cpuUsageSeconds ? undefined : Math.round((now.cpuUsageSeconds - prev.cpuUsageSeconds) * 1e6);
+    if (Math.abs(fromMs - runStartMs) <= RUN_START_SLACK_MS) return Math.round(now.cpuUsageSeconds * 1e6);
+    return undefined;
+  }
+
+  /**
+   * This meter's reading that a piece starting at `pieceStartMs` may be measured from: of
+   * the same container, taken in the run that began at `runStartMs`, and read for exactly
+   * that boundary. A reading for another boundary (this meter's write lost the
+   * compare-and-set to another replica, or failed) would count CPU that another piece
+   * already holds, or leave out some: no baseline.
+   */
+  private baselineFor(agentId: string, containerId: string, runStartMs: number, pieceStartMs: number): Baseline | undefined {
+    const b = this.lastCpu.get(agentId);
+    return b !== undefined && b.atMs === pieceStartMs && isOfRun(b, containerId, runStartMs) ? b : undefined;
   }
 
   private async run(signal: AbortSignal): Promise<void> {
@@ -243,7 +284,7 @@ export class UsageMeter {
  * indexed once per round, so a meter tick costs one map lookup per agent.
  */
 export function cpuCountersFrom(
-  views: () => readonly { agentId: string; usage?: { containerId: string; cpuUsageSeconds: number } | undefined }[],
+  views: () => readonly { agentId: string; usage?: { containerId: string; cpuUsageSeconds: number; timestampMs: number } | undefined }[],
 ): (agentId: string) => CpuCounter | undefined {
   let indexed: readonly unknown[] | undefined;
   let index = new Map<string, CpuCounter>();
@@ -251,8 +292,19 @@ export function cpuCountersFrom(
     const current = views();
     if (current !== indexed) {
       indexed = current;
-      index = new Map(current.flatMap((v) => (v.usage ? [[v.agentId, { containerId: v.usage.containerId, cpuUsageSeconds: v.usage.cpuUsageSeconds }] as const] : [])));
+      index = new Map(current.flatMap((v) => (v.usage ? [[v.agentId, { containerId: v.usage.containerId, cpuUsageSeconds: v.usage.cpuUsageSeconds, sampledAtMs: v.usage.timestampMs }] as const] : [])));
     }
     return index.get(agentId);
   };
+}
+
+/**
+ * Whether a reading is of `containerId` in the run that began at `runStartMs`. The sample
+ * time comes from the collector's clock (the control plane's for cgroup and metrics-API
+ * samples, the daemon's for Docker's stats API): a reading within clock skew of the start
+ * may be taken for an earlier run's and the piece left unknown, never billed twice. A
+ * sample without a time (NaN) cannot be placed: not of the run.
+ */
+function isOfRun(reading: CpuCounter, containerId: string, runStartMs: number): boolean {
+  return reading.containerId === containerId && reading.sampledAtMs >= runStartMs;
 }

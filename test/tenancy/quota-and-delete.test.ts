@@ -62,8 +62,14 @@ describe.each(kinds)('quota limits on GPU, agents and running over HTTP (%s)', (
     // No node matches: admitted, never scheduled, Pending for good; it holds its "running" slot.
     const pending = await p.createAgent(member.key, { name: 'stuck', nodeSelector: { 'no-such-label': 'x' } });
     expect(pending.status).toBe(201);
-    await new Promise((r) => setTimeout(r, 700)); // a few scheduler passes
-    expect((await p.phaseOf(member.key, pending.json.id)).phase).toBe('Pending');
+    // The scheduler has tried it and found no node (not merely not got to it yet), and it
+    // is still Pending, holding its slot, after that.
+    const failed = await p.waitFor('its FailedScheduling event', async () => {
+      const events = await p.expectStatus<{ items: { reason: string; message: string }[] }>(200, 'GET', `/api/v1/agents/${pending.json.id}/events`, { token: member.key });
+      return events.json.items.find((e) => e.reason === 'FailedScheduling');
+    });
+    expect(failed.message).toContain("didn't match node selector");
+    expect(await p.phaseOf(member.key, pending.json.id)).toMatchObject({ phase: 'Pending', reason: 'Unschedulable' });
     expect((await p.expectStatus(200, 'GET', `/api/v1/tenants/${t}/quota`, { token: admin.key })).json.resources.running).toEqual({ limit: 1, used: 1, free: 0 });
     const refused = await p.createAgent(member.key, { name: 'second' });
     expect(refused.status).toBe(403);

@@ -91,10 +91,10 @@ export class TenancyPlatform {
     await this.expectStatus(201, 'POST', '/api/v1/tenants', { body: { id, ...extra } });
   }
 
-  /** A new key of `role` in `tenant`; returns the secret. */
-  async createKey(tenant: string, role: string, extra: Record<string, unknown> = {}): Promise<{ key: string; id: string }> {
-    const r = await this.expectStatus<{ key: string; id: string }>(201, 'POST', `/api/v1/tenants/${tenant}/keys`, { body: { name: `${role}-key`, role, ...extra } });
-    return { key: r.json.key, id: r.json.id };
+  /** A new key of `role` in `tenant`; returns the secret (and the expiry the server stored, when it has one). */
+  async createKey(tenant: string, role: string, extra: Record<string, unknown> = {}): Promise<{ key: string; id: string; expiresAt?: string }> {
+    const r = await this.expectStatus<{ key: string; id: string; expiresAt?: string }>(201, 'POST', `/api/v1/tenants/${tenant}/keys`, { body: { name: `${role}-key`, role, ...extra } });
+    return { key: r.json.key, id: r.json.id, ...(r.json.expiresAt !== undefined ? { expiresAt: r.json.expiresAt } : {}) };
   }
 
   async createAgent(token: string, body: Record<string, unknown>): Promise<Res> {

@@ -11,7 +11,7 @@ import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import { openPostgresStore } from '../../src/store/postgres-store.js';
 import type { Store } from '../../src/store/store.js';
 import { RateCard } from '../../src/tenancy/rate-card.js';
-import { UsageMeter } from '../../src/tenancy/usage-meter.js';
+import { UsageMeter, type CpuCounter } from '../../src/tenancy/usage-meter.js';
 import { buildUsageReport, microsToString, quantitiesOf } from '../../src/tenancy/usage-ledger.js';
 import { PG_URL, storeKinds, type StoreKind } from './tenancy-harness.js';
 
@@ -49,6 +49,29 @@ function collectingLogger(lines: { obj: object; msg?: string }[]): Logger {
 async function setPhase(store: Store, clock: ManualClock, id: string, phase: AgentStatus['phase']): Promise<Agent> {
   const a = (await store.getAgent(id))!;
   return store.updateAgent(id, a.version, { status: { ...a.status, phase, phaseSince: clock.now(), ...(phase === 'Running' ? { startedAt: clock.now() } : {}) }, updatedAt: clock.now() });
+}
+
+/** A Running-capable agent of `tenantId` with 1 core and 64 MiB. */
+async function createAgent(store: Store, clock: ManualClock, tenantId: string, name: string): Promise<string> {
+  const { agent } = await store.createAgent({
+    id: randomUUID().replace(/-/g, '').slice(0, 20),
+    tenantId,
+    name,
+    labels: {},
+    spec: { image: 'x', command: [], args: [], env: {}, resources: { cpuMillicores: 1000, memoryMiB: 64, gpu: 0, cpuLimitMillicores: 1000, memoryLimitMiB: 64 }, restartPolicy: 'Never', schedulingPolicy: 'spread', priority: 0, nodeSelector: {}, tolerations: [] },
+    desired: 'running',
+    status: { phase: 'Pending', restarts: 0, phaseSince: clock.now() },
+    createdAt: clock.now(),
+  });
+  return agent.id;
+}
+
+/** An agent's ledger pieces, oldest first, as [length ms, used CPU µs]. */
+async function piecesOf(store: Store, tenantId: string, agentId: string): Promise<[number, number | undefined][]> {
+  return (await store.listUsage({ tenantId }))
+    .filter((r) => r.agentId === agentId)
+    .sort((a, b) => a.startMs - b.startMs)
+    .map((r) => [r.endMs - r.startMs, r.usedCpuMicros]);
 }
 
 describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
@@ -195,7 +218,7 @@ describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
     const store = open();
     await store.migrate();
     // What the usage sampler would read: the cumulative counter per agent's container.
-    const counters = new Map<string, { containerId: string; cpuUsageSeconds: number }>();
+    const counters = new Map<string, CpuCounter>();
     const meterOf = (): UsageMeter => new UsageMeter({ store, clock, intervalMs: 300 * SECOND, cpuCounter: (id) => counters.get(id) });
     let meter = meterOf();
     const mk = async (name: string): Promise<string> => {
@@ -212,7 +235,7 @@ describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
       return agent.id;
     };
     const piecesOf = async (id: string) => (await store.listUsage({ tenantId: 'cpu' })).filter((r) => r.agentId === id).map((r) => [r.endMs - r.startMs, r.usedCpuMicros]);
-    const ended = (id: string, containerId: string, runningSinceMs: number, cpuUsageSeconds: number) => ({ agentId: id, tenantId: 'cpu', containerId, runningSinceMs, cpuUsageSeconds, endedBeforeMs: clock.now() });
+    const ended = (id: string, containerId: string, runningSinceMs: number, cpuUsageSeconds: number) => ({ agentId: id, tenantId: 'cpu', containerId, runningSinceMs, cpuUsageSeconds, sampledAtMs: clock.now(), endedBeforeMs: clock.now() });
 
     // A job shorter than one accrual interval: one piece, the whole run, counted from the container's start.
     const job = await mk('job');
@@ -228,7 +251,7 @@ describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
     const long = await mk('long');
     const longStart = (await setPhase(store, clock, long, 'Running')).status.phaseSince;
     clock.advance(300 * SECOND);
-    counters.set(long, { containerId: 'c-long', cpuUsageSeconds: 150 });
+    counters.set(long, { containerId: 'c-long', cpuUsageSeconds: 150, sampledAtMs: clock.now() });
     await meter.tick();
     clock.advance(100 * SECOND);
     await setPhase(store, clock, long, 'Stopping');
@@ -248,7 +271,7 @@ describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
     const cut = await mk('cut');
     const cutStart = (await setPhase(store, clock, cut, 'Running')).status.phaseSince;
     clock.advance(300 * SECOND);
-    counters.set(cut, { containerId: 'c-cut', cpuUsageSeconds: 100 });
+    counters.set(cut, { containerId: 'c-cut', cpuUsageSeconds: 100, sampledAtMs: clock.now() });
     await meter.tick();
     meter = meterOf();
     clock.advance(50 * SECOND);
@@ -261,6 +284,122 @@ describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
       [50 * SECOND, undefined],
     ]);
     await store.close();
+  });
+
+  // Counter values are multiples of 1/8 s, exact in binary, so sums compare exactly.
+  it('a tiny accrual interval: several pieces in a run\u2019s first second sum to the counter, not a multiple of it', async () => {
+    const store = storeFactory(kind)();
+    await store.migrate();
+    const clock = new ManualClock(Date.UTC(2026, 7, 1));
+    const counters = new Map<string, CpuCounter>();
+    const meter = new UsageMeter({ store, clock, intervalMs: 100, cpuCounter: (id) => counters.get(id) });
+    const id = await createAgent(store, clock, 'fast', 'fast');
+    const runStart = (await setPhase(store, clock, id, 'Running')).status.phaseSince;
+    // The sampler reads every 200 ms, the meter closes a piece every 100 ms: every other
+    // pass sees no new reading, and its piece gets none of the CPU (the next one gets it).
+    let cpuSeconds = 0;
+    for (let pass = 1; pass <= 9; pass++) {
+      clock.advance(100);
+      if (pass % 2 === 1) {
+        cpuSeconds += 0.125;
+        counters.set(id, { containerId: 'c-fast', cpuUsageSeconds: cpuSeconds, sampledAtMs: clock.now() - 10 });
+      }
+      expect(await meter.tick()).toBe(1);
+    }
+    // The run ends inside its first second; its closing piece [900, 950] ms is filled from
+    // the sampler's last reading, measured from the meter's reading at 900 ms.
+    clock.advance(50);
+    await setPhase(store, clock, id, 'Succeeded');
+    meter.runEnded({ agentId: id, tenantId: 'fast', containerId: 'c-fast', runningSinceMs: runStart, cpuUsageSeconds: cpuSeconds + 0.125, sampledAtMs: clock.now() - 5, endedBeforeMs: clock.now() + 1 });
+    await meter.tick();
+    const pieces = await piecesOf(store, 'fast', id);
+    expect(pieces).toHaveLength(10);
+    expect(pieces.map(([, used]) => used)).toEqual([125_000, 0, 125_000, 0, 125_000, 0, 125_000, 0, 125_000, 125_000]);
+    expect(pieces.reduce((sum, [, used]) => sum + used!, 0)).toBe((cpuSeconds + 0.125) * 1e6);
+    await store.close();
+  });
+
+  for (const restart of ['into a new container', 'in place (same container id)'] as const) {
+    it(`a quick restart ${restart}: the old run's counter is not billed to the new run`, async () => {
+      const store = storeFactory(kind)();
+      await store.migrate();
+      const clock = new ManualClock(Date.UTC(2026, 8, 1));
+      const counters = new Map<string, CpuCounter>();
+      const meter = new UsageMeter({ store, clock, intervalMs: 10 * SECOND, cpuCounter: (id) => counters.get(id) });
+      const id = await createAgent(store, clock, 'again', 'again');
+      const sample = (containerId: string, cpuUsageSeconds: number): void => void counters.set(id, { containerId, cpuUsageSeconds, sampledAtMs: clock.now() });
+      const oldContainer = 'c-old';
+      const newContainer = restart === 'into a new container' ? 'c-new' : oldContainer;
+
+      const firstStart = (await setPhase(store, clock, id, 'Running')).status.phaseSince;
+      clock.advance(300 * SECOND);
+      sample(oldContainer, 240);
+      await meter.tick(); // [0, 300 s]: 240 s, from the container's start
+      clock.advance(4 * SECOND);
+      sample(oldContainer, 244); // the sampler's last reading of the first run
+      clock.advance(SECOND);
+      await setPhase(store, clock, id, 'Failed'); // closes [300 s, 305 s]
+      // The sampler hands over the old run's last reading when it sees another container;
+      // a container restarted in place keeps its id and the sampler notices nothing.
+      if (newContainer !== oldContainer) meter.runEnded({ agentId: id, tenantId: 'again', containerId: oldContainer, runningSinceMs: firstStart, cpuUsageSeconds: 244, sampledAtMs: clock.now() - SECOND, endedBeforeMs: clock.now() + 2 * SECOND });
+      clock.advance(SECOND);
+      await setPhase(store, clock, id, 'Pending');
+      clock.advance(SECOND);
+      await setPhase(store, clock, id, 'Running'); // the new run, at 307 s
+
+      // A pass before the sampler's next round: its only reading (244 s) is the old run's.
+      clock.advance(500);
+      await meter.tick();
+      // The new counter counts from the new start: a piece that begins within the run's
+      // first second counts from 0, the first piece having had no reading of this run.
+      clock.advance(2 * SECOND);
+      sample(newContainer, 1.5);
+      clock.advance(500);
+      await meter.tick();
+      clock.advance(10 * SECOND);
+      sample(newContainer, 11.5);
+      await meter.tick();
+
+      const pieces = await piecesOf(store, 'again', id);
+      expect(pieces.slice(2)).toEqual([
+        [500, undefined],
+        [2500, 1_500_000],
+        [10 * SECOND, 10_000_000],
+      ]);
+      // The first run: 240 s, and its closing piece when the sampler reported the run's end.
+      expect(pieces.slice(0, 2)).toEqual([
+        [300 * SECOND, 240_000_000],
+        [5 * SECOND, newContainer !== oldContainer ? 4_000_000 : undefined],
+      ]);
+      await store.close();
+    });
+  }
+
+  it('replicas closing an agent\u2019s pieces in turn never count CPU another replica already billed', async () => {
+    const open = storeFactory(kind);
+    const a = open();
+    await a.migrate();
+    const b = kind === 'postgres' ? open() : a;
+    const clock = new ManualClock(Date.UTC(2026, 9, 1));
+    let cpuSeconds = 0;
+    const counter = (): CpuCounter => ({ containerId: 'c-shared', cpuUsageSeconds: cpuSeconds, sampledAtMs: clock.now() });
+    // Each replica has its own sampler; both read the same container.
+    const replicas = [new UsageMeter({ store: a, clock, cpuCounter: counter }), new UsageMeter({ store: b, clock, cpuCounter: counter })];
+    const id = await createAgent(a, clock, 'turns', 'turns');
+    await setPhase(a, clock, id, 'Running');
+    // Replicas take turns (0, 1, 0, 1, 0), then replica 0 twice more: its baseline is where
+    // the previous piece starts again, so it measures the delta once more.
+    for (const r of [0, 1, 0, 1, 0, 0, 0]) {
+      clock.advance(10 * SECOND);
+      cpuSeconds += 8;
+      expect(await replicas[r]!.tick()).toBe(1);
+    }
+    const pieces = await piecesOf(a, 'turns', id);
+    expect(pieces.map(([, used]) => used)).toEqual([8_000_000, undefined, undefined, undefined, undefined, 8_000_000, 8_000_000]);
+    const known = pieces.reduce((sum, [, used]) => sum + (used ?? 0), 0);
+    expect(known).toBeLessThanOrEqual(cpuSeconds * 1e6);
+    await a.close();
+    if (b !== a) await b.close();
   });
 
   it('two meters (replicas) ticking at once bill each interval once', async () => {
