@@ -255,6 +255,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
     intervalMs: config.usageAccrualIntervalMs,
     maxStepMs: config.usageMaxStepMs,
     cpuCounter: cpuCountersFrom(() => usage.current()),
+    isLeader: () => isLeaderNow(),
     logger: logger.child({ component: 'usage-meter' }),
   });
   // The closing piece of a run gets its used CPU from the sampler's last reading of it.

@@ -39,6 +39,15 @@ export interface UsageMeterOptions {
   maxStepMs?: number | undefined;
   /** Latest CPU counter of a running agent's container (UsageSampler); absent: used CPU unknown. */
   cpuCounter?: ((agentId: string) => CpuCounter | undefined) | undefined;
+  /**
+   * Whether this replica meters. Only one should: the used CPU of a piece is measured from a
+   * reading taken where the piece starts, and replicas closing pieces in turn have none of
+   * each other's, so with every replica metering most pieces' used CPU would be unknown.
+   * A new leader's first piece of each run has no baseline (unknown used CPU); allocation is
+   * billed whole either way, from the persisted accrued_until.
+   * @default always
+   */
+  isLeader?: (() => boolean) | undefined;
   logger?: Logger | undefined;
 }
 
@@ -119,6 +128,12 @@ export class UsageMeter {
 
   /** One accrual pass; returns the number of intervals billed. */
   async tick(signal?: AbortSignal): Promise<number> {
+    if (this.o.isLeader && !this.o.isLeader()) {
+      // Readings taken while another replica meters would never match a piece start.
+      this.lastCpu.clear();
+      this.ended.clear();
+      return 0;
+    }
     const now = this.o.clock.now();
     // Before this pass moves or drops the baselines the closing pieces are measured from.
     await this.settleEndedRuns(signal);

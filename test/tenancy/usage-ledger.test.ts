@@ -402,6 +402,34 @@ describe.each(kinds)('usage ledger with a manual clock (%s)', (kind) => {
     if (b !== a) await b.close();
   });
 
+  it('only the leader\u2019s meter bills: a follower bills nothing, and a handover leaves one piece without used CPU', async () => {
+    const open = storeFactory(kind);
+    const a = open();
+    await a.migrate();
+    const b = kind === 'postgres' ? open() : a;
+    const clock = new ManualClock(Date.UTC(2026, 10, 1));
+    let cpuSeconds = 0;
+    const counter = (): CpuCounter => ({ containerId: 'c-led', cpuUsageSeconds: cpuSeconds, sampledAtMs: clock.now() });
+    let leader = 0;
+    const replicas = [0, 1].map((r) => new UsageMeter({ store: r === 0 ? a : b, clock, cpuCounter: counter, isLeader: () => leader === r }));
+    const id = await createAgent(a, clock, 'led', 'led');
+    await setPhase(a, clock, id, 'Running');
+    // Both tick every interval; leadership moves from replica 0 to 1 after the third.
+    for (let step = 0; step < 6; step++) {
+      clock.advance(10 * SECOND);
+      cpuSeconds += 5;
+      if (step === 3) leader = 1;
+      const [x, y] = await Promise.all(replicas.map((m) => m.tick()));
+      expect(leader === 0 ? [x, y] : [y, x]).toEqual([1, 0]);
+    }
+    const pieces = await piecesOf(a, 'led', id);
+    expect(pieces).toHaveLength(6);
+    // The first piece counts from the run's start; the new leader's first piece has no baseline.
+    expect(pieces.map(([, used]) => used)).toEqual([5_000_000, 5_000_000, 5_000_000, undefined, 5_000_000, 5_000_000]);
+    await a.close();
+    if (b !== a) await b.close();
+  });
+
   it('two meters (replicas) ticking at once bill each interval once', async () => {
     const open = storeFactory(kind);
     const clock = new ManualClock(Date.UTC(2026, 3, 1));
