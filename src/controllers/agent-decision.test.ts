@@ -193,6 +193,19 @@ describe('decide: stop and delete from every phase', () => {
     const d = decide(agent({ node: 'n1', phase: 'Pending', reason: 'StartRequested' }), container('exited', { exitCode: 143 }), 0, cfg);
     expect(d.actions).toEqual([{ type: 'start' }]);
   });
+  it('... unless its network mode changed while it was stopped: the container is replaced', () => {
+    const stopped = agent({ node: 'n1', phase: 'Pending', reason: 'StartRequested', containerId: 'c1' });
+    const replaced = decide({ ...stopped, spec: { ...stopped.spec, network: { mode: 'none' } } }, container('exited', { exitCode: 143, networkMode: 'open' }), 0, cfg);
+    expect(replaced.actions).toEqual([{ type: 'remove' }, { type: 'createAndStart' }]);
+    expect(replaced.status).toMatchObject({ phase: 'Starting', reason: 'ContainerStarting' });
+    expect(replaced.status?.containerId).toBeUndefined();
+    expect(replaced.events.map((e) => e.reason)).toEqual(['ContainerReplaced']);
+    // Same mode, or a container that does not say (older ones, other runtimes): started again.
+    const allowlisted = { ...stopped, spec: { ...stopped.spec, network: { mode: 'allowlist' as const, allow: ['a.example:443'] } } };
+    expect(decide(allowlisted, container('exited', { networkMode: 'allowlist' }), 0, cfg).actions).toEqual([{ type: 'start' }]);
+    expect(decide(stopped, container('exited', { networkMode: undefined }), 0, cfg).actions).toEqual([{ type: 'start' }]);
+    expect(decide(stopped, container('exited', { networkMode: 'none' }), 0, cfg).actions).toEqual([{ type: 'start' }]);
+  });
 });
 
 describe('decide: nothing waits forever on a node that never answers', () => {

@@ -217,6 +217,17 @@ export function decide(agent: Agent, observed: ObservedContainer | undefined | '
       if (s.phase === 'Pending') {
         // Waiting to restart (backoff) or asked to start again after a stop.
         if (s.nextAttemptAt !== undefined && s.nextAttemptAt > now) return { ...none, requeueAfterMs: s.nextAttemptAt - now };
+        const mode = agent.spec.network?.mode ?? 'none';
+        if (observed.networkMode !== undefined && observed.networkMode !== mode) {
+          // The network mode changed while it was stopped: the old container cannot join the
+          // new network (nor leave the old one), so it is replaced.
+          return {
+            actions: [{ type: 'remove' }, { type: 'createAndStart' }],
+            status: to({ phase: 'Starting', reason: 'ContainerStarting', message: `replacing the container: network mode ${observed.networkMode} -> ${mode}` }, ['nextAttemptAt', 'containerId']),
+            requeueAfterMs: cfg.startTimeoutMs,
+            events: [{ type: 'Normal', reason: 'ContainerReplaced', message: `container created for network mode ${observed.networkMode} replaced for mode ${mode}` }],
+          };
+        }
         return {
           actions: [{ type: 'start' }],
           status: to({ phase: 'Starting', reason: 'ContainerStarting', message: 'starting container', containerId: observed.containerId }, ['nextAttemptAt']),

@@ -28,6 +28,12 @@ export const MANAGED_LABEL = 'io.agent-platform.managed';
  * test suites) then never sweep each other's containers as orphans.
  */
 export const INSTANCE_LABEL = 'io.agent-platform.instance';
+/**
+ * The network mode a Docker container was created for. A mode changed while the agent was
+ * stopped needs a new container (Docker cannot move a container out of network "none"), so
+ * the controller compares it with the spec before starting an existing container again.
+ */
+export const NETWORK_MODE_LABEL = 'io.agent-platform.network-mode';
 
 export interface ContainerSpec {
   agentId: string;
@@ -100,6 +106,12 @@ export interface ObservedContainer {
   error?: string | undefined;
   startedAt?: number | undefined;
   finishedAt?: number | undefined;
+  /**
+   * The network mode the container was created for, where the runtime records it (Docker:
+   * NETWORK_MODE_LABEL). Undefined: not recorded (older containers, runtimes that rebuild
+   * the container from the current spec on every start, such as Kubernetes).
+   */
+  networkMode?: 'none' | 'allowlist' | 'open' | undefined;
 }
 
 export interface RuntimeEvent {

@@ -125,4 +125,31 @@ describe.skipIf(gateway === undefined)("network mode open: Docker's default brid
     // Open mode gets no proxy: it needs none.
     expect(info.Config.Env.some((e) => e.startsWith('HTTP_PROXY='))).toBe(false);
   }, 180_000);
+
+  it('takes an open agent back to none while it is stopped: the next start replaces its container, which then gets nowhere', async () => {
+    const command = ['python3', '-c', PROBE, gateway!, String(port)];
+    const open = await p.create({ name: uniqueName('reopen'), image: PYTHON_IMAGE, command, network: { mode: 'open' } });
+    const running = await p.waitRunning(open.id);
+    expect(await probeOutcome(running)).toBe(`got:${banner}`);
+    const seen = peers.length;
+    const oldContainer = running.status.containerId!;
+
+    expect((await p.request('POST', `/api/v1/agents/${open.id}/stop`)).status).toBe(200);
+    await p.waitFor(open.id, (a) => a.status.phase === 'Stopped', 60_000, 'Stopped');
+    const patched = await p.request<AgentJson>('PATCH', `/api/v1/agents/${open.id}`, { network: { mode: 'none' } });
+    expect(patched.status, patched.text).toBe(200);
+    expect((await p.request('POST', `/api/v1/agents/${open.id}/start`)).status).toBe(200);
+    const again = await p.waitRunning(open.id);
+
+    // A new container on no network at all, not the old one back on the bridge.
+    expect(again.status.containerId).not.toBe(oldContainer);
+    const info = await p.docker.getContainer(again.status.containerId!).inspect();
+    expect(info.HostConfig.NetworkMode).toBe('none');
+    expect(info.Config.Labels['io.agent-platform.network-mode']).toBe('none');
+    await expect(p.docker.getContainer(oldContainer).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    expect((await probeOutcome(again)).startsWith('fail:')).toBe(true);
+    expect(peers).toHaveLength(seen);
+    const events = await p.request<{ items: { reason: string; data?: { from?: string; to?: string } }[] }>('GET', `/api/v1/agents/${open.id}/events`);
+    expect(events.json.items.map((e) => e.reason)).toContain('ContainerReplaced');
+  }, 240_000);
 });

@@ -38,6 +38,7 @@ describe('buildContainerConfig', () => {
           'io.agent-platform.agent-id': 'a1',
           'io.agent-platform.tenant': 'acme',
           'io.agent-platform.managed': 'true',
+          'io.agent-platform.network-mode': 'none',
         },
         Tty: false,
         OpenStdin: false,
@@ -112,6 +113,7 @@ describe('buildContainerConfig', () => {
       'io.agent-platform.agent-id': 'a1',
       'io.agent-platform.tenant': 'acme',
       'io.agent-platform.managed': 'true',
+      'io.agent-platform.network-mode': 'none',
     });
   });
 
@@ -126,6 +128,7 @@ describe('buildContainerConfig', () => {
       'io.agent-platform.agent-id': 'a1',
       'io.agent-platform.tenant': 'acme',
       'io.agent-platform.managed': 'true',
+      'io.agent-platform.network-mode': 'none',
     });
     // With an instance id, the node's own wins; the user's is not merely overwritten but gone.
     expect(buildContainerConfig(spec({ labels }), { instanceId: 'mine' }).body.Labels).toEqual({
@@ -134,6 +137,7 @@ describe('buildContainerConfig', () => {
       'io.agent-platform.agent-id': 'a1',
       'io.agent-platform.tenant': 'acme',
       'io.agent-platform.managed': 'true',
+      'io.agent-platform.network-mode': 'none',
       'io.agent-platform.instance': 'mine',
     });
   });

@@ -1,4 +1,4 @@
-import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, RESERVED_LABEL_PREFIX, TENANT_LABEL, containerName, type ContainerSpec } from '../runtime.js';
+import { AGENT_ID_LABEL, INSTANCE_LABEL, MANAGED_LABEL, NETWORK_MODE_LABEL, RESERVED_LABEL_PREFIX, TENANT_LABEL, containerName, type ContainerSpec } from '../runtime.js';
 
 /**
  * Node-wide lock-down settings applied to every container the Docker adapter creates.
@@ -215,7 +215,14 @@ export function buildContainerConfig(spec: ContainerSpec, options: Partial<Conta
     Image: spec.image,
     Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
     User: `${uid}:${gid}`,
-    Labels: { ...userLabels, [AGENT_ID_LABEL]: spec.agentId, [TENANT_LABEL]: spec.tenantId, [MANAGED_LABEL]: 'true', ...(o.instanceId ? { [INSTANCE_LABEL]: o.instanceId } : {}) },
+    Labels: {
+      ...userLabels,
+      [AGENT_ID_LABEL]: spec.agentId,
+      [TENANT_LABEL]: spec.tenantId,
+      [MANAGED_LABEL]: 'true',
+      [NETWORK_MODE_LABEL]: spec.egress ?? 'none',
+      ...(o.instanceId ? { [INSTANCE_LABEL]: o.instanceId } : {}),
+    },
     Tty: false,
     OpenStdin: false,
     AttachStdin: false,

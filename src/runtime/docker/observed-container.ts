@@ -1,4 +1,4 @@
-import { AGENT_ID_LABEL, type ContainerState, type ObservedContainer } from '../runtime.js';
+import { AGENT_ID_LABEL, NETWORK_MODE_LABEL, type ContainerState, type ObservedContainer } from '../runtime.js';
 
 const STATES: ReadonlySet<string> = new Set<ContainerState>(['created', 'running', 'exited', 'dead', 'paused', 'restarting', 'removing']);
 
@@ -37,6 +37,12 @@ export function dockerTimeToMs(value: string | undefined): number | undefined {
 
 const hasEnded = (state: ContainerState): boolean => state === 'exited' || state === 'dead';
 
+const NETWORK_MODES: ReadonlySet<string> = new Set(['none', 'allowlist', 'open']);
+const networkModeOf = (labels: Record<string, string> | null | undefined): ObservedContainer['networkMode'] => {
+  const mode = labels?.[NETWORK_MODE_LABEL];
+  return mode !== undefined && NETWORK_MODES.has(mode) ? (mode as ObservedContainer['networkMode']) : undefined;
+};
+
 /**
  * Maps an inspect response. exitCode and finishedAt are reported only for ended
  * containers: Docker keeps the previous run's values while a restarted container runs,
@@ -55,6 +61,7 @@ export function observedFromInspect(inspect: DockerInspectResponse): ObservedCon
     error: error === undefined || error === '' ? undefined : error,
     startedAt: dockerTimeToMs(inspect.State?.StartedAt),
     finishedAt: ended ? dockerTimeToMs(inspect.State?.FinishedAt) : undefined,
+    networkMode: networkModeOf(inspect.Config?.Labels),
   };
 }
 
@@ -77,5 +84,6 @@ export function observedFromListEntry(entry: DockerListEntry): ObservedContainer
     error: undefined,
     startedAt: undefined,
     finishedAt: undefined,
+    networkMode: networkModeOf(entry.Labels),
   };
 }
