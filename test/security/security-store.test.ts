@@ -85,11 +85,14 @@ for (const adapter of adapters) {
         const oldKey = randomBytes(32);
         const service = new SecretService(store, new SecretCipher(oldKey), systemClock);
         expect((await service.put('t1', 'openai', 'v1')).created).toBe(true);
-        expect((await service.put('t1', 'openai', 'v2')).created).toBe(false);
+        // Long enough that random ciphertext (base64) cannot contain it by chance ("v2" once did).
+        const second = 'sk-second-value-4f9c2e7a1b';
+        expect((await service.put('t1', 'openai', second)).created).toBe(false);
         await service.put('t2', 'openai', 'other-tenant');
         const stored = await store.getSecret('t1', 'openai');
-        expect(stored?.ciphertext).not.toContain('v2');
-        expect(await service.resolveEnv('t1', { KEY: { name: 'openai' } })).toEqual({ KEY: 'v2' });
+        expect(stored?.ciphertext).not.toContain(second);
+        expect(stored?.ciphertext).not.toContain(Buffer.from(second).toString('base64').slice(0, 20));
+        expect(await service.resolveEnv('t1', { KEY: { name: 'openai' } })).toEqual({ KEY: second });
         expect(await service.resolveEnv('t2', { KEY: { name: 'openai' } })).toEqual({ KEY: 'other-tenant' });
         expect((await service.list('t1')).map((s) => s.name)).toEqual(['openai']);
         // Rotation: new key current, old decrypt-only; re-seal; then the old key can go.
@@ -98,7 +101,7 @@ for (const adapter of adapters) {
         expect(await rotating.reencryptAll()).toBe(2);
         expect(await rotating.reencryptAll()).toBe(0);
         const after = new SecretService(store, new SecretCipher(newKey), systemClock);
-        expect(await after.resolveEnv('t1', { KEY: { name: 'openai' } })).toEqual({ KEY: 'v2' });
+        expect(await after.resolveEnv('t1', { KEY: { name: 'openai' } })).toEqual({ KEY: second });
         await service.delete('t1', 'openai');
         await expect(service.delete('t1', 'openai')).rejects.toMatchObject({ code: 'SECRET_NOT_FOUND' });
         await expect(after.resolveEnv('t1', { KEY: { name: 'openai' } })).rejects.toMatchObject({ code: 'SECRET_NOT_FOUND' });
