@@ -205,6 +205,9 @@ describe('decide: stop and delete from every phase', () => {
     expect(decide(allowlisted, container('exited', { networkMode: 'allowlist' }), 0, cfg).actions).toEqual([{ type: 'start' }]);
     expect(decide(stopped, container('exited', { networkMode: undefined }), 0, cfg).actions).toEqual([{ type: 'start' }]);
     expect(decide(stopped, container('exited', { networkMode: 'none' }), 0, cfg).actions).toEqual([{ type: 'start' }]);
+    // A container created but never started (it outlives a stop) is replaced the same way.
+    expect(decide({ ...stopped, spec: { ...stopped.spec, network: { mode: 'none' } } }, container('created', { networkMode: 'open' }), 0, cfg).actions).toEqual([{ type: 'remove' }, { type: 'createAndStart' }]);
+    expect(decide(stopped, container('created', { networkMode: 'none' }), 0, cfg).actions).toEqual([{ type: 'start' }]);
   });
 });
 

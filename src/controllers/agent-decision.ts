@@ -202,6 +202,10 @@ export function decide(agent: Agent, observed: ObservedContainer | undefined | '
         };
       }
       if (s.phase === 'Starting' && inPhaseMs >= cfg.startTimeoutMs) return startTimeout(inPhaseMs, now, to);
+      // A container created but never started outlives a stop too (the agent goes straight
+      // to Stopped), so a mode changed meanwhile must replace it here as well.
+      const replace = replaceForNetworkMode(agent, observed, cfg, to);
+      if (replace) return replace;
       return {
         actions: [{ type: 'start' }],
         status: to({ phase: 'Starting', reason: 'ContainerStarting', message: 'starting container', containerId: observed.containerId }),
@@ -217,17 +221,8 @@ export function decide(agent: Agent, observed: ObservedContainer | undefined | '
       if (s.phase === 'Pending') {
         // Waiting to restart (backoff) or asked to start again after a stop.
         if (s.nextAttemptAt !== undefined && s.nextAttemptAt > now) return { ...none, requeueAfterMs: s.nextAttemptAt - now };
-        const mode = agent.spec.network?.mode ?? 'none';
-        if (observed.networkMode !== undefined && observed.networkMode !== mode) {
-          // The network mode changed while it was stopped: the old container cannot join the
-          // new network (nor leave the old one), so it is replaced.
-          return {
-            actions: [{ type: 'remove' }, { type: 'createAndStart' }],
-            status: to({ phase: 'Starting', reason: 'ContainerStarting', message: `replacing the container: network mode ${observed.networkMode} -> ${mode}` }, ['nextAttemptAt', 'containerId']),
-            requeueAfterMs: cfg.startTimeoutMs,
-            events: [{ type: 'Normal', reason: 'ContainerReplaced', message: `container created for network mode ${observed.networkMode} replaced for mode ${mode}` }],
-          };
-        }
+        const replace = replaceForNetworkMode(agent, observed, cfg, to);
+        if (replace) return replace;
         return {
           actions: [{ type: 'start' }],
           status: to({ phase: 'Starting', reason: 'ContainerStarting', message: 'starting container', containerId: observed.containerId }, ['nextAttemptAt']),
@@ -250,6 +245,23 @@ export function decide(agent: Agent, observed: ObservedContainer | undefined | '
       return restartOrFinish(agent, { exitCode: observed.exitCode ?? 0, oomKilled: observed.oomKilled, removed: false, startedAt: observed.startedAt, finishedAt: observed.finishedAt, containerId: observed.containerId }, now, cfg, to);
     }
   }
+}
+
+/**
+ * A container made for another network mode than the spec now says (changed while the agent
+ * was stopped) cannot be started again: a Docker container can neither leave the network it
+ * was created on nor join another from "none". It is replaced. Undefined when the modes agree,
+ * or the container does not say which it was made for.
+ */
+function replaceForNetworkMode(agent: Agent, observed: ObservedContainer, cfg: DecisionConfig, to: (p: Partial<AgentStatus>, clear?: (keyof AgentStatus)[]) => AgentStatus): Decision | undefined {
+  const mode = agent.spec.network?.mode ?? 'none';
+  if (observed.networkMode === undefined || observed.networkMode === mode) return undefined;
+  return {
+    actions: [{ type: 'remove' }, { type: 'createAndStart' }],
+    status: to({ phase: 'Starting', reason: 'ContainerStarting', message: `replacing the container: network mode ${observed.networkMode} -> ${mode}` }, ['nextAttemptAt', 'containerId']),
+    requeueAfterMs: cfg.startTimeoutMs,
+    events: [{ type: 'Normal', reason: 'ContainerReplaced', message: `container created for network mode ${observed.networkMode} replaced for mode ${mode}` }],
+  };
 }
 
 function startTimeout(inPhaseMs: number, now: number, to: (p: Partial<AgentStatus>) => AgentStatus): Decision {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AGENT_ID_LABEL } from '../runtime.js';
-import { START_GATE } from './kube-names.js';
+import { EGRESS_LABEL, START_GATE } from './kube-names.js';
 import type { KubeContainerState, KubePod } from './kube-types.js';
 import { observedFromPod, podTransitionEvents } from './pod-status.js';
 
@@ -25,6 +25,14 @@ const T0 = '2026-01-01T00:00:10Z';
 const T1 = '2026-01-01T00:00:12Z';
 
 describe('observedFromPod', () => {
+  it('reports the network mode the Pod was made for, from its egress label', () => {
+    const held = pod(undefined, { gated: true });
+    expect(observedFromPod(held).networkMode).toBe('none');
+    for (const mode of ['allowlist', 'open'] as const) {
+      expect(observedFromPod({ ...held, metadata: { ...held.metadata, labels: { ...held.metadata.labels, [EGRESS_LABEL]: mode } } }).networkMode).toBe(mode);
+    }
+  });
+
   it('reads a gated or waiting Pod as created', () => {
     const held = observedFromPod(pod(undefined, { gated: true }));
     expect(held).toMatchObject({ containerId: 'ap-a1', agentId: 'a1', state: 'created' });

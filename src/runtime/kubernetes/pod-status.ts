@@ -1,5 +1,5 @@
 import { AGENT_ID_LABEL, type ObservedContainer, type RuntimeEvent } from '../runtime.js';
-import { AGENT_CONTAINER_NAME, START_GATE } from './kube-names.js';
+import { AGENT_CONTAINER_NAME, EGRESS_LABEL, START_GATE } from './kube-names.js';
 import type { KubeContainerStatus, KubePod } from './kube-types.js';
 
 /**
@@ -47,12 +47,23 @@ export const isPodFinished = (pod: KubePod): boolean => pod.status?.phase === 'S
  * - container terminated, or the Pod ended without one (deadline before start,
  *   eviction): "exited".
  */
+/**
+ * The network mode the Pod was made for, from its egress label (none: no label). A Pod held
+ * before its first start outlives a stop, so the controller compares this with the spec
+ * before starting it (and replaces it when the mode changed meanwhile).
+ */
+function networkModeOf(pod: KubePod): ObservedContainer['networkMode'] {
+  const label = pod.metadata.labels?.[EGRESS_LABEL];
+  return label === 'allowlist' || label === 'open' ? label : 'none';
+}
+
 export function observedFromPod(pod: KubePod): ObservedContainer {
   const base = {
     containerId: pod.metadata.name,
     agentId: pod.metadata.labels?.[AGENT_ID_LABEL] ?? '',
     oomKilled: false,
     exitCode: undefined,
+    networkMode: networkModeOf(pod),
   };
   const status = agentStatus(pod);
   const terminated = status?.state?.terminated;
