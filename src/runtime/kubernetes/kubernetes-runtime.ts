@@ -240,6 +240,7 @@ export class KubernetesRuntime implements Runtime {
     ]);
     const snapshots = nodes.items.map((n) => nodeSnapshot(n));
     const usable = snapshots.filter((n) => n.ready && !n.unschedulable);
+    const usableNames = new Set(usable.map((n) => n.name));
     const first = nodes.items[0]?.status?.nodeInfo;
     const isolationClasses = ['runc'];
     try {
@@ -256,7 +257,7 @@ export class KubernetesRuntime implements Runtime {
       arch: first?.architecture ?? 'amd64',
       runtimeVersion: `kubernetes ${version.gitVersion ?? 'unknown'}`,
       isolationClasses,
-      gpus: gpuSlots(nodes.items.filter((n) => usable.some((u) => u.name === n.metadata.name))),
+      gpus: gpuSlots(nodes.items.filter((n) => usableNames.has(n.metadata.name))),
     };
   }
 
