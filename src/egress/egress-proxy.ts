@@ -42,18 +42,23 @@ export interface EgressPolicyInput {
  * - `bad-credentials`: unknown user or wrong token (answered 407). `detail` must not echo the token.
  * - `not-eligible`: valid credentials of an agent that may not use this listener now (not
  *   running, or not in allowlist mode there); answered 403 and audited under the agent.
+ * - `unavailable`: the credentials could not be checked now (the authenticator's bound on
+ *   store reads is reached); answered 503 `auth-unavailable` and audited. `detail` says to retry.
  */
 export type ProxyAuthResult =
   | { readonly ok: true; readonly policy: EgressPolicy }
   | { readonly ok: false; readonly reason: 'bad-credentials'; readonly detail: string }
+  | { readonly ok: false; readonly reason: 'unavailable'; readonly detail: string }
   | { readonly ok: false; readonly reason: 'not-eligible'; readonly agentId: string; readonly tenantId: string; readonly detail: string };
 
 /**
  * Identifies agents by credentials instead of by source address (agents on Kubernetes, whose
  * Pod IPs the platform does not assign). Called once per client connection: per CONNECT
- * tunnel, and once for all the plain-HTTP requests of a keep-alive connection (again only if
- * a later request sends other credentials), so a policy change applies to the next
- * connection. A thrown error, or no answer within `authTimeoutMs`, is answered 503.
+ * tunnel, and once for the plain-HTTP requests of a keep-alive connection (again when a
+ * later request sends other credentials, or comes once `credentialRecheckMs` has passed
+ * since the last check), so a policy change applies to the next connection, and to a busy
+ * keep-alive connection within `credentialRecheckMs`. A thrown error, or no answer within
+ * `authTimeoutMs`, is answered 503.
  */
 export interface ProxyAuthenticator {
   /** @param signal aborts when the client leaves or `authTimeoutMs` passes; stop reading then. */
@@ -126,6 +131,14 @@ export interface EgressProxyOptions {
    * can only be counted by address, and each check may cost a store read. @default 16
    */
   maxAuthenticationsPerSource?: number;
+  /**
+   * On a credential listener, how long a keep-alive connection's identity and policy serve
+   * its later plain-HTTP requests; the first request after that checks the credentials again
+   * (a store read), so a narrowed allowlist, a stop or a delete reaches a connection the
+   * client keeps busy. Shorter applies changes sooner and costs one check per connection per
+   * period. Open CONNECT tunnels are not affected. @default 5_000
+   */
+  credentialRecheckMs?: number;
   /** @default systemClock */
   clock?: Clock;
   /** @default silentLogger */
@@ -169,6 +182,8 @@ interface ConnectionIdentity {
   /** The Proxy-Authorization value it was established with; another value is checked anew. */
   readonly authorization: string;
   readonly policy: EgressPolicy;
+  /** When the authenticator answered (clock ms); after `credentialRecheckMs` it is asked again. */
+  readonly checkedAtMs: number;
 }
 
 interface Vetted {
@@ -250,6 +265,7 @@ export class EgressProxy {
   private readonly maxConnectionsPerSource: number;
   private readonly authTimeoutMs: number;
   private readonly maxAuthenticationsPerSource: number;
+  private readonly credentialRecheckMs: number;
   private readonly lockedClasses: ReadonlySet<AddressClass>;
   /** Credential checks in progress per source IP. */
   private readonly authenticating = new Map<string, number>();
@@ -279,6 +295,7 @@ export class EgressProxy {
     this.maxConnectionsPerSource = positiveInt('maxConnectionsPerSource', options.maxConnectionsPerSource, 256);
     this.authTimeoutMs = positiveInt('authTimeoutMs', options.authTimeoutMs, 5_000);
     this.maxAuthenticationsPerSource = positiveInt('maxAuthenticationsPerSource', options.maxAuthenticationsPerSource, 16);
+    this.credentialRecheckMs = positiveInt('credentialRecheckMs', options.credentialRecheckMs, 5_000);
     this.lockedClasses = new Set(options.lockedAddressClasses ?? []);
   }
 
@@ -526,11 +543,13 @@ export class EgressProxy {
     }
     if (result.ok) {
       const { policy } = result;
-      // Plain HTTP keeps this for the connection's later requests (the contract: policy per connection).
-      if (method === 'HTTP' && typeof parsed.authorization === 'string') this.identities.set(socket, { authorization: parsed.authorization, policy });
+      // Plain HTTP keeps this for the connection's later requests, up to credentialRecheckMs
+      // (the contract: policy per connection, and a busy connection does not keep it forever).
+      if (method === 'HTTP' && typeof parsed.authorization === 'string') this.identities.set(socket, { authorization: parsed.authorization, policy, checkedAtMs: this.clock.now() });
       return this.asAgent(policy, anonymous);
     }
     if (result.reason === 'bad-credentials') return refuse({ reason: 'proxy-auth-required', why: result.detail });
+    if (result.reason === 'unavailable') return refuse({ reason: 'auth-unavailable', why: result.detail });
     return refuse({ reason: 'unknown-source', why: result.detail }, { ...anonymous, agentId: result.agentId, tenantId: result.tenantId });
   }
 
@@ -538,11 +557,14 @@ export class EgressProxy {
     return { policy, key: `agent:${policy.agentId}`, base: { ...anonymous, agentId: policy.agentId, tenantId: policy.tenantId } };
   }
 
-  /** The identity an earlier request of this keep-alive connection established with the same credentials. */
+  /**
+   * The identity an earlier request of this keep-alive connection established with the same
+   * credentials, while younger than credentialRecheckMs.
+   */
   private knownIdentity(req: IncomingMessage, socket: Socket): Identified | undefined {
     const known = this.identities.get(socket);
     if (known === undefined) return undefined;
-    if (proxyAuthorizationOf(req) !== known.authorization) {
+    if (proxyAuthorizationOf(req) !== known.authorization || this.clock.now() - known.checkedAtMs >= this.credentialRecheckMs) {
       this.identities.delete(socket);
       return undefined;
     }

@@ -1,5 +1,6 @@
 import type { Agent } from '../domain/agent.js';
 import { systemClock, type Clock } from '../domain/clock.js';
+import { InputError } from '../domain/errors.js';
 import { silentLogger, type Logger } from '../domain/logger.js';
 import { abortable } from '../egress/abortable.js';
 import { PLATFORM_LOCAL_CLASSES } from '../egress/address-policy.js';
@@ -18,6 +19,8 @@ const AGENT_ID = /^[a-z0-9]{8,40}$/;
 const MAX_CACHED_ALLOWLISTS = 10_000;
 /** Unknown agent ids remembered; beyond this the oldest goes (a miss only costs a store read). */
 const MAX_CACHED_UNKNOWN = 10_000;
+/** Store reads for credential checks in flight at once, over all clients (see ClusterEgressAuthenticator). */
+const DEFAULT_MAX_STORE_READS_IN_FLIGHT = 32;
 /** Identity whose token an unknown id is compared with, so that answer costs what a wrong token costs. */
 const NOBODY = { id: '-', tenantId: '-' } as const;
 
@@ -25,22 +28,33 @@ const NOBODY = { id: '-', tenantId: '-' } as const;
  * Identifies Kubernetes agents at the proxy's cluster listener by their credentials
  * (src/security/egress-credentials.ts) and gives each connection the agent's allowlist as
  * the store holds it now: one read of the agent per client connection (a tunnel, or a
- * keep-alive connection's plain-HTTP requests), so a PATCH of the allowlist, a stop or a
- * delete applies to the next connection on every replica. Only a live agent (Starting or
- * Running) on a Kubernetes node in allowlist mode gets through; a Docker agent's token is
- * refused here (it has its source-IP registration instead).
+ * keep-alive connection's plain-HTTP requests, which the proxy checks again once the
+ * connection is older than its `credentialRecheckMs`), so a PATCH of the allowlist, a stop
+ * or a delete applies to the next connection on every replica. No answer is cached: checks of
+ * the same agent that overlap share one read (single-flight), so a burst of connections from
+ * one agent costs one read, and a connection that arrives while a read is in flight gets that
+ * read's answer. Only a live agent (Starting or Running) on a Kubernetes node in allowlist
+ * mode gets through; a Docker agent's token is refused here (it has its source-IP
+ * registration instead).
  *
  * An id the store does not hold is remembered for `unknownAgentTtlMs`, so a client cycling
- * through made-up ids costs no store read per attempt; the EgressProxy bounds the rest
- * (checks in flight per source address, time per check).
+ * through made-up ids costs no store read per attempt. At most `maxStoreReadsInFlight` reads
+ * run at once over all clients; a check that would start another is answered 503 at once
+ * (`unavailable`). A read counts until the store answers, not until its client gives up:
+ * the proxy's time limit frees the client, but the read goes on holding a database
+ * connection, and it must not make room for yet another one. The EgressProxy bounds the
+ * rest (checks in flight per source address, time per check).
  */
 export class ClusterEgressAuthenticator implements ProxyAuthenticator {
   /** Compiled allowlists by agent id, valid for the record version they were compiled from. */
   private readonly compiled = new Map<string, { version: number; allowlist: Allowlist }>();
   /** Ids the store did not hold, with when that answer expires (ms since the epoch). */
   private readonly unknown = new Map<string, number>();
+  /** Store reads in flight by agent id, shared by the checks that overlap them; gone once settled. */
+  private readonly reads = new Map<string, Promise<Agent | undefined>>();
   private readonly clock: Clock;
   private readonly unknownAgentTtlMs: number;
+  private readonly maxStoreReadsInFlight: number;
 
   constructor(
     private readonly d: {
@@ -54,12 +68,27 @@ export class ClusterEgressAuthenticator implements ProxyAuthenticator {
        * probed just before (ids are random, so in practice never). @default 5_000
        */
       unknownAgentTtlMs?: number | undefined;
+      /**
+       * Store reads for credential checks running at once, over all clients of this
+       * process. Bounds the database load agents with valid credentials can
+       * cause, and how many reads a slow store piles up. @default 32
+       */
+      maxStoreReadsInFlight?: number | undefined;
       /** @default systemClock */
       clock?: Clock | undefined;
     },
   ) {
     this.clock = d.clock ?? systemClock;
     this.unknownAgentTtlMs = d.unknownAgentTtlMs ?? 5_000;
+    this.maxStoreReadsInFlight = d.maxStoreReadsInFlight ?? DEFAULT_MAX_STORE_READS_IN_FLIGHT;
+    if (!Number.isInteger(this.maxStoreReadsInFlight) || this.maxStoreReadsInFlight <= 0) {
+      throw new InputError(`maxStoreReadsInFlight must be a positive integer, got ${String(d.maxStoreReadsInFlight)}`);
+    }
+  }
+
+  /** Store reads in flight now (reads whose clients gave up included, until the store answers). */
+  get storeReadsInFlight(): number {
+    return this.reads.size;
   }
 
   /** @throws the signal's reason when it aborts before the store answers (the proxy answers 503). */
@@ -68,7 +97,14 @@ export class ClusterEgressAuthenticator implements ProxyAuthenticator {
     // The user name is echoed only when it looks like an agent id: a token pasted there is not.
     if (!AGENT_ID.test(id)) return { ok: false, reason: 'bad-credentials', detail: 'proxy credentials: the user name is not an agent id' };
     const bad: ProxyAuthResult = { ok: false, reason: 'bad-credentials', detail: `proxy credentials for agent ${id} are not valid` };
-    const agent = this.knownUnknown(id) ? undefined : await abortable(this.d.store.getAgent(id), signal);
+    let agent: Agent | undefined;
+    if (!this.knownUnknown(id)) {
+      const read = this.readAgent(id);
+      if (read === undefined) {
+        return { ok: false, reason: 'unavailable', detail: `${this.maxStoreReadsInFlight} proxy credential checks are reading the store already; retry` };
+      }
+      agent = await abortable(read, signal);
+    }
     if (agent === undefined) {
       this.rememberUnknown(id);
       // Unknown agent and wrong token read alike, and cost the same comparison: the answer
@@ -83,6 +119,18 @@ export class ClusterEgressAuthenticator implements ProxyAuthenticator {
     if (!LIVE_PHASES.has(agent.status.phase)) return notEligible(`is ${agent.status.phase}, not running`);
     if (agent.status.node === undefined || !this.d.isClusterNode(agent.status.node)) return notEligible(`does not run on a Kubernetes node`);
     return { ok: true, policy: { agentId: agent.id, tenantId: agent.tenantId, allowlist: this.allowlistOf(agent, policy.allow) } };
+  }
+
+  /** The read of `id` in flight, or a new one; undefined when the cap is reached. */
+  private readAgent(id: string): Promise<Agent | undefined> | undefined {
+    const pending = this.reads.get(id);
+    if (pending !== undefined) return pending;
+    if (this.reads.size >= this.maxStoreReadsInFlight) return undefined;
+    const read = this.d.store.getAgent(id).finally(() => this.reads.delete(id));
+    // Every waiter may have given up (abortable): a late failure must not be unhandled.
+    read.catch(() => undefined);
+    this.reads.set(id, read);
+    return read;
   }
 
   private knownUnknown(id: string): boolean {

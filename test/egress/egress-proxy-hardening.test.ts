@@ -6,13 +6,14 @@ import { parseCidr, type Cidr } from '../../src/egress/cidr.js';
 import type { EgressAuditRecord } from '../../src/egress/egress-audit.js';
 import type { ProxyAuthenticator, ProxyAuthResult } from '../../src/egress/egress-proxy.js';
 import type { ProxyCredentials } from '../../src/egress/proxy-authorization.js';
+import { ManualClock } from '../../src/domain/clock.js';
 import { connectThrough, openClient, startEchoServer, startOriginServer, startProxy, waitSignal } from './egress-harness.js';
 
 /**
  * The hardening of the platform's egress proxies (security review): address classes and
  * platform addresses no rule unlocks, and the credential listener's bounds on what an
  * unauthenticated client may cost (checks in flight per address, time per check, one check
- * per keep-alive connection). Real proxy, real sockets; the authenticators are small
+ * per keep-alive connection and credentialRecheckMs). Real proxy, real sockets; the authenticators are small
  * implementations of the ProxyAuthenticator contract (the store-backed one is exercised
  * in test/kubernetes/egress-on-kubernetes.test.ts).
  */
@@ -30,7 +31,8 @@ class CountingAuthenticator implements ProxyAuthenticator {
   calls = 0;
   signals: AbortSignal[] = [];
   gate: Promise<void> | undefined;
-  constructor(private readonly rules: string[]) {}
+  /** The agent's allowlist as "the store" holds it now; a test may narrow it. */
+  constructor(public rules: string[]) {}
   async authenticate(credentials: ProxyCredentials, signal: AbortSignal): Promise<ProxyAuthResult> {
     this.calls += 1;
     this.signals.push(signal);
@@ -214,6 +216,55 @@ describe('egress proxy: credential checks', () => {
     // A new connection is checked again.
     expect((await httpThrough(port, url, basic('agent1', 'secret'), false)).statusCode).toBe(200);
     expect(auth.calls).toBe(3);
+  });
+
+  it('checks a busy keep-alive connection again once credentialRecheckMs has passed: a narrowed allowlist then applies to it', async () => {
+    const origin = await startOriginServer();
+    cleanups.push(async () => origin.close());
+    const other = await startOriginServer();
+    cleanups.push(async () => other.close());
+    const auth = new CountingAuthenticator([`127.0.0.1:${origin.port}`, `127.0.0.1:${other.port}`]);
+    // The age of an identity is read from the proxy's clock: driven by hand, no sleeping.
+    const clock = new ManualClock();
+    const proxy = await startProxy({ clock });
+    cleanups.push(proxy.close);
+    const { port } = await proxy.proxy.listen({ host: '127.0.0.1', port: 0, authenticate: auth });
+    const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    cleanups.push(async () => keepAlive.destroy());
+    const creds = basic('agent1', 'secret');
+    const otherUrl = `http://127.0.0.1:${other.port}/narrowed`;
+
+    const first = await httpThrough(port, otherUrl, creds, keepAlive);
+    expect(first.statusCode, first.body).toBe(200);
+    expect(auth.calls).toBe(1);
+    auth.rules = [`127.0.0.1:${origin.port}`]; // the PATCH narrowing the allowlist
+
+    // Within the default 5 s the connection keeps the policy it was checked with.
+    clock.advance(4_999);
+    const young = await httpThrough(port, otherUrl, creds, keepAlive);
+    expect([young.statusCode, young.reusedSocket, young.localPort]).toEqual([200, true, first.localPort]);
+    expect(auth.calls).toBe(1);
+
+    // Older than the bound: the same connection is checked again and gets the narrowed list.
+    clock.advance(1);
+    const old = await httpThrough(port, otherUrl, creds, keepAlive);
+    expect([old.reusedSocket, old.localPort]).toEqual([true, first.localPort]);
+    expect(old.statusCode, old.body).toBe(403);
+    expect(old.body).toContain(`egress to 127.0.0.1:${other.port} denied: not in allowlist`);
+    expect(auth.calls).toBe(2);
+    expect(other.requests.map((r) => r.url)).toEqual(['/narrowed', '/narrowed']);
+    expect(await proxy.sink.waitFor(byReason('not-in-allowlist'), waitSignal())).toMatchObject({ agentId: 'agent1', method: 'HTTP', httpStatus: 403 });
+  });
+
+  it('maps an authenticator\'s "unavailable" answer to 503 auth-unavailable, audited', async () => {
+    const busy: ProxyAuthenticator = { authenticate: async () => ({ ok: false, reason: 'unavailable', detail: '3 proxy credential checks are reading the store already; retry' }) };
+    const proxy = await startProxy();
+    cleanups.push(proxy.close);
+    const { port } = await proxy.proxy.listen({ host: '127.0.0.1', port: 0, authenticate: busy });
+    const reply = await connectWithCredentials(port, '127.0.0.1:9', basic('agent1', 'secret'));
+    expect(reply.statusCode).toBe(503);
+    expect(reply.text).toContain('3 proxy credential checks are reading the store already; retry');
+    expect(await proxy.sink.waitFor(byReason('auth-unavailable'), waitSignal())).toMatchObject({ agentId: null, httpStatus: 503, decision: 'deny' });
   });
 
   it('still checks every CONNECT tunnel', async () => {

@@ -10,7 +10,11 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../src/config.js';
 import { buildPlatform, type Platform } from '../../src/platform.js';
+import { EgressProxy } from '../../src/egress/egress-proxy.js';
+import { MemoryAuditSink } from '../../src/egress/memory-audit-sink.js';
 import { ClusterEgressAuthenticator } from '../../src/security/cluster-egress.js';
+import { EgressCredentials } from '../../src/security/egress-credentials.js';
+import { loadSecretCipher } from '../../src/security/secret-keyring.js';
 import { echoRoundTrip, readToEnd, startEchoServer, startOriginServer } from '../egress/egress-harness.js';
 import { EGRESS_ALLOWLIST, EGRESS_LABEL } from '../../src/runtime/kubernetes/kube-names.js';
 import { MANAGED_LABEL } from '../../src/runtime/runtime.js';
@@ -403,7 +407,7 @@ describe.sequential('allowlist egress of agents on a Kubernetes node (fake API s
 
       const patched = await api('PATCH', `/api/v1/agents/${agent.id}`, { network: { allow: [`allowed.test:${origin.port}`, `denied.test:${denied.port}`] } });
       expect(patched.status, patched.text).toBe(200);
-      // The open connection keeps the policy it was opened with ...
+      // The open connection keeps the policy it was opened with (for credentialRecheckMs, 5 s; see the next test) ...
       const onOld = await httpVia(listener, deniedUrl, creds, keepAlive);
       expect(onOld.reusedSocket).toBe(true);
       expect(onOld.status).toBe(403);
@@ -414,6 +418,107 @@ describe.sequential('allowlist egress of agents on a Kubernetes node (fake API s
     } finally {
       checks.mockRestore();
       keepAlive.destroy();
+    }
+  });
+
+  it('checks a keep-alive connection the client keeps busy again after 5 s: a narrowing PATCH then applies to it', async () => {
+    const agent = await create('k8s-busy', [`allowed.test:${origin.port}`, `denied.test:${denied.port}`]);
+    await waitRunning(agent.id);
+    const creds = basicFrom(asSeenThroughService(podProxyUrl(agent.id)));
+    const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const allowedUrl = `http://allowed.test:${origin.port}/busy`;
+      const deniedUrl = `http://denied.test:${denied.port}/busy`;
+      const checkedAt = Date.now();
+      expect((await httpVia(listener, deniedUrl, creds, keepAlive)).status).toBe(200);
+      expect((await api('PATCH', `/api/v1/agents/${agent.id}`, { network: { allow: [`allowed.test:${origin.port}`] } })).status).toBe(200);
+      // The next request on the same connection, within 5 s, still rides on the first check.
+      expect(await httpVia(listener, deniedUrl, creds, keepAlive)).toMatchObject({ status: 200, reusedSocket: true });
+      // Keep the connection busy (one request a second, under the server's 5 s keep-alive
+      // timeout) until the check is older than the proxy's default credentialRecheckMs.
+      while (Date.now() - checkedAt < 5_500) {
+        await new Promise((r) => setTimeout(r, 1_000));
+        expect(await httpVia(listener, allowedUrl, creds, keepAlive)).toMatchObject({ status: 200, reusedSocket: true });
+      }
+      const onOld = await httpVia(listener, deniedUrl, creds, keepAlive);
+      expect(onOld.reusedSocket).toBe(true);
+      expect(onOld.status, onOld.body).toBe(403);
+      expect(onOld.body).toContain(`egress to denied.test:${denied.port} denied: not in allowlist`);
+    } finally {
+      keepAlive.destroy();
+    }
+  }, 20_000);
+
+  it('shares one store read among overlapping checks of an agent, and caps store reads in flight over all clients (503, audited)', async () => {
+    const list = (await api<{ items: (AgentJson & { name: string })[] }>('GET', '/api/v1/agents')).json.items;
+    const a = list.find((i) => i.name === 'k8s-allow')!;
+    const creds = basicFrom(asSeenThroughService(podProxyUrl(a.id)));
+    // Tunnels to the origin (still on A's list after the PATCH test above; the tunnel is all that is tested).
+    // The platform's own store behind a gate, counting reads: a slow database.
+    const reads: string[] = [];
+    let open!: () => void;
+    let gate = new Promise<void>((resolve) => (open = resolve));
+    const store = {
+      getAgent: async (id: string) => {
+        reads.push(id);
+        await gate;
+        return platform.store.getAgent(id);
+      },
+    };
+    const authenticator = new ClusterEgressAuthenticator({
+      store,
+      credentials: EgressCredentials.fromCipher(loadSecretCipher({ dataDir: join(dir, 'data') })),
+      isClusterNode: (id) => id === 'k8s-egress',
+      maxStoreReadsInFlight: 1,
+    });
+    const sink = new MemoryAuditSink(100);
+    const proxy = new EgressProxy({ auditSink: sink, hostsFile: join(dir, 'hosts'), trustHostsFile: true, maxAuthenticationsPerSource: 64 });
+    // A second proxy on the same authenticator whose clients give up after 300 ms.
+    const impatient = new EgressProxy({ auditSink: sink, authTimeoutMs: 300 });
+    try {
+      // Counts the checks that reached the authenticator, to know the burst is all waiting.
+      let checks = 0;
+      const counted = { authenticate: (c: Parameters<ClusterEgressAuthenticator['authenticate']>[0], signal: AbortSignal) => ((checks += 1), authenticator.authenticate(c, signal)) };
+      const own = await proxy.listen({ host: '127.0.0.1', port: 0, authenticate: counted });
+      const short = await impatient.listen({ host: '127.0.0.1', port: 0, authenticate: authenticator });
+      const burst = Array.from({ length: 8 }, () => connectVia(own, `allowed.test:${origin.port}`, [creds]));
+      await waitFor('the burst to reach the authenticator', async () => (checks === 8 ? true : undefined));
+      expect(reads).toEqual([a.id]);
+      // Another agent while the read is in flight: refused at once, without a read.
+      const started = Date.now();
+      const other = await connectVia(own, `allowed.test:${echo.port}`, [basic('zzzzzzzzzzzz', 'x'.repeat(43))]);
+      expect(other.statusCode, other.body).toBe(503);
+      expect(other.body).toContain('1 proxy credential checks are reading the store already; retry');
+      expect(Date.now() - started).toBeLessThan(2_000);
+      open();
+      const replies = await Promise.all(burst);
+      expect(replies.map((r) => r.statusCode)).toEqual(replies.map(() => 200));
+      for (const r of replies) r.socket.destroy();
+      // Eight connections of one agent, one read.
+      expect(reads).toEqual([a.id]);
+      expect(authenticator.storeReadsInFlight).toBe(0);
+      expect(sink.entries().filter((e) => e.reason === 'auth-unavailable')).toEqual([expect.objectContaining({ agentId: null, httpStatus: 503, decision: 'deny' })]);
+
+      // A read whose client gave up still holds its slot until the store answers: reads do not pile up.
+      gate = new Promise<void>((resolve) => (open = resolve));
+      const timedOut = await connectVia(short, `allowed.test:${origin.port}`, [creds]);
+      expect(timedOut.statusCode).toBe(503);
+      expect(timedOut.body).toContain('proxy credentials could not be checked within 300 ms; retry');
+      expect(authenticator.storeReadsInFlight).toBe(1);
+      const meanwhile = await connectVia(own, `allowed.test:${echo.port}`, [basic('yyyyyyyyyyyy', 'x'.repeat(43))]);
+      expect(meanwhile.statusCode).toBe(503);
+      expect(meanwhile.body).toContain('reading the store already; retry');
+      expect(reads).toEqual([a.id, a.id]);
+      open();
+      await waitFor('the late read to finish', async () => (authenticator.storeReadsInFlight === 0 ? true : undefined));
+      const after = await connectVia(own, `allowed.test:${origin.port}`, [creds]);
+      expect(after.statusCode, after.body).toBe(200);
+      after.socket.destroy();
+      expect(reads).toEqual([a.id, a.id, a.id]);
+    } finally {
+      open();
+      await proxy.close();
+      await impatient.close();
     }
   });
 
