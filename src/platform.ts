@@ -99,7 +99,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   const clock = overrides.clock ?? systemClock;
   applyHeapGrowthPercent(config.heapGrowthPercent);
   mkdirSync(config.dataDir, { recursive: true });
-  const store = overrides.store ?? (await openStore(config.databaseUrl, config.dataDir, { sqliteCacheMiB: config.sqliteCacheMiB }));
+  const store = overrides.store ?? (await openStore(config.databaseUrl, config.dataDir, { sqliteCacheMiB: config.sqliteCacheMiB, fencingTimeoutMs: config.leaseTtlMs }));
   await store.migrate();
   // One id per installation (per store): containers carry it, so two platforms on one
   // Docker host never sweep each other's containers as orphans.
@@ -140,13 +140,15 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
   let releaseAgent: (agentId: string) => void = () => undefined;
   // Bound once the elector exists (below); a single process always leads.
   let isLeaderNow: () => boolean = () => true;
+  // With leader election its node-lost passes run in the leader's terms (lead(), below).
+  const evictor = new NodeEvictor({ store, bus, clock, logger: logger.child({ component: 'node-evictor' }), events, runtimes, release: (id) => releaseAgent(id), stopGraceMs: config.stopGraceMs, leaderElection: redis !== undefined });
   const nodes = new NodePoolService({
     store,
     bus,
     clock,
     logger: logger.child({ component: 'node-pool' }),
     events,
-    evictor: new NodeEvictor({ store, bus, clock, logger: logger.child({ component: 'node-evictor' }), events, runtimes, release: (id) => releaseAgent(id), stopGraceMs: config.stopGraceMs, isLeader: () => isLeaderNow() }),
+    evictor,
     nodes: nodePool.definitions.map((d) => ({ ...d, runtime: instrumented.get(d.id) ?? d.runtime })),
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     graceMs: config.nodeGraceMs,
@@ -290,6 +292,7 @@ export async function buildPlatform(config: Readonly<Config>, overrides: Platfor
         lead: async (signal, fencingToken, stepDown) => {
           if (schedulerPlacer) await schedulerPlacer.rebuild(store, signal);
           controller.start(signal, { fencingToken, stepDown });
+          evictor.lead(signal, { fencingToken, stepDown });
         },
       })
     : undefined;

@@ -20,6 +20,13 @@ export interface LeaderElectorOptions {
    * @default undefined (tokens are not recorded: nothing is fenced)
    */
   fence?: FencingTokenRecorder | undefined;
+  /**
+   * How long a term waits for `fence` to record its token before it ends and the replica
+   * campaigns again: a record waits for the fenced writes in flight, and one stalled
+   * (a paused old leader) must not keep this replica holding the lease without leading.
+   * @default lease.ttlMs
+   */
+  recordTimeoutMs?: number | undefined;
   /** This replica's id, unique among the replicas (hostname-pid by default in config). */
   replicaId: string;
   /**
@@ -68,6 +75,7 @@ export class LeaderElector {
   private readonly renewIntervalMs: number;
   private readonly retryIntervalMs: number;
   private readonly safetyMarginMs: number;
+  private readonly recordTimeoutMs: number;
   private readonly logger: Logger;
   private readonly stopping = new AbortController();
   private campaignLoop: Promise<void> | undefined;
@@ -78,6 +86,7 @@ export class LeaderElector {
     this.renewIntervalMs = o.renewIntervalMs ?? Math.max(50, Math.floor(ttl / 3));
     this.retryIntervalMs = o.retryIntervalMs ?? Math.max(50, Math.floor(ttl / 4));
     this.safetyMarginMs = o.safetyMarginMs ?? Math.floor(ttl / 5);
+    this.recordTimeoutMs = o.recordTimeoutMs ?? ttl;
     if (this.renewIntervalMs >= ttl - this.safetyMarginMs) {
       throw new RangeError(`renewIntervalMs (${this.renewIntervalMs}) must be below ttlMs - safetyMarginMs (${ttl - this.safetyMarginMs})`);
     }
@@ -93,6 +102,7 @@ export class LeaderElector {
     this.campaignLoop ??= this.campaign();
   }
 
+  /** True while a term leads: from when its token is recorded (with `fence`) until it ends. */
   isLeader(): boolean {
     return this.current !== undefined;
   }
@@ -163,22 +173,35 @@ export class LeaderElector {
       watchdog.unref();
     };
     armWatchdog(acquiredAtMs);
-    this.current = { fencingToken, sinceMs: Date.now() };
-    this.logger.info({ fencingToken, replicaId }, 'became leader');
 
     const stepDown = (reason: string): void => endTerm(`stepped down: ${reason}`, true);
     const leading = (async () => {
       try {
         const { fence } = this.o;
         if (fence) {
-          // Raced with the term: a store that hangs must not keep the term from ending.
-          const recorded = await untilAborted(fence.recordFencingToken(fencingToken), term.signal);
+          // Raced with the term, and the term ends if the record takes longer than
+          // recordTimeoutMs: a store that hangs (or waits on a stalled old leader's write)
+          // must not leave this replica holding the lease without leading.
+          const recordTimer = setTimeout(() => endTerm(`recording fencing token ${fencingToken} took longer than ${this.recordTimeoutMs} ms; campaigning again`, true), this.recordTimeoutMs);
+          recordTimer.unref();
+          let recorded: number | undefined;
+          try {
+            recorded = await untilAborted(fence.recordFencingToken(fencingToken), term.signal);
+          } finally {
+            clearTimeout(recordTimer);
+          }
           if (recorded === undefined) return;
           if (recorded > fencingToken) {
-            await lease.advanceFencingToken(recorded);
+            // Raced with the term too: a Redis that hangs must not keep hold() or stop() waiting.
+            await untilAborted(lease.advanceFencingToken(recorded), term.signal);
             throw new Error(`the store has recorded fencing token ${recorded}, newer than this term's ${fencingToken}: not leading with it; the lease counter is advanced and the next campaign gets a newer token`);
           }
         }
+        if (term.signal.aborted) return;
+        // Leader from here, not from winning the lease: work gated on isLeader() (the meter,
+        // the node evictor) must not run before the earlier leaders are fenced out.
+        this.current = { fencingToken, sinceMs: Date.now() };
+        this.logger.info({ fencingToken, replicaId }, 'became leader');
         await this.o.lead(term.signal, fencingToken, stepDown);
       } catch (err) {
         if (!term.signal.aborted) {

@@ -6,6 +6,8 @@ import { VersionConflictError } from '../domain/errors.js';
 import type { Logger } from '../domain/logger.js';
 import type { Bus } from '../bus/bus.js';
 import type { EventRecorder } from '../controllers/event-recorder.js';
+import type { LeaderFence } from '../controllers/agent-controller.js';
+import { FencedOutError } from '../store/fenced-out-error.js';
 import { containerName } from '../runtime/runtime.js';
 import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import type { Store } from '../store/store.js';
@@ -30,10 +32,13 @@ export interface NodeEvictorDeps {
   /** SIGTERM grace when drain stops a container. */
   stopGraceMs: number;
   /**
-   * With several replicas every one sees a node go NotReady; only the leader moves its
-   * agents, so the work (and its events) happens once. @default always true
+   * With several replicas (leader election) every one sees a node go NotReady; only the
+   * leader moves its agents, so the work (and its events) happens once: nodeLost does
+   * nothing outside a term begun with lead(), and its writes carry that term's fencing
+   * token, so a deposed leader waking mid-pass cannot mark agents lost from a stale view.
+   * @default false (a single replica: always leads, writes unfenced)
    */
-  isLeader?: () => boolean;
+  leaderElection?: boolean;
 }
 
 /** What happened to the agents of a lost node. */
@@ -72,14 +77,36 @@ export interface DrainResult {
  * it composes with the agent controller working on the same agents at the same time.
  */
 export class NodeEvictor {
+  /** The term this replica leads, with leader election; cleared when its signal aborts. */
+  private term: (LeaderFence & { signal: AbortSignal }) | undefined;
+
   constructor(private readonly d: NodeEvictorDeps) {}
+
+  /**
+   * Begins a term (LeaderElector's `lead`): until `signal` aborts, nodeLost acts, fenced
+   * with `fence.fencingToken`; a write refused as fenced out calls `fence.stepDown`.
+   */
+  lead(signal: AbortSignal, fence: LeaderFence): void {
+    if (signal.aborted) return;
+    const term = { ...fence, signal };
+    this.term = term;
+    signal.addEventListener('abort', () => {
+      if (this.term === term) this.term = undefined;
+    }, { once: true });
+  }
 
   async nodeLost(nodeId: string, signal?: AbortSignal): Promise<NodeLostResult> {
     const result: NodeLostResult = { rescheduled: 0, failed: 0, stopped: 0 };
-    if (this.d.isLeader && !this.d.isLeader()) return result;
+    // The term is taken once, at the start: the whole pass writes with its token, and
+    // stops when it ends, even if a newer term of this replica begins meanwhile.
+    const term = this.term;
+    if (this.d.leaderElection && (term === undefined || term.signal.aborted)) return result;
+    const fencingToken = this.d.leaderElection ? term?.fencingToken : undefined;
     const agents = await this.agentsOn(nodeId, signal);
+    let fencedOut = false;
     await forEachLimited(agents, CONCURRENCY, async (listed) => {
-      const outcome = await this.update(listed.id, (a, now) => {
+      if (fencedOut || term?.signal.aborted) return;
+      const outcome = await this.update(listed.id, fencingToken, (a, now) => {
         if (a.status.node !== nodeId || isTerminal(a.status.phase) || a.desired === 'deleted') return undefined;
         if (a.desired === 'stopped') {
           const message = `node ${nodeId} not ready while stopping; recorded as stopped`;
@@ -91,6 +118,16 @@ export class NodeEvictor {
         }
         const message = `node ${nodeId} not ready; rescheduling`;
         return { kind: 'rescheduled' as const, status: unbound(a.status, now, 'NodeLost', message), event: { type: 'Warning' as const, reason: NODE_EVENT_REASONS.nodeLost, message } };
+      }).catch((err: unknown) => {
+        if (!(err instanceof FencedOutError) || term === undefined) throw err;
+        // A newer leader has taken over: this replica's view is stale. Stop the pass
+        // (the new leader handles the node) and end the term.
+        if (!fencedOut) {
+          fencedOut = true;
+          this.d.logger.warn({ node: nodeId, fencingToken, recordedToken: err.recordedToken }, 'node-lost pass fenced out by a newer leader; stopping it and stepping down');
+          term.stepDown(err.message);
+        }
+        return undefined;
       });
       if (outcome === undefined) return;
       result[outcome.kind]++;
@@ -112,7 +149,7 @@ export class NodeEvictor {
         // so the container's exit (seen by the controller during the stop) cannot be taken
         // for the end of the workload (an OnFailure agent exiting 0 on SIGTERM would
         // otherwise end Succeeded instead of moving). The orphan sweep backs up the removal.
-        const outcome = await this.update(listed.id, (a, now) => {
+        const outcome = await this.update(listed.id, undefined, (a, now) => {
           if (a.status.node !== nodeId || isTerminal(a.status.phase) || a.desired !== 'running') return undefined;
           return {
             kind: 'rescheduled' as const,
@@ -148,10 +185,12 @@ export class NodeEvictor {
    * the event that explains it, or undefined when nothing is to be done any more. The event
    * is stored in the same transaction as the change and names the phase change
    * (data.from/to), as the controller's are. On success the room is released, the agent is
-   * queued for the controller and the phase change is published.
+   * queued for the controller and the phase change is published. With `fencingToken`
+   * the write is fenced (FencedOutError once a newer leader recorded its token).
    */
   private async update<K extends string>(
     agentId: string,
+    fencingToken: number | undefined,
     mutate: (agent: Agent, nowMs: number) => { kind: K; status: AgentStatus; event: DecisionEvent } | undefined,
   ): Promise<{ kind: K; agent: Agent } | undefined> {
     for (let attempt = 0; ; attempt++) {
@@ -165,6 +204,7 @@ export class NodeEvictor {
           agent,
           { status: change.status, updatedAt: now },
           withPhaseChange(agent.status, change.status, [change.event]).map((e) => this.d.events.stamp({ tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, ...e })),
+          fencingToken,
         );
         this.d.events.published(stored);
         this.d.release(agentId);

@@ -175,6 +175,38 @@ export interface KyselyStoreOptions {
    * @default {} (on, with GroupCommitOptions defaults) where the dialect supports it
    */
   groupCommit?: GroupCommitOptions | false | undefined;
+  /**
+   * PostgreSQL: how long a leader fencing lock may be held by a stalled party. A fenced
+   * write's transaction is ended by the server once its session sits idle this long
+   * inside it (the writer's process paused, or cut off from the database), which drops
+   * the fence lock it holds shared; recordFencingToken gives up after waiting this long
+   * for that lock. Without both, a stalled writer would keep a new leader from recording
+   * its token until TCP keepalive noticed, up to hours. About the leader lease TTL: a
+   * healthy fenced write never sits idle that long, and a writer stalled longer has lost
+   * its lease anyway.
+   * @default 5000 (the default lease TTL)
+   */
+  fencingTimeoutMs?: number | undefined;
+}
+
+/** Default of KyselyStoreOptions.fencingTimeoutMs. */
+export const DEFAULT_FENCING_TIMEOUT_MS = 5_000;
+
+/** PostgreSQL's lock_not_available: raised when lock_timeout expires. */
+const PG_LOCK_NOT_AVAILABLE = '55P03';
+
+/**
+ * PostgreSQL: the statements that begin a fenced write's transaction. One simple query
+ * (no parameters), so all go in one round trip; SET takes no parameters, hence the
+ * integer validated here. Exported for the test that stalls a fenced write by hand.
+ */
+export function fencedWriteBeginSql(beginWriteSql: string, fencingTimeoutMs: number): string {
+  return `${beginWriteSql}; set local idle_in_transaction_session_timeout = ${checkedTimeoutMs(fencingTimeoutMs)}; select pg_advisory_xact_lock_shared(${FENCE_LOCK_KEY_SQL})`;
+}
+
+function checkedTimeoutMs(ms: number): number {
+  if (!Number.isSafeInteger(ms) || ms < 1) throw new RangeError(`fencingTimeoutMs must be a positive integer, got ${String(ms)}`);
+  return ms;
 }
 
 /**
@@ -196,6 +228,7 @@ export class KyselyStore implements Store {
   readonly #beginWrite: CompiledQuery;
   /** Begins a fenced write's transaction (PostgreSQL: with the fence lock held shared, same round trip). */
   readonly #beginFencedWrite: CompiledQuery;
+  readonly #fencingTimeoutMs: number;
   #closed = false;
 
   constructor(dialect: StoreDialect, options: KyselyStoreOptions = {}) {
@@ -204,8 +237,8 @@ export class KyselyStore implements Store {
     this.kind = dialect.kind;
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#beginWrite = CompiledQuery.raw(dialect.beginWriteSql);
-    // Simple-query protocol (no parameters), so both statements go in one round trip.
-    this.#beginFencedWrite = dialect.kind === 'postgres' ? CompiledQuery.raw(`${dialect.beginWriteSql}; select pg_advisory_xact_lock_shared(${FENCE_LOCK_KEY_SQL})`) : this.#beginWrite;
+    this.#fencingTimeoutMs = checkedTimeoutMs(options.fencingTimeoutMs ?? DEFAULT_FENCING_TIMEOUT_MS);
+    this.#beginFencedWrite = dialect.kind === 'postgres' ? CompiledQuery.raw(fencedWriteBeginSql(dialect.beginWriteSql, this.#fencingTimeoutMs)) : this.#beginWrite;
     const groupCommit = options.groupCommit ?? {};
     this.#writes = dialect.singleWriter && groupCommit !== false ? new GroupCommitQueue(this.#db, dialect.beginWriteSql, { ...groupCommit, executeSync: dialect.executeSync }) : undefined;
   }
@@ -470,8 +503,24 @@ export class KyselyStore implements Store {
     }
     return this.#guard(() =>
       this.#write(async (trx) => {
-        // Exclusive: waits for the fenced writes in flight (they hold it shared) to commit.
-        if (this.#dialect.kind === 'postgres') await sql`select pg_advisory_xact_lock(${sql.raw(FENCE_LOCK_KEY_SQL)})`.execute(trx);
+        // Exclusive: waits for the fenced writes in flight (they hold it shared) to commit,
+        // but not for ever: one stalled mid-transaction is ended by the server after
+        // fencingTimeoutMs idle (its begin says so), and should the lock still be held
+        // after that long (a writer without that timeout), this attempt fails instead of
+        // hanging, and the elector campaigns again.
+        if (this.#dialect.kind === 'postgres') {
+          await sql.raw(`set local lock_timeout = ${this.#fencingTimeoutMs}`).execute(trx);
+          try {
+            await sql`select pg_advisory_xact_lock(${sql.raw(FENCE_LOCK_KEY_SQL)})`.execute(trx);
+          } catch (err) {
+            if ((err as { code?: unknown }).code !== PG_LOCK_NOT_AVAILABLE) throw err;
+            throw new UnavailableError(
+              'LEADER_FENCE_LOCK_TIMEOUT',
+              `recording fencing token ${fencingToken} waited ${this.#fencingTimeoutMs} ms for fenced writes in flight to end (one holds the fence lock: a stalled replica); nothing recorded, campaign again`,
+              { fencingToken, waitedMs: this.#fencingTimeoutMs },
+            );
+          }
+        }
         await trx.updateTable('leader_fence').set({ token: fencingToken }).where('id', '=', 1).where('token', '<', fencingToken).execute();
         const row = await selectFenceToken.first(trx, this.#dialect.kind, { id: 1 });
         return Number(row?.token ?? 0);

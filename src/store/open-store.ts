@@ -11,6 +11,8 @@ export interface OpenStoreOptions {
   migrate?: boolean | undefined;
   /** SQLite page cache (SqliteStoreOptions.cacheMiB); ignored on PostgreSQL. */
   sqliteCacheMiB?: number | undefined;
+  /** PostgreSQL: KyselyStoreOptions.fencingTimeoutMs (about the leader lease TTL); ignored on SQLite. */
+  fencingTimeoutMs?: number | undefined;
 }
 
 /** File name of the embedded database inside the data directory. */
@@ -25,7 +27,7 @@ export const SQLITE_FILE_NAME = 'agent-platform.db';
  * Any other URL throws InputError(INVALID_STORE_URL) rather than silently using SQLite.
  */
 export async function openStore(url: string | undefined, dataDir: string, options: OpenStoreOptions = {}): Promise<Store> {
-  const store = await selectStore(url, dataDir, { cacheMiB: options.sqliteCacheMiB });
+  const store = await selectStore(url, dataDir, { cacheMiB: options.sqliteCacheMiB }, options.fencingTimeoutMs);
   if (options.migrate ?? true) {
     try {
       await store.migrate();
@@ -37,11 +39,11 @@ export async function openStore(url: string | undefined, dataDir: string, option
   return store;
 }
 
-async function selectStore(url: string | undefined, dataDir: string, sqlite: SqliteStoreOptions): Promise<Store> {
+async function selectStore(url: string | undefined, dataDir: string, sqlite: SqliteStoreOptions, fencingTimeoutMs: number | undefined): Promise<Store> {
   const text = url?.trim() ?? '';
   if (text === '') return openSqliteStore(join(dataDir, SQLITE_FILE_NAME), sqlite);
   // pg is loaded only for PostgreSQL: the embedded platform does not carry it.
-  if (/^postgres(ql)?:\/\//i.test(text)) return (await import('./postgres-store.js')).openPostgresStore(text);
+  if (/^postgres(ql)?:\/\//i.test(text)) return (await import('./postgres-store.js')).openPostgresStore(text, { fencingTimeoutMs });
   if (/^sqlite:/i.test(text)) {
     let path = text.slice('sqlite:'.length);
     if (path === ':memory:') return openSqliteStore(':memory:', sqlite);

@@ -48,6 +48,11 @@ export function openPostgresStore(url: string, options: PostgresStoreOptions = {
   // An idle client losing its connection emits 'error' on the pool; unhandled, that
   // would crash the process. The next query (or ping) reports STORE_UNAVAILABLE instead.
   pool.on('error', () => undefined);
+  // A client checked out for a transaction can lose its connection between statements
+  // too (the server ends a fenced write idle past the fencing timeout: its process was
+  // paused). pg-pool listens only on idle clients, and an unheard 'error' would crash the
+  // process; the transaction's next statement fails with STORE_UNAVAILABLE instead.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return new KyselyStore(postgresDialect(db, schema), options);
 }
@@ -69,7 +74,7 @@ function postgresDialect(db: Kysely<Database>, schema: string | undefined): Stor
     isUniqueViolation: (err) => pgCode(err) === '23505',
     isUnavailable(err) {
       const code = pgCode(err);
-      if (code === undefined) return /Connection terminated|timeout exceeded when trying to connect|Cannot use a pool after calling end|driver has already been destroyed/i.test(errorMessage(err));
+      if (code === undefined) return /Connection terminated|not queryable|timeout exceeded when trying to connect|Cannot use a pool after calling end|driver has already been destroyed/i.test(errorMessage(err));
       // Node socket errors, connection exceptions (08), shutdowns (57P0x), too many connections (53300).
       return /^E[A-Z]+$/.test(code) || code.startsWith('08') || /^57P0[1-3]$/.test(code) || code === '53300';
     },

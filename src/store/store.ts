@@ -384,7 +384,10 @@ export interface Store {
    * never lowers it. Returns the token recorded now; larger than `fencingToken` means a
    * newer leader recorded its own first, and this one must not lead. Once it returns,
    * no fenced write with a smaller token commits, including ones already in flight
-   * (PostgreSQL: it waits for them; SQLite: one writer).
+   * (PostgreSQL: it waits for them; SQLite: one writer). The wait is bounded: a fenced
+   * write stalled mid-transaction is ended by the server after the store's fencing
+   * timeout idle (and cannot commit), and a record still waiting after that long fails
+   * with UnavailableError(LEADER_FENCE_LOCK_TIMEOUT), nothing recorded.
    */
   recordFencingToken(fencingToken: number): Promise<number>;
   /**

@@ -417,6 +417,24 @@ export function storeConformance(name: string, open: () => Promise<Store>, clean
         const late = await Promise.allSettled(agents.map((a) => store.getAgent(a.id).then((cur) => store.updateAgentWithEvents(cur!, { labels: {}, updatedAt: BASE_MS + 99 }, [], 1))));
         expect(late.every((r) => r.status === 'rejected' && r.reason instanceof FencedOutError)).toBe(true);
       });
+
+      it('fenced writes that fail part-way (stale version, missing agent, fenced out) leave the fence free: the next record completes at once', async () => {
+        const [a, b] = await createMany(store, 2, () => ({ tenantId: 't1' }));
+        expect(await store.recordFencingToken(1)).toBe(1);
+        const moved = await store.updateAgentWithEvents(a!, { labels: { n: '1' }, updatedAt: BASE_MS + 1 }, [], 1);
+        // Each fails inside its fenced transaction, after the fence lock was taken.
+        await expect(store.updateAgentWithEvents(a!, { labels: { n: 'stale' }, updatedAt: BASE_MS + 2 }, [], 1)).rejects.toBeInstanceOf(VersionConflictError);
+        await expectDomainError(store.updateAgentWithEvents({ ...b!, id: 'missing' }, { labels: {}, updatedAt: BASE_MS + 2 }, [], 1), NotFoundError, 'AGENT_NOT_FOUND');
+        expect(await store.recordFencingToken(2)).toBe(2);
+        await expectDomainError(store.updateAgentWithEvents(moved.agent, { labels: { n: 'old' }, updatedAt: BASE_MS + 3 }, [], 1), FencedOutError, 'LEADER_FENCED_OUT');
+        // Nothing holds the fence lock any more: a record (which takes it exclusively on
+        // PostgreSQL) finishes well within the shortest store fencing timeout.
+        const startedMs = Date.now();
+        expect(await store.recordFencingToken(3)).toBe(3);
+        expect(Date.now() - startedMs).toBeLessThan(1_000);
+        const after = await store.updateAgentWithEvents(moved.agent, { labels: { n: '3' }, updatedAt: BASE_MS + 4 }, [], 3);
+        expect(await store.getAgent(a!.id)).toEqual(after.agent);
+      });
     });
 
     describe('listAgents', () => {

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LeaderElector } from '../../src/ha/leader-elector.js';
 import type { LeaderLease } from '../../src/ha/leader-lease.js';
 import { RedisLeaderLease } from '../../src/ha/redis-leader-lease.js';
+import { openStore } from '../../src/store/open-store.js';
 import { deleteRedisPrefix, requireRedis, testRedisUrl } from '../helpers/require-redis.js';
 
 const hasRedis = await requireRedis();
@@ -202,5 +203,40 @@ describe.skipIf(!hasRedis)('leader lease and elector on Redis', () => {
     expect(e.isLeader()).toBe(false);
     // The intruder's lease is left alone.
     expect(await raw.get(`${prefix}leader`)).toBe('999 intruder');
+  });
+
+  it('a term whose token the store has seen surpassed, cut off from Redis while catching the counter up, still ends: stop() does not hang', async () => {
+    const store = await openStore('sqlite::memory:', '.');
+    closers.push(() => store.close());
+    // A newer leader has recorded a much larger token.
+    await store.recordFencingToken(1_000);
+    const ttlMs = 1_000;
+    const partitionable = new PartitionableLease(lease(newPrefix(), ttlMs));
+    let recorded = false;
+    let led = false;
+    const e = new LeaderElector({
+      lease: partitionable,
+      replicaId: 'behind',
+      // The real store; the partition begins right after the record, so that the
+      // counter's advance (advanceFencingToken) hangs.
+      fence: {
+        recordFencingToken: async (token) => {
+          const answer = await store.recordFencingToken(token);
+          partitionable.partitioned = true;
+          recorded = true;
+          return answer;
+        },
+      },
+      lead: () => void (led = true),
+    });
+    e.start();
+    await waitUntil(() => recorded, 5_000, 'the record');
+    await sleep(100);
+    const stopStartedMs = Date.now();
+    // Its release hangs too: stop() waits for it one TTL at most.
+    await e.stop();
+    expect(Date.now() - stopStartedMs).toBeLessThan(ttlMs + 1_500);
+    expect(led).toBe(false);
+    expect(e.isLeader()).toBe(false);
   });
 });
