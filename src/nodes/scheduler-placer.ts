@@ -30,13 +30,15 @@ interface Binding {
   nodeId: string;
   cpuMillicores: number;
   memoryMiB: number;
-  gpu: number;
+  /** Its length is the GPU count (a separate count field was 8 bytes per agent). */
   gpuIds: readonly string[];
   spreadGroup: string;
 }
 
 /** Shared by every binding without GPUs (nearly all). */
 const NO_GPUS: readonly string[] = Object.freeze([]);
+/** Distinct spread groups held for sharing (see internGroup); cleared when full. */
+const SPREAD_GROUP_STRINGS_LIMIT = 16_384;
 
 /** An agent that found no node, ordered for retries by priority (high first), then age. */
 interface Waiting {
@@ -67,6 +69,8 @@ const PROBE = '\u0000probe:';
 export class SchedulerPlacer implements Placer {
   private readonly bindings = new Map<string, Binding>();
   private readonly waiting = new Map<string, Waiting>();
+  /** One string per spread group, shared by the bindings and the pool's assumptions of its agents. */
+  private readonly groups = new Map<string, string>();
   private pool: NodePool | undefined;
   private retryScheduled = false;
   private readonly logger: Logger;
@@ -104,6 +108,7 @@ export class SchedulerPlacer implements Placer {
     // adopt() that raced a NodeLost/drain update): give it back and decide afresh.
     if (this.bindings.has(agent.id)) this.release(agent.id);
     const request = toRequest(agent);
+    request.spreadGroup = this.internGroup(request.spreadGroup ?? '');
     const pool = this.currentPool();
     // No await from here to the assume: the decision and the accounting are one step.
     const decision = this.o.scheduler.schedule(request, pool);
@@ -116,7 +121,6 @@ export class SchedulerPlacer implements Placer {
       nodeId: decision.nodeId,
       cpuMillicores: request.spec.resources.cpuMillicores,
       memoryMiB: request.spec.resources.memoryMiB,
-      gpu: request.spec.resources.gpu,
       gpuIds: decision.gpuIds.length === 0 ? NO_GPUS : decision.gpuIds,
       spreadGroup: request.spreadGroup ?? '',
     });
@@ -160,7 +164,7 @@ export class SchedulerPlacer implements Placer {
     if (!this.o.nodes.nodes().some((n) => n.id === nodeId)) return false;
     const r = agent.spec.resources;
     const gpuIds = agent.status.gpuIds ?? [];
-    const binding: Binding = { nodeId, cpuMillicores: r.cpuMillicores, memoryMiB: r.memoryMiB, gpu: gpuIds.length, gpuIds: gpuIds.length === 0 ? NO_GPUS : [...gpuIds], spreadGroup: spreadGroupOf(agent) };
+    const binding: Binding = { nodeId, cpuMillicores: r.cpuMillicores, memoryMiB: r.memoryMiB, gpuIds: gpuIds.length === 0 ? NO_GPUS : [...gpuIds], spreadGroup: this.internGroup(spreadGroupOf(agent)) };
     this.bindings.set(agent.id, binding);
     this.waiting.delete(agent.id);
     if (this.pool && !this.tryAssume(this.pool, agent.id, binding)) this.pool = undefined;
@@ -223,6 +227,18 @@ export class SchedulerPlacer implements Placer {
     }
     this.pool = pool;
     return pool;
+  }
+
+  /**
+   * spreadGroupOf() builds a new string per agent, though most agents share a few groups:
+   * one held string per group saves a copy per agent in the bindings and the pool.
+   */
+  private internGroup(group: string): string {
+    const held = this.groups.get(group);
+    if (held !== undefined) return held;
+    if (this.groups.size >= SPREAD_GROUP_STRINGS_LIMIT) this.groups.clear();
+    this.groups.set(group, group);
+    return group;
   }
 
   private tryAssume(pool: NodePool, agentId: string, b: Binding): boolean {

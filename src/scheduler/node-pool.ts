@@ -35,6 +35,9 @@ interface Assumption {
 const MAX_ELIGIBLE_CACHE_ENTRIES = 4096;
 /** Shared by every assumption without GPUs (nearly all): 100,000 empty arrays are 3 MiB. */
 const NO_GPUS: readonly string[] = Object.freeze([]);
+/** Devices and used devices of every node without GPUs (see the constructor); never changed. */
+const NO_GPU_LIST: readonly string[] = Object.freeze([]);
+const NO_GPU_SET = new Set<string>();
 
 /**
  * In-memory accounting of a SchedulingSnapshot, the scheduler's "assume cache": after a
@@ -75,7 +78,7 @@ export class NodePool {
   readonly preferTaintIds: readonly (readonly number[])[];
 
   private readonly indexById = new Map<string, number>();
-  private readonly gpuIdsSorted: string[][];
+  private readonly gpuIdsSorted: (readonly string[])[];
   private readonly gpuUsed: Set<string>[];
   private readonly assumed = new Map<string, Assumption>();
   private readonly groupCounts = new Map<string, Int32Array>();
@@ -97,7 +100,7 @@ export class NodePool {
     this.maxAgents = new Int32Array(n);
     this.freeGpuCount = new Int32Array(n);
     this.flags = new Uint8Array(n);
-    this.gpuIdsSorted = new Array<string[]>(n);
+    this.gpuIdsSorted = new Array<readonly string[]>(n);
     this.gpuUsed = new Array<Set<string>>(n);
     let anyPreferTaints = false;
     const distinctTaints: Taint[] = [];
@@ -125,8 +128,11 @@ export class NodePool {
       this.usedMemory[i] = node.allocated.memoryMiB;
       this.agentCount[i] = node.allocated.agents;
       this.maxAgents[i] = node.capacity.maxAgents;
-      const ids = node.capacity.gpus.map((gpu) => gpu.id).sort(compareGpuIds);
-      const used = new Set(node.allocated.gpuIds);
+      // Nodes without GPUs (nearly all) share one empty list and one empty set: nothing adds
+      // to their set, since assume() refuses device ids a node does not have.
+      const gpuless = node.capacity.gpus.length === 0 && node.allocated.gpuIds.length === 0;
+      const ids = gpuless ? NO_GPU_LIST : node.capacity.gpus.map((gpu) => gpu.id).sort(compareGpuIds);
+      const used = gpuless ? NO_GPU_SET : new Set(node.allocated.gpuIds);
       this.gpuIdsSorted[i] = ids;
       this.gpuUsed[i] = used;
       this.freeGpuCount[i] = ids.filter((id) => !used.has(id)).length;

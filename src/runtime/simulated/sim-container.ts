@@ -44,9 +44,9 @@ export class SimContainer {
   /** Callbacks waiting for any state change (follow readers, stop grace). */
   private waiters: Set<() => void> | undefined;
 
+  /** No name field: the name is containerName(agentId), looked up through SimNode.byAgent. */
   constructor(
     readonly id: string,
-    readonly name: string,
     readonly agentId: string,
     readonly program: SimProgram,
   ) {}

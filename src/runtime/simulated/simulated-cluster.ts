@@ -55,16 +55,29 @@ export interface SimulatedClusterOptions {
   logLinesPerContainer?: number | undefined;
 }
 
+/** One watch() on a node's events; it ends when `signal` aborts (checked on delivery) or its view closes. */
+export interface SimWatch {
+  readonly onEvent: (event: RuntimeEvent) => void;
+  readonly signal: AbortSignal;
+}
+
 /** One simulated node: its containers, watchers and whether it is reachable. */
 export interface SimNode {
   readonly id: string;
   readonly shape: NodeShape;
   down: boolean;
   readonly containers: Map<string, SimContainer>;
-  readonly byName: Map<string, SimContainer>;
-  readonly listeners: Set<(event: RuntimeEvent) => void>;
-  /** Woken when the node goes down or comes back (follow readers, stop waits). */
-  readonly waiters: Set<() => void>;
+  /**
+   * The same containers by agent id: a container's name is containerName(agentId), so
+   * lookups by name go through here (a map keyed by the name held one more string per agent).
+   */
+  readonly byAgent: Map<string, SimContainer>;
+  readonly listeners: Set<SimWatch>;
+  /**
+   * Woken when the node goes down or comes back (follow readers, stop waits). Made on
+   * first wait and dropped when empty: nearly all nodes never have one.
+   */
+  waiters: Set<() => void> | undefined;
 }
 
 const defaultMissingImages = (image: string): boolean => image.includes('does-not-exist') || image.includes('missing');
@@ -140,9 +153,9 @@ export class SimulatedCluster {
         shape: validateNodeShape(shape, `nodes[${i}]`),
         down: false,
         containers: new Map(),
-        byName: new Map(),
+        byAgent: new Map(),
         listeners: new Set(),
-        waiters: new Set(),
+        waiters: undefined,
       });
     });
   }
@@ -175,7 +188,7 @@ export class SimulatedCluster {
     const node = this.node(nodeId);
     if (node.down === down) return;
     node.down = down;
-    for (const waiter of [...node.waiters]) waiter();
+    for (const waiter of [...(node.waiters ?? [])]) waiter();
   }
 
   /** The node lost its disk: every container is gone, silently (no events). */
@@ -188,7 +201,7 @@ export class SimulatedCluster {
       c.notify();
     }
     node.containers.clear();
-    node.byName.clear();
+    node.byAgent.clear();
   }
 
   stats(): SimulatedClusterStats {
@@ -314,7 +327,7 @@ export class SimulatedCluster {
   destroy(node: SimNode, c: SimContainer, nowMs: number): void {
     this.endRun(node, c, nowMs, 137, false);
     node.containers.delete(c.id);
-    node.byName.delete(c.name);
+    node.byAgent.delete(c.agentId);
     c.removed = true;
     this.emit(node, 'destroy', c, nowMs);
     c.notify();
@@ -331,7 +344,8 @@ export class SimulatedCluster {
       const done = (): void => {
         if (timer) this.heap.cancel(timer);
         c.deleteWaiter(done);
-        node.waiters.delete(done);
+        node.waiters?.delete(done);
+        if (node.waiters?.size === 0) node.waiters = undefined;
         signal.removeEventListener('abort', done);
         resolve();
       };
@@ -340,7 +354,7 @@ export class SimulatedCluster {
         return;
       }
       c.addWaiter(done);
-      node.waiters.add(done);
+      (node.waiters ??= new Set()).add(done);
       signal.addEventListener('abort', done, { once: true });
       if (Number.isFinite(dueMs)) timer = this.schedule(dueMs, done);
     });
@@ -432,9 +446,13 @@ export class SimulatedCluster {
     this.pendingEvents = [];
     for (const { node, event } of batch) {
       if (node.down) continue;
-      for (const listener of node.listeners) {
+      for (const watch of node.listeners) {
+        if (watch.signal.aborted) {
+          node.listeners.delete(watch);
+          continue;
+        }
         try {
-          listener(event);
+          watch.onEvent(event);
         } catch {
           // A consumer's bug must not end the watch for everybody else (as in the Docker adapter).
         }

@@ -5,7 +5,7 @@
  * interprets it. `driver` is 'simulated' and `simulated` is true so nothing mistakes it
  * for capacity.
  */
-import { ConflictError, NotFoundError, UnavailableError } from '../../domain/errors.js';
+import { NotFoundError, UnavailableError } from '../../domain/errors.js';
 import {
   ImageNotFoundError,
   containerName,
@@ -19,12 +19,14 @@ import {
 } from '../runtime.js';
 import type { NodeShape } from './node-shape.js';
 import { SimContainer } from './sim-container.js';
-import type { SimNode, SimulatedCluster } from './simulated-cluster.js';
+import type { SimNode, SimWatch, SimulatedCluster } from './simulated-cluster.js';
 import { linkSignals, type LinkedSignal } from '../../domain/linked-signal.js';
 
 /** What a simulated process does on SIGTERM: exits at once with 128 + 15. */
 const SIGTERM_EXIT_CODE = 143;
 const SIGKILL_EXIT_CODE = 137;
+/** Every container's name is this plus its agent id (containerName). */
+const NAME_PREFIX = containerName('');
 
 /**
  * A Runtime view of one simulated node. Views are cheap and stateless apart from their
@@ -36,7 +38,15 @@ export class SimulatedRuntime implements Runtime {
   readonly driver = 'simulated';
   readonly simulated = true;
   readonly nodeId: string;
-  private readonly closing = new AbortController();
+  private closed = false;
+  /**
+   * Aborted by close(); made on first use (a log stream, a stop grace, a start latency):
+   * an AbortController with its signal is about 600 bytes, and a pool of simulated
+   * nodes holds one view per node.
+   */
+  private closing: AbortController | undefined;
+  /** This view's watches, removed from the node by close(). */
+  private watches: SimWatch[] | undefined;
 
   /** Use SimulatedCluster.runtimes() or .runtime(nodeId). */
   constructor(
@@ -68,22 +78,14 @@ export class SimulatedRuntime implements Runtime {
     if (this.cluster.isImageMissing(spec.image)) {
       throw new ImageNotFoundError(spec.image, `simulated node ${this.nodeId} treats it as missing`);
     }
-    const name = containerName(spec.agentId);
-    const existing = this.node.byName.get(name);
-    if (existing !== undefined) {
-      if (existing.agentId === spec.agentId) return existing.id;
-      throw new ConflictError('CONTAINER_NAME_TAKEN', `container name "${name}" on node ${this.nodeId} belongs to agent ${existing.agentId}; remove it first`, {
-        nodeId: this.nodeId,
-        agentId: spec.agentId,
-        name,
-        containerId: existing.id,
-        ownerAgentId: existing.agentId,
-      });
-    }
+    // Names are containerName(agentId), so the one container of this agent is the only
+    // holder of its name: no other agent's container can take it.
+    const existing = this.node.byAgent.get(spec.agentId);
+    if (existing !== undefined) return existing.id;
     const program = this.cluster.program([...spec.command, ...spec.args], spec.env);
-    const c = new SimContainer(this.cluster.nextContainerId(this.node), name, spec.agentId, program);
+    const c = new SimContainer(this.cluster.nextContainerId(this.node), spec.agentId, program);
     this.node.containers.set(c.id, c);
-    this.node.byName.set(name, c);
+    this.node.byAgent.set(spec.agentId, c);
     this.cluster.emit(this.node, 'create', c, Date.now());
     return c.id;
   }
@@ -162,11 +164,19 @@ export class SimulatedRuntime implements Runtime {
    * subscription itself survives the outage, as the Docker adapter's reconnect does.
    */
   watch(onEvent: (event: RuntimeEvent) => void, signal: AbortSignal): void {
-    const stop = AbortSignal.any([signal, this.closing.signal]);
-    if (stop.aborted) return;
-    const listener = (event: RuntimeEvent): void => onEvent(event);
-    this.node.listeners.add(listener);
-    stop.addEventListener('abort', () => this.node.listeners.delete(listener), { once: true });
+    if (signal.aborted || this.closed) return;
+    const listeners = this.node.listeners;
+    // Not AbortSignal.any([signal, closing]): Node keeps such a combined signal (and a WeakRef
+    // in each source) alive while it has a listener, about 1 kB per simulated node. Nor a
+    // listener on `signal`: one controller watches every node, thousands of listeners on one
+    // signal. The caller's signal is checked when an event is delivered instead (so an aborted
+    // watch gets nothing), aborted watches are dropped here and on delivery, and close()
+    // removes this view's.
+    for (const w of listeners) if (w.signal.aborted) listeners.delete(w);
+    const watch: SimWatch = { onEvent, signal };
+    listeners.add(watch);
+    // A new array of the exact size: one grown by push reserves 17 slots (150 bytes per node).
+    this.watches = [...(this.watches ?? []).filter((w) => !w.signal.aborted), watch];
   }
 
   /**
@@ -210,13 +220,20 @@ export class SimulatedRuntime implements Runtime {
 
   /** Ends this view's watches and log streams; the node and its containers stay in the cluster. */
   async close(): Promise<void> {
-    if (this.closing.signal.aborted) return;
-    this.closing.abort();
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.watches ?? []) this.node.listeners.delete(w);
+    this.watches = undefined;
+    this.closing?.abort();
     this.cluster.viewClosed(this);
   }
 
   /** The caller's signal or this view closing; dispose it when the call ends (linked-signal.ts says why). */
   private callSignal(signal: AbortSignal | undefined): LinkedSignal {
+    if (this.closing === undefined) {
+      this.closing = new AbortController();
+      if (this.closed) this.closing.abort();
+    }
     return linkSignals(signal, this.closing.signal);
   }
 
@@ -239,7 +256,9 @@ export class SimulatedRuntime implements Runtime {
   }
 
   private find(idOrName: string): SimContainer | undefined {
-    return this.node.containers.get(idOrName) ?? this.node.byName.get(idOrName);
+    const c = this.node.containers.get(idOrName);
+    if (c !== undefined || !idOrName.startsWith(NAME_PREFIX)) return c;
+    return this.node.byAgent.get(idOrName.slice(NAME_PREFIX.length));
   }
 
   private require(idOrName: string): SimContainer {
