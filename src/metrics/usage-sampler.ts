@@ -6,6 +6,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import type { Store } from '../store/store.js';
 import type { ContainerUsage } from './cgroup/container-usage.js';
+import { StringInterner } from '../domain/string-interner.js';
 
 /** Samples containers of one node; CgroupCollector is the real one. */
 export interface UsageCollector {
@@ -143,8 +144,6 @@ interface Tracked {
 
 const LIVE_PHASES: Phase[] = ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'];
 const PAGE_SIZE = 1000;
-/** Distinct tenant and node ids are few; the bound only keeps a pathological store from growing it forever. */
-const INTERNED_STRINGS_LIMIT = 16_384;
 /** Nanosecond counters make float noise; 6 decimals is far finer than any CPU limit. */
 const round6 = (x: number): number => Math.round(x * 1e6) / 1e6;
 
@@ -171,8 +170,8 @@ export class UsageSampler {
   /** Per-node sums of the round whose views they were built from, made on first ask. */
   private nodeIndex: { views: readonly AgentContainerView[]; byNode: Map<string, { all: NodeSums; byTenant: Map<string, NodeSums> }> } | undefined;
   private runEnded: ((run: EndedRun) => void) | undefined;
-  /** Tenant and node ids, one string per value shared by every view (see track()); bounded, cleared when full. */
-  private readonly strings = new Map<string, string>();
+  /** Tenant and node ids, one string per value shared by every view (see track()). */
+  private readonly strings = new StringInterner();
 
   constructor(private readonly o: UsageSamplerOptions) {
     this.intervalMs = o.intervalMs ?? 10_000;
@@ -378,8 +377,8 @@ export class UsageSampler {
     const view = makeView(
       old?.agentId ?? agent.id,
       old?.agentName === agent.name ? old.agentName : agent.name,
-      this.intern(agent.tenantId),
-      this.intern(agent.status.node ?? ''),
+      this.strings.intern(agent.tenantId),
+      this.strings.intern(agent.status.node ?? ''),
       agent.status.phase,
       agent.status.restarts,
       r.cpuMillicores,
@@ -406,15 +405,6 @@ export class UsageSampler {
       t.runningSinceMs = running !== undefined ? agent.status.phaseSince : undefined;
     }
     return t;
-  }
-
-  /** The string already held for `value`, else `value` (then held). */
-  private intern(value: string): string {
-    const held = this.strings.get(value);
-    if (held !== undefined) return held;
-    if (this.strings.size >= INTERNED_STRINGS_LIMIT) this.strings.clear();
-    this.strings.set(value, value);
-    return value;
   }
 
   /** Reports the run of t.containerId as ended, with its last sample (nothing without one). */

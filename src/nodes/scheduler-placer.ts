@@ -8,6 +8,7 @@ import type { Bus } from '../bus/bus.js';
 import type { Placement, Placer } from '../controllers/placer.js';
 import { explainScores, NodePool, Scheduler, type SchedulingRequest } from '../scheduler/index.js';
 import type { Store } from '../store/store.js';
+import { StringInterner } from '../domain/string-interner.js';
 
 /** Where the placer gets its nodes from (NodePoolService). */
 export interface NodeSource {
@@ -37,8 +38,6 @@ interface Binding {
 
 /** Shared by every binding without GPUs (nearly all). */
 const NO_GPUS: readonly string[] = Object.freeze([]);
-/** Distinct spread groups held for sharing (see internGroup); cleared when full. */
-const SPREAD_GROUP_STRINGS_LIMIT = 16_384;
 
 /** An agent that found no node, ordered for retries by priority (high first), then age. */
 interface Waiting {
@@ -69,8 +68,11 @@ const PROBE = '\u0000probe:';
 export class SchedulerPlacer implements Placer {
   private readonly bindings = new Map<string, Binding>();
   private readonly waiting = new Map<string, Waiting>();
-  /** One string per spread group, shared by the bindings and the pool's assumptions of its agents. */
-  private readonly groups = new Map<string, string>();
+  /**
+   * One string per spread group, shared by the bindings and the pool's assumptions of its
+   * agents: spreadGroupOf() builds a new string per agent, though most share a few groups.
+   */
+  private readonly groups = new StringInterner();
   private pool: NodePool | undefined;
   private retryScheduled = false;
   private readonly logger: Logger;
@@ -108,7 +110,7 @@ export class SchedulerPlacer implements Placer {
     // adopt() that raced a NodeLost/drain update): give it back and decide afresh.
     if (this.bindings.has(agent.id)) this.release(agent.id);
     const request = toRequest(agent);
-    request.spreadGroup = this.internGroup(request.spreadGroup ?? '');
+    request.spreadGroup = this.groups.intern(request.spreadGroup ?? '');
     const pool = this.currentPool();
     // No await from here to the assume: the decision and the accounting are one step.
     const decision = this.o.scheduler.schedule(request, pool);
@@ -164,7 +166,7 @@ export class SchedulerPlacer implements Placer {
     if (!this.o.nodes.nodes().some((n) => n.id === nodeId)) return false;
     const r = agent.spec.resources;
     const gpuIds = agent.status.gpuIds ?? [];
-    const binding: Binding = { nodeId, cpuMillicores: r.cpuMillicores, memoryMiB: r.memoryMiB, gpuIds: gpuIds.length === 0 ? NO_GPUS : [...gpuIds], spreadGroup: this.internGroup(spreadGroupOf(agent)) };
+    const binding: Binding = { nodeId, cpuMillicores: r.cpuMillicores, memoryMiB: r.memoryMiB, gpuIds: gpuIds.length === 0 ? NO_GPUS : [...gpuIds], spreadGroup: this.groups.intern(spreadGroupOf(agent)) };
     this.bindings.set(agent.id, binding);
     this.waiting.delete(agent.id);
     if (this.pool && !this.tryAssume(this.pool, agent.id, binding)) this.pool = undefined;
@@ -227,18 +229,6 @@ export class SchedulerPlacer implements Placer {
     }
     this.pool = pool;
     return pool;
-  }
-
-  /**
-   * spreadGroupOf() builds a new string per agent, though most agents share a few groups:
-   * one held string per group saves a copy per agent in the bindings and the pool.
-   */
-  private internGroup(group: string): string {
-    const held = this.groups.get(group);
-    if (held !== undefined) return held;
-    if (this.groups.size >= SPREAD_GROUP_STRINGS_LIMIT) this.groups.clear();
-    this.groups.set(group, group);
-    return group;
   }
 
   private tryAssume(pool: NodePool, agentId: string, b: Binding): boolean {

@@ -20,6 +20,7 @@ import { ensureBusyboxImage } from '../helpers/busybox-image.js';
 import { requireDocker } from '../helpers/require-docker.js';
 import { PYTHON_IMAGE, TestPlatform, requireImage, sleep, uniqueName, type AgentJson } from '../integration/harness.js';
 import { requirePrometheusBinaries } from './prometheus-binaries.js';
+import { cgroupCpuSeconds } from '../helpers/cgroup-cpu.js';
 
 const hasDocker = await requireDocker();
 const hasPrometheus = await requirePrometheusBinaries('prometheus', 'promtool');
@@ -42,20 +43,6 @@ async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
-}
-
-/** CPU time of a Docker container in seconds, read from its cgroup (v1 cpuacct or v2 cpu.stat). */
-function cgroupCpuSeconds(containerId: string): number {
-  const v1 = [`/sys/fs/cgroup/cpu,cpuacct/docker/${containerId}/cpuacct.usage`, `/sys/fs/cgroup/cpuacct/docker/${containerId}/cpuacct.usage`];
-  for (const p of v1) if (existsSync(p)) return Number(readFileSync(p, 'utf8').trim()) / 1e9;
-  for (const dir of [`/sys/fs/cgroup/docker/${containerId}`, `/sys/fs/cgroup/system.slice/docker-${containerId}.scope`]) {
-    const p = join(dir, 'cpu.stat');
-    if (existsSync(p)) {
-      const m = /^usage_usec (\d+)$/m.exec(readFileSync(p, 'utf8'));
-      if (m) return Number(m[1]) / 1e6;
-    }
-  }
-  throw new Error(`no cgroup CPU accounting found for container ${containerId}`);
 }
 
 /**

@@ -10,29 +10,13 @@
  * sampled counter lies between them whatever the machine's load, with no timing margin.
  * Needs Docker: fails when CI=true and Docker is missing, skips otherwise.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBusyboxImage } from '../helpers/busybox-image.js';
 import { requireDocker } from '../helpers/require-docker.js';
 import { TestPlatform, sleep, uniqueName } from '../integration/harness.js';
+import { cgroupCpuSeconds } from '../helpers/cgroup-cpu.js';
 
 const hasDocker = await requireDocker();
-
-/** CPU time of a Docker container in seconds, straight from its cgroup (v1 cpuacct or v2 cpu.stat): the ground truth. */
-function cgroupCpuSeconds(containerId: string): number {
-  for (const p of [`/sys/fs/cgroup/cpu,cpuacct/docker/${containerId}/cpuacct.usage`, `/sys/fs/cgroup/cpuacct/docker/${containerId}/cpuacct.usage`]) {
-    if (existsSync(p)) return Number(readFileSync(p, 'utf8').trim()) / 1e9;
-  }
-  for (const dir of [`/sys/fs/cgroup/docker/${containerId}`, `/sys/fs/cgroup/system.slice/docker-${containerId}.scope`]) {
-    const p = join(dir, 'cpu.stat');
-    if (existsSync(p)) {
-      const m = /^usage_usec (\d+)$/m.exec(readFileSync(p, 'utf8'));
-      if (m) return Number(m[1]) / 1e6;
-    }
-  }
-  throw new Error(`no cgroup CPU accounting found for container ${containerId}`);
-}
 
 /** The ledger keeps whole microseconds; the cgroup v2 counter is whole microseconds too. */
 const ROUNDING_SECONDS = 2e-6;
