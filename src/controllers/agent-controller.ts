@@ -13,7 +13,7 @@ import { QUOTA_EXCEEDED_REASON } from '../tenancy/quota.js';
 import { decide, type Decision, type DecisionConfig, type DecisionEvent } from './agent-decision.js';
 import type { Placer } from './placer.js';
 import type { EventRecorder } from './event-recorder.js';
-import { withPhaseChange } from './phase-change-events.js';
+import { phaseChangedEvent, withPhaseChange } from './phase-change-events.js';
 import type { ControllerMetrics } from '../metrics/controller-metrics.js';
 import { SandboxSetupError, type ContainerHooks } from '../security/agent-sandbox.js';
 
@@ -472,19 +472,7 @@ export class AgentController {
       fence?.fencingToken,
     );
     this.d.events.published(stored);
-    if (status.phase !== agent.status.phase) {
-      this.d.bus.publish({
-        id: 0,
-        tenantId: agent.tenantId,
-        objectKind: 'Agent',
-        objectId: agent.id,
-        type: 'Normal',
-        reason: 'PhaseChanged',
-        message: `${agent.status.phase} -> ${status.phase}`,
-        data: { from: agent.status.phase, to: status.phase },
-        time: this.d.clock.now(),
-      });
-    }
+    if (status.phase !== agent.status.phase) this.d.bus.publish(phaseChangedEvent(agent, agent.status.phase, status.phase, this.d.clock.now()));
     return updated;
   }
 

@@ -1,4 +1,5 @@
-import type { AgentStatus, Phase } from '../domain/agent.js';
+import type { Agent, AgentStatus, Phase } from '../domain/agent.js';
+import type { PlatformEvent } from '../domain/event.js';
 import type { DecisionEvent } from './agent-decision.js';
 
 /** What a stored event says about the phase change it was written with (`data.from`, `data.to`). */
@@ -33,6 +34,14 @@ export function withPhaseChange<E extends DecisionEvent>(from: Pick<AgentStatus,
     ];
   }
   return [...events.slice(0, -1), { ...last, data: withPhaseData(last.data, change) }];
+}
+
+/**
+ * The live-only `PhaseChanged` event (not stored, id 0) that SSE clients and the admission
+ * queue hear when an agent's phase moves; whoever writes the change publishes it.
+ */
+export function phaseChangedEvent(agent: Pick<Agent, 'id' | 'tenantId'>, from: Phase, to: Phase, timeMs: number): PlatformEvent {
+  return { id: 0, tenantId: agent.tenantId, objectKind: 'Agent', objectId: agent.id, type: 'Normal', reason: 'PhaseChanged', message: `${from} -> ${to}`, data: { from, to }, time: timeMs };
 }
 
 /** `data` with `from` and `to` added: merged into an object, or beside a non-object value as `detail`. */

@@ -13,7 +13,7 @@ import type { RuntimeRegistry } from '../runtime/runtime-registry.js';
 import type { Store } from '../store/store.js';
 import { NODE_EVENT_REASONS } from './node-events.js';
 import type { DecisionEvent } from '../controllers/agent-decision.js';
-import { withPhaseChange } from '../controllers/phase-change-events.js';
+import { phaseChangedEvent, withPhaseChange } from '../controllers/phase-change-events.js';
 
 /** Phases in which an agent holds (or is about to hold) room on its node. */
 const LIVE_PHASES = ['Pending', 'Starting', 'Running', 'Stopping', 'Deleting'] as const;
@@ -209,19 +209,7 @@ export class NodeEvictor {
         this.d.events.published(stored);
         this.d.release(agentId);
         this.d.bus.enqueue(agentId);
-        if (updated.status.phase !== agent.status.phase) {
-          this.d.bus.publish({
-            id: 0,
-            tenantId: agent.tenantId,
-            objectKind: 'Agent',
-            objectId: agent.id,
-            type: 'Normal',
-            reason: 'PhaseChanged',
-            message: `${agent.status.phase} -> ${updated.status.phase}`,
-            data: { from: agent.status.phase, to: updated.status.phase },
-            time: now,
-          });
-        }
+        if (updated.status.phase !== agent.status.phase) this.d.bus.publish(phaseChangedEvent(agent, agent.status.phase, updated.status.phase, now));
         return { kind: change.kind, agent: updated };
       } catch (err) {
         if (err instanceof VersionConflictError && attempt < MAX_CONFLICT_RETRIES) continue;

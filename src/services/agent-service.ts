@@ -8,7 +8,7 @@ import type { CreateBackpressure } from './create-backpressure.js';
 import type { AgentFilter, AgentPage, Store } from '../store/store.js';
 import type { EventRecorder } from '../controllers/event-recorder.js';
 import type { DecisionEvent } from '../controllers/agent-decision.js';
-import { withPhaseChange } from '../controllers/phase-change-events.js';
+import { phaseChangedEvent, withPhaseChange } from '../controllers/phase-change-events.js';
 import type { CreateAgentRequest } from '../api/schemas/agent-schema.js';
 import { QUOTA_EXCEEDED_REASON } from '../tenancy/quota.js';
 import { splitEnv } from '../security/env-refs.js';
@@ -210,7 +210,7 @@ export class AgentService {
         this.events.published(stored);
         if (updated.status.phase !== agent.status.phase) {
           // Live, as the controller announces its own transitions (SSE clients, admission).
-          this.bus.publish({ id: 0, tenantId: agent.tenantId, objectKind: 'Agent', objectId: id, type: 'Normal', reason: 'PhaseChanged', message: `${agent.status.phase} -> ${updated.status.phase}`, data: { from: agent.status.phase, to: updated.status.phase }, time: now });
+          this.bus.publish(phaseChangedEvent(agent, agent.status.phase, updated.status.phase, now));
         }
         return updated;
       } catch (err) {

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/wait-for.js';
+export { waitFor };
 import {
   ImageNotFoundError,
   type ContainerSpec,
@@ -37,17 +39,6 @@ export interface RuntimeCapabilities {
 }
 
 const TEST_TIMEOUT_MS = 30_000;
-
-/** Polls until `probe` returns a value other than undefined, or fails after timeoutMs. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** A spec with small, valid resources running `sh -c script`. */
 export function shellSpec(agentId: string, image: string, script: string, overrides: Partial<ContainerSpec> = {}): ContainerSpec {

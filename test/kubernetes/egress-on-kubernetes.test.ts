@@ -20,6 +20,7 @@ import { EGRESS_ALLOWLIST, EGRESS_LABEL } from '../../src/runtime/kubernetes/kub
 import { MANAGED_LABEL } from '../../src/runtime/runtime.js';
 import { FakeKubeApiServer } from './fake-kube-apiserver.js';
 import { validateKubeObject } from './validate-kube-object.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /**
  * Allowlist egress of agents on a Kubernetes node, end to end: the whole platform on the
@@ -118,16 +119,6 @@ function httpVia(
     req.on('error', reject);
     req.end();
   });
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe.sequential('allowlist egress of agents on a Kubernetes node (fake API server, real proxy)', () => {

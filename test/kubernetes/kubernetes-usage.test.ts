@@ -11,6 +11,7 @@ import { KubeApiError } from '../../src/runtime/kubernetes/kube-client.js';
 import { createKubernetesRuntime, type KubernetesRuntime } from '../../src/runtime/kubernetes/kubernetes-runtime.js';
 import { shellSpec } from '../conformance/runtime-conformance.js';
 import { FakeKubeApiServer } from './fake-kube-apiserver.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /**
  * Agent usage on a Kubernetes node, read from metrics.k8s.io, against the FAKE API server
@@ -22,16 +23,6 @@ import { FakeKubeApiServer } from './fake-kube-apiserver.js';
 const IMAGE = 'agent-platform/busybox:latest';
 const Mi = 2 ** 20;
 const METRICS_PATH = '/apis/metrics.k8s.io/v1beta1/pods';
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 interface AgentJson {
   id: string;

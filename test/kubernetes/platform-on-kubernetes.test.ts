@@ -13,6 +13,7 @@ import { KubernetesRuntime } from '../../src/runtime/kubernetes/kubernetes-runti
 import { AGENT_ID_LABEL, INSTANCE_LABEL } from '../../src/runtime/runtime.js';
 import { EGRESS_LABEL } from '../../src/runtime/kubernetes/kube-names.js';
 import { FakeKubeApiServer } from './fake-kube-apiserver.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /**
  * The whole platform with one Kubernetes node, configured the way an operator would
@@ -98,16 +99,6 @@ async function bootOnFake(
     await fake.close();
     rmSync(dir, { recursive: true, force: true });
     throw err;
-  }
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
